@@ -1,0 +1,51 @@
+# vfpool: `make demo` and `make test` are the two commands a new user needs.
+# Both are idempotent: they install what is missing (Debian packages, .venv) and nothing else.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+APT_STAMP := $(VENV)/.apt-installed
+# Debian packages the tests and the demo use. Each is checked with dpkg before apt runs.
+APT_PACKAGES := iproute2 kmod util-linux
+
+.PHONY: all demo test lint bench deps apt clean
+
+all: test
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): setup.cfg pyproject.toml | $(PY)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+$(APT_STAMP): Makefile | $(PY)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	    | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages: $$missing"; \
+	    if [ "$$(id -u)" != 0 ]; then echo "error: need root to apt-get install $$missing" >&2; exit 1; fi; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	touch $@
+
+deps: $(APT_STAMP) $(STAMP)
+
+demo: deps
+	$(VENV)/bin/python contrib/demo.py
+
+test: deps
+	$(PY) -m pytest -q
+
+lint: deps
+	$(VENV)/bin/ruff check vfpool tests migrations
+	$(VENV)/bin/mypy --strict vfpool
+
+bench: deps
+	$(PY) -m vfpool.bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info demo-host

@@ -1,0 +1,3 @@
+from vfpool.cli.main import main
+
+main()

@@ -1,0 +1,106 @@
+"""The `vfpool` command. Each command parses, calls one service function, and renders."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from vfpool import __version__
+from vfpool.errors import VfpoolError
+from vfpool.service.context import Context, open_context
+
+
+@dataclass
+class Settings:
+    db: str | None = None
+    sim: Path | None = None
+    debug: bool = False
+
+    def context(self) -> Context:
+        return open_context(db=self.db, sim=self.sim)
+
+
+_settings = Settings()
+
+
+class VfpoolGroup(TyperGroup):
+    """Maps every error to one `error: …` line on stderr and the exit code from DESIGN.md."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             windows_expand_args: bool = True, **extra: Any) -> Any:
+        code = 0
+        try:
+            result = super().main(args, prog_name or "vfpool", complete_var,
+                                  standalone_mode=False, **extra)
+            code = result if isinstance(result, int) else 0
+        except VfpoolError as exc:
+            code = _fail(str(exc), exc.exit_code)
+        except typer.TyperException as exc:  # usage errors: bad option, missing argument
+            code = _fail(exc.format_message(), 2)
+        except typer.Exit as exc:
+            code = exc.exit_code
+        except (typer.Abort, KeyboardInterrupt):
+            code = _fail("interrupted", 130)
+        except Exception as exc:  # a bug: say so, keep the traceback behind --debug
+            code = _fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for "
+                         "the traceback)", 1)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def _fail(message: str, code: int) -> int:
+    if _settings.debug:
+        traceback.print_exc()
+    typer.echo(f"error: {message}", err=True)
+    return code
+
+
+app = typer.Typer(cls=VfpoolGroup, no_args_is_help=True, pretty_exceptions_enable=False,
+                  add_completion=False, rich_markup_mode=None,
+                  help="Manage SR-IOV NICs as network pools: size PFs, lease VFs, hand them "
+                       "to QEMU.\n\nExample: vfpool --sim /tmp/host pf list")
+
+
+@app.callback()
+def global_options(
+    db: str | None = typer.Option(None, "--db", envvar="VFPOOL_DB", metavar="URL",
+                                  help="Database URL (default: /var/lib/vfpool/vfpool.db "
+                                       "for root, DIR/vfpool.db under --sim)."),
+    sim: Path | None = typer.Option(None, "--sim", envvar="VFPOOL_SIM", metavar="DIR",
+                                    help="Work on the simulated host in DIR."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+) -> None:
+    """Global options."""
+    if version:
+        typer.echo(f"vfpool {__version__}")
+        raise typer.Exit(0)
+    _settings.db, _settings.sim, _settings.debug = db, sim, debug
+
+
+def settings() -> Settings:
+    return _settings
+
+
+def _register() -> None:
+    from vfpool.cli import db, pf, sim
+
+    app.add_typer(sim.app, name="sim")
+    app.add_typer(pf.app, name="pf")
+    app.add_typer(db.app, name="db")
+
+
+_register()
+
+
+def main() -> None:
+    app()

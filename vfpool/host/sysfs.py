@@ -1,0 +1,202 @@
+"""Read PFs and VFs from sysfs under one root. The same code runs on ``/`` and on a sim."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from vfpool.errors import InvalidInput, NotFound
+from vfpool.host.kernel import KernelPort
+from vfpool.host.pciids import PciIds
+from vfpool.model.pci import PciAddress
+from vfpool.model.snapshot import Netdev, PciFunction, PfSnapshot, VfSnapshot
+
+IFNAMSIZ = 16
+
+
+def valid_ifname(name: str) -> bool:
+    """The kernel's dev_valid_name(): 1–15 bytes, not . or .., no '/', ':' or white space."""
+    return (0 < len(name.encode()) < IFNAMSIZ and name not in (".", "..")
+            and not any(ch == "/" or ch == ":" or ch.isspace() for ch in name))
+
+
+def _read(path: Path) -> str | None:
+    """An attribute's text, or None when it is absent (a VF can vanish while we read)."""
+    try:
+        return path.read_text().strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _read_int(path: Path, base: int = 10, default: int = 0) -> int:
+    text = _read(path)
+    if text is None or text == "":
+        return default
+    try:
+        return int(text, base)
+    except ValueError:
+        return default
+
+
+def _link_name(path: Path) -> str | None:
+    try:
+        return os.path.basename(os.readlink(path))
+    except (FileNotFoundError, NotADirectoryError, OSError):
+        return None
+
+
+def _listdir(path: Path) -> list[str]:
+    try:
+        return sorted(os.listdir(path))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+class Sysfs:
+    """Snapshots of the PCI and net devices under ``kernel.root``."""
+
+    def __init__(self, kernel: KernelPort) -> None:
+        self.kernel = kernel
+        self.root = kernel.root
+        self.pci_devices = self.root / "sys/bus/pci/devices"
+        self.class_net = self.root / "sys/class/net"
+        self._pciids: PciIds | None = None
+
+    # -- paths: always built from enumerated, parsed addresses, never from user text
+    def device_dir(self, address: PciAddress) -> Path:
+        return self.pci_devices / str(address)
+
+    def attr(self, address: PciAddress, name: str) -> Path:
+        return self.device_dir(address) / name
+
+    # -- enumeration
+    def pci_addresses(self) -> list[PciAddress]:
+        found = []
+        for entry in _listdir(self.pci_devices):
+            if PciAddress.looks_like(entry):
+                found.append(PciAddress.parse(entry))
+        return sorted(found)
+
+    def netdev_names(self) -> list[str]:
+        return _listdir(self.class_net)
+
+    def pci_function(self, address: PciAddress) -> PciFunction:
+        device = self.device_dir(address)
+        physfn = _link_name(device / "physfn")
+        return PciFunction(
+            pci=address,
+            driver=_link_name(device / "driver"),
+            netdevs=tuple(_listdir(device / "net")),
+            sriov=(device / "sriov_totalvfs").exists(),
+            physfn=PciAddress.parse(physfn) if physfn else None,
+        )
+
+    def netdev_device(self, name: str) -> PciAddress | None:
+        """The PCI function behind an enumerated netdev, or None for a virtual one (lo, veth)."""
+        target = _link_name(self.class_net / name / "device")
+        if target is None or not PciAddress.looks_like(target):
+            return None
+        return PciAddress.parse(target)
+
+    def netdev(self, device: Path, name: str) -> Netdev:
+        base = device / "net" / name
+        ifindex = _read(base / "ifindex")
+        mtu = _read(base / "mtu")
+        return Netdev(
+            name=name,
+            ifindex=int(ifindex) if ifindex and ifindex.isdigit() else None,
+            mac=_read(base / "address"),
+            operstate=_read(base / "operstate") or "unknown",
+            mtu=int(mtu) if mtu and mtu.isdigit() else None,
+        )
+
+    def _netdevs(self, device: Path) -> tuple[Netdev, ...]:
+        return tuple(self.netdev(device, name) for name in _listdir(device / "net"))
+
+    def vf(self, index: int, address: PciAddress) -> VfSnapshot:
+        device = self.device_dir(address)
+        return VfSnapshot(index=index, pci=address, driver=_link_name(device / "driver"),
+                          netdevs=self._netdevs(device))
+
+    def pf(self, address: PciAddress, *, with_vfs: bool = True) -> PfSnapshot:
+        device = self.device_dir(address)
+        if not (device / "sriov_totalvfs").exists():
+            raise NotFound(f"{address} is not an SR-IOV PF on this host")
+        vendor = _read_int(device / "vendor", 16)
+        device_id = _read_int(device / "device", 16)
+        vf_device = _read(device / "sriov_vf_device")
+        numa = _read_int(device / "numa_node", default=-1)
+        vfs: list[VfSnapshot] = []
+        if with_vfs:
+            for entry in _listdir(device):
+                if entry.startswith("virtfn") and entry[6:].isdigit():
+                    target = _link_name(device / entry)
+                    if target and PciAddress.looks_like(target):
+                        vfs.append(self.vf(int(entry[6:]), PciAddress.parse(target)))
+            vfs.sort(key=lambda vf: vf.index)
+        return PfSnapshot(
+            pci=address,
+            vendor=vendor,
+            device=device_id,
+            driver=_link_name(device / "driver"),
+            totalvfs=_read_int(device / "sriov_totalvfs"),
+            numvfs=_read_int(device / "sriov_numvfs"),
+            offset=_read_int(device / "sriov_offset"),
+            stride=_read_int(device / "sriov_stride"),
+            vf_device=int(vf_device, 16) if vf_device else None,
+            numa_node=None if numa < 0 else numa,
+            drivers_autoprobe=_read(device / "sriov_drivers_autoprobe") != "0",
+            netdevs=self._netdevs(device),
+            vfs=tuple(vfs),
+            model=self.pciids.device_name(vendor, device_id),
+        )
+
+    def pfs(self, *, with_vfs: bool = False) -> list[PfSnapshot]:
+        return [self.pf(address, with_vfs=with_vfs) for address in self.pci_addresses()
+                if self.attr(address, "sriov_totalvfs").exists()]
+
+    @property
+    def pciids(self) -> PciIds:
+        if self._pciids is None:
+            self._pciids = PciIds(self.root / "usr/share/misc/pci.ids")
+        return self._pciids
+
+    def boot_id(self) -> str:
+        text = _read(self.root / "proc/sys/kernel/random/boot_id")
+        if not text:
+            raise NotFound(f"no boot id at {self.root / 'proc/sys/kernel/random/boot_id'}")
+        return text
+
+    # -- resolving what the user typed
+    def resolve_pf(self, text: str) -> PfSnapshot:
+        """A PF named by PCI address or netdev name, resolved against the enumeration.
+
+        Raises InvalidInput (exit 2) for text that cannot name a PF, or that names a device
+        without SR-IOV; NotFound (exit 3) for a well-formed name that nothing on the host has.
+        """
+        name = text.strip()
+        address: PciAddress | None = None
+        if PciAddress.looks_like(name):
+            wanted = PciAddress.parse(name)
+            if wanted not in self.pci_addresses():
+                raise NotFound(f"no PCI device {wanted} on this host")
+            address = wanted
+        elif valid_ifname(name):
+            if name not in self.netdev_names():
+                raise NotFound(f"no PF named {name!r}: no such PCI address or network "
+                               "interface on this host")
+            address = self.netdev_device(name)
+            if address is None:
+                raise InvalidInput(f"interface {name} is not a PCI device, so it cannot be a "
+                                   "PF")
+        else:
+            raise InvalidInput(f"invalid PF {name!r}: expected a PCI address such as "
+                               "0000:05:00.0 or an interface name such as enp5s0f0")
+        function = self.pci_function(address)
+        label = f"{address} ({function.netdevs[0]})" if function.netdevs else str(address)
+        if function.physfn is not None:
+            raise InvalidInput(f"{label} is a VF of PF {function.physfn}, not a PF")
+        if not function.sriov:
+            driver = f" (driver {function.driver})" if function.driver else ""
+            raise InvalidInput(f"{label} is not SR-IOV capable{driver}")
+        return self.pf(address)

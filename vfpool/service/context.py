@@ -1,0 +1,60 @@
+"""Wiring: one host (real or simulated) and one store, opened lazily."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from vfpool.errors import PermissionDenied
+from vfpool.host.kernel import KernelPort, RealKernel
+from vfpool.host.sysfs import Sysfs
+from vfpool.store import Store, default_db_url, open_store
+
+
+class Context:
+    """What a service function works on. The store is opened on first use, so commands that
+    only read the host never create a database."""
+
+    def __init__(self, kernel: KernelPort, db_url: str) -> None:
+        self.kernel = kernel
+        self.sysfs = Sysfs(kernel)
+        self.db_url = db_url
+        self._store: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = open_store(self.db_url)
+        return self._store
+
+    def require_root(self, action: str) -> None:
+        """Refuse a change to a real host unless we are root; a sim belongs to its user."""
+        if not self.kernel.simulated and os.geteuid() != 0:
+            raise PermissionDenied(f"{action} changes this host's SR-IOV setup and needs root; "
+                                   "run it as root, or pass --sim DIR to work on a simulated "
+                                   "host")
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> Context:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def open_context(db: str | None = None, sim: Path | str | None = None,
+                 root: Path | str = "/") -> Context:
+    """A context on a simulated host (``sim``) or on the machine under ``root``."""
+    kernel: KernelPort
+    if sim is not None:
+        from vfpool.sim.host import SimHost  # the sim is only imported when asked for
+
+        kernel = SimHost(Path(sim))
+    else:
+        kernel = RealKernel(Path(root))
+    return Context(kernel, db or os.environ.get("VFPOOL_DB") or default_db_url(
+        Path(sim) if sim is not None else None))

@@ -1,0 +1,58 @@
+"""PF discovery: what `pf list` and `pf show` report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from vfpool.model.snapshot import PfSnapshot
+from vfpool.service.context import Context
+from vfpool.store.models import Pool, PoolPf
+
+
+def pool_of_pfs(ctx: Context) -> dict[str, str]:
+    """``{pf pci: pool name}`` for every PF that is in a pool."""
+    with ctx.store.session() as session:
+        rows = session.execute(select(PoolPf.pf_pci, Pool.name).join(Pool,
+                                                                     Pool.id == PoolPf.pool_id))
+        return {pci: name for pci, name in rows}
+
+
+def pf_record(pf: PfSnapshot, pool: str | None) -> dict[str, Any]:
+    """The `pf list` row, with the keys from DESIGN.md (and ``netdevs`` for two-port PFs)."""
+    return {
+        "pci": str(pf.pci),
+        "netdev": pf.netdev,
+        "driver": pf.driver,
+        "vendor": f"{pf.vendor:04x}",
+        "device": f"{pf.device:04x}",
+        "model": pf.model,
+        "totalvfs": pf.totalvfs,
+        "numvfs": pf.numvfs,
+        "numa_node": pf.numa_node,
+        "link": pf.link,
+        "pool": pool,
+        "netdevs": [netdev.name for netdev in pf.netdevs],
+    }
+
+
+def list_pfs(ctx: Context) -> list[dict[str, Any]]:
+    pools = pool_of_pfs(ctx)
+    return [pf_record(pf, pools.get(str(pf.pci))) for pf in ctx.sysfs.pfs()]
+
+
+def show_pf(ctx: Context, name: str) -> dict[str, Any]:
+    """One PF with its SR-IOV geometry and VFs. ``name`` is a BDF or a netdev name."""
+    pf = ctx.sysfs.resolve_pf(name)
+    record = pf_record(pf, pool_of_pfs(ctx).get(str(pf.pci)))
+    record.update({
+        "vf_device": f"{pf.vf_device:04x}" if pf.vf_device is not None else None,
+        "offset": pf.offset,
+        "stride": pf.stride,
+        "drivers_autoprobe": pf.drivers_autoprobe,
+        "vfs": [{"index": vf.index, "pci": str(vf.pci), "netdev": vf.netdev,
+                 "driver": vf.driver, "mac": vf.netdevs[0].mac if vf.netdevs else None}
+                for vf in pf.vfs],
+    })
+    return record

@@ -1,0 +1,668 @@
+"""A simulated SR-IOV host: a sysfs tree under a directory, and the kernel behind its writes.
+
+The tree is laid out as on a real machine, so ``vfpool.host`` reads it with the same code it uses
+on ``/``. Writes come through ``SimHost.write_attr`` (the ``KernelPort``), which applies the
+kernel's and each driver's semantics from SRIOV-FACTS.md and raises ``OSError`` with the errno the
+kernel would return. All mutable state that is not in the tree itself lives in ``sim.json``;
+every mutation holds an exclusive lock, so concurrent CLI processes see one consistent host.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import re
+import shutil
+import uuid
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from vfpool.errors import Conflict, InvalidInput, NotFound
+from vfpool.host.kernel import CommandResult
+from vfpool.model.pci import PciAddress, vf_address
+from vfpool.sim.profiles import (
+    DEFAULT_NICS,
+    ONBOARD_NIC,
+    PROFILES,
+    VENDOR_NAMES,
+    VF_CARDS,
+    NicProfile,
+    driver_id_table,
+)
+from vfpool.sim.spec import CardLayout, NicSpec, layout_host
+
+STATE_FILE = "sim.json"
+STATE_FORMAT = 1
+DEVICES = "sys/devices/pci0000:00"
+DRIVERS = "sys/bus/pci/drivers"
+PAGE_SIZE = 4096
+# Drivers that register netdevs when they bind a function.
+NET_DRIVERS = frozenset({"igb", "ixgbe", "i40e", "ice", "mlx5_core", "mlx4_core", "igbvf",
+                         "ixgbevf", "iavf", "e1000e"})
+# Loaded at boot: the NIC drivers (udev loads them by modalias), not vfio-pci.
+BOOT_MODULES = ("e1000e", "igb", "ixgbe", "i40e", "ice", "mlx5_core", "mlx4_core", "igbvf",
+                "ixgbevf", "iavf")
+OUI = {0x8086: (0xA0, 0x36, 0x9F), 0x15B3: (0x98, 0x03, 0x9B)}
+_DEVICE_ATTR = re.compile(r"^sys/devices/pci0000:00/(?P<bdf>[^/]+)/(?P<attr>[^/]+)$")
+_DRIVER_ATTR = re.compile(r"^sys/bus/pci/drivers/(?P<driver>[^/]+)/(?P<attr>[^/]+)$")
+
+FaultKind = Literal["errno", "ignore", "no-netdev"]
+
+
+@dataclass
+class Fault:
+    """The next ``remaining`` writes to ``target`` misbehave.
+
+    ``errno``: the write fails with that errno. ``ignore``: the write reports success and does
+    nothing (bnxt_en with its PF down). ``no-netdev`` (on ``sriov_numvfs``): the VFs appear but
+    their netdevs never do. ``target`` is a path relative to the sim root, or ``modprobe:MODULE``.
+    """
+
+    target: str
+    kind: FaultKind
+    errno: int | None
+    remaining: int
+
+
+def _oserror(code: int, path: Path | str) -> OSError:
+    return OSError(code, os.strerror(code), str(path))
+
+
+def _write(path: Path, text: str) -> None:
+    path.write_text(text)
+
+
+def _symlink(link: Path, target: str) -> None:
+    if link.is_symlink():
+        link.unlink()
+    link.symlink_to(target)
+
+
+def _module_name(name: str) -> str:
+    return name.replace("-", "_")
+
+
+class SimHost:
+    """A simulated host rooted at ``root``; implements ``vfpool.host.kernel.KernelPort``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(os.path.realpath(root))
+        if not (self.root / STATE_FILE).is_file():
+            raise NotFound(f"{root} is not a simulated host (no {STATE_FILE}); create one with "
+                           f"`vfpool sim create {root}`")
+        self._state: dict[str, Any] = {}
+
+    @property
+    def simulated(self) -> bool:
+        return True
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def create(cls, root: Path, nics: list[str] | None = None, *, force: bool = False) -> SimHost:
+        specs = [NicSpec.parse(text) for text in (nics or DEFAULT_NICS)]
+        onboard = PciAddress.parse(ONBOARD_NIC.pci)
+        layouts = layout_host(specs, reserved={onboard.routing_id})
+        root = Path(root)
+        if root.exists() and (not root.is_dir() or any(root.iterdir())):
+            if not force:
+                raise Conflict(f"{root} already exists and is not empty; pass --force to "
+                               "rebuild the simulated host there")
+            if not (root / STATE_FILE).is_file():
+                raise Conflict(f"refusing to replace {root}: it is not a simulated host (no "
+                               f"{STATE_FILE})")
+            shutil.rmtree(root)
+        for folder in (DEVICES, "sys/devices/virtual/net", "sys/bus/pci/devices", DRIVERS,
+                       "sys/class/net", "sys/module", "sys/kernel/iommu_groups",
+                       "proc/sys/kernel/random", "etc/modprobe.d", "usr/share/misc",
+                       "dev/vfio"):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+        _write(root / "sys/bus/pci/drivers_probe", "")
+        _write(root / "sys/bus/pci/drivers_autoprobe", "1\n")
+        state: dict[str, Any] = {
+            "format": STATE_FORMAT,
+            "nics": [{"profile": c.spec.profile.name, "pci": str(c.pfs[0].pci),
+                      "numa_node": c.spec.numa_node, "totalvfs": c.spec.totalvfs}
+                     for c in layouts],
+            "pfs": {},
+            "next_ifindex": 2,
+            "next_iommu_group": 1,
+            "faults": [],
+            "vf_config": {},
+            "boot_count": 0,
+        }
+        _write(root / STATE_FILE, json.dumps(state))
+        host = cls(root)
+        with host._locked():
+            host._build(layouts)
+            host._boot()
+        return host
+
+    def _build(self, layouts: list[CardLayout]) -> None:
+        self._write_pci_ids(layouts)
+        loopback = self.root / "sys/devices/virtual/net/lo"
+        loopback.mkdir(parents=True)
+        self._netdev_files(loopback, ifindex=1, mac="00:00:00:00:00:00", operstate="unknown",
+                           mtu=65536)
+        _symlink(self.root / "sys/class/net/lo", "../../devices/virtual/net/lo")
+        onboard = PciAddress.parse(ONBOARD_NIC.pci)
+        self._add_function(onboard, ONBOARD_NIC.vendor, ONBOARD_NIC.device, numa_node=0)
+        self._state["onboard"] = {"pci": ONBOARD_NIC.pci, "netdevs": [ONBOARD_NIC.netdev]}
+        for card in layouts:
+            profile = card.spec.profile
+            for pf in card.pfs:
+                self._add_function(pf.pci, profile.vendor, profile.pf_device,
+                                   numa_node=card.spec.numa_node)
+                device = self._dev(str(pf.pci))
+                _write(device / "sriov_totalvfs", f"{pf.totalvfs}\n")
+                _write(device / "sriov_numvfs", "0\n")
+                _write(device / "sriov_offset", f"{pf.offset}\n")
+                _write(device / "sriov_stride", f"{pf.stride}\n")
+                _write(device / "sriov_vf_device", f"{profile.vf_device:x}\n")
+                _write(device / "sriov_drivers_autoprobe", "1\n")
+                _write(device / "sriov_vf_total_msix", "0\n")
+                self._state["pfs"][str(pf.pci)] = {
+                    "profile": profile.name, "port": pf.port, "offset": pf.offset,
+                    "stride": pf.stride, "totalvfs": pf.totalvfs, "netdevs": list(pf.netdevs),
+                    "numa_node": card.spec.numa_node, "operstate": "up",
+                }
+
+    def _write_pci_ids(self, layouts: list[CardLayout]) -> None:
+        # The profile's names reach `pf list` through the same pci.ids lookup as on a real host.
+        by_vendor: dict[int, dict[int, str]] = {
+            ONBOARD_NIC.vendor: {ONBOARD_NIC.device: ONBOARD_NIC.card}}
+        for card in layouts:
+            profile = card.spec.profile
+            devices = by_vendor.setdefault(profile.vendor, {})
+            devices[profile.pf_device] = profile.card
+            devices[profile.vf_device] = VF_CARDS[profile.vf_device]
+        lines = ["# pci.ids of a vfpool simulated host: only the devices it has"]
+        for vendor in sorted(by_vendor):
+            lines.append(f"{vendor:04x}  {VENDOR_NAMES[vendor]}")
+            lines.extend(f"\t{device:04x}  {name}" for device, name
+                         in sorted(by_vendor[vendor].items()))
+        _write(self.root / "usr/share/misc/pci.ids", "\n".join(lines) + "\n")
+
+    def _add_function(self, address: PciAddress, vendor: int, device_id: int, *,
+                      numa_node: int) -> Path:
+        bdf = str(address)
+        device = self._dev(bdf)
+        device.mkdir(parents=True)
+        _write(device / "vendor", f"0x{vendor:04x}\n")
+        _write(device / "device", f"0x{device_id:04x}\n")
+        _write(device / "class", "0x020000\n")
+        _write(device / "numa_node", f"{numa_node}\n")
+        _write(device / "driver_override", "(null)\n")
+        _symlink(self.root / "sys/bus/pci/devices" / bdf, f"../../../devices/pci0000:00/{bdf}")
+        return device
+
+    # ------------------------------------------------------------------ state and locking
+    @contextmanager
+    def _locked(self) -> Iterator[dict[str, Any]]:
+        with open(self.root / ".sim.lock", "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._state = json.loads((self.root / STATE_FILE).read_text())
+            try:
+                yield self._state
+            finally:
+                temporary = self.root / f".{STATE_FILE}.tmp"
+                _write(temporary, json.dumps(self._state, indent=1, sort_keys=True))
+                os.replace(temporary, self.root / STATE_FILE)
+
+    def state(self) -> dict[str, Any]:
+        """A copy of ``sim.json``, for tests and `sim show`."""
+        with self._locked() as state:
+            return json.loads(json.dumps(state))  # type: ignore[no-any-return]
+
+    def _dev(self, bdf: str) -> Path:
+        return self.root / DEVICES / bdf
+
+    def _profile(self, pf_bdf: str) -> NicProfile:
+        return PROFILES[self._state["pfs"][pf_bdf]["profile"]]
+
+    def _read(self, path: Path) -> str:
+        return path.read_text().strip()
+
+    def _driver_of(self, bdf: str) -> str | None:
+        link = self._dev(bdf) / "driver"
+        return os.path.basename(os.readlink(link)) if link.is_symlink() else None
+
+    def _vfs_of(self, pf_bdf: str) -> list[tuple[int, str]]:
+        device = self._dev(pf_bdf)
+        found = []
+        for entry in os.listdir(device):
+            if entry.startswith("virtfn"):
+                found.append((int(entry[6:]), os.path.basename(os.readlink(device / entry))))
+        return sorted(found)
+
+    def _physfn(self, bdf: str) -> str | None:
+        link = self._dev(bdf) / "physfn"
+        return os.path.basename(os.readlink(link)) if link.is_symlink() else None
+
+    def _loaded(self, driver: str) -> bool:
+        return (self.root / DRIVERS / driver).is_dir()
+
+    # ------------------------------------------------------------------ faults
+    def inject_fault(self, target: str, *, kind: FaultKind = "errno", errno_code: int | None = None,
+                     count: int = 1) -> Fault:
+        """Make the next ``count`` writes to ``target`` fail or misbehave (see ``Fault``)."""
+        if kind == "errno" and not errno_code:
+            raise InvalidInput("an errno fault needs an errno, for example EIO")
+        if count < 1:
+            raise InvalidInput("a fault must apply to at least one write")
+        key = self._fault_key(target)
+        fault = Fault(key, kind, errno_code if kind == "errno" else None, count)
+        with self._locked() as state:
+            state["faults"].append(asdict(fault))
+        return fault
+
+    def clear_faults(self) -> None:
+        with self._locked() as state:
+            state["faults"] = []
+
+    def _fault_key(self, target: str) -> str:
+        if target.startswith("modprobe:"):
+            return "modprobe:" + _module_name(target.split(":", 1)[1])
+        path = Path(target)
+        full = path if path.is_absolute() else self.root / path
+        real = Path(os.path.realpath(full))
+        try:
+            return str(real.relative_to(self.root))
+        except ValueError:
+            raise InvalidInput(f"fault target {target} is outside the simulated host") from None
+
+    def _take_fault(self, key: str) -> Fault | None:
+        for index, raw in enumerate(self._state["faults"]):
+            if raw["target"] == key:
+                fault = Fault(**raw)
+                fault.remaining -= 1
+                if fault.remaining <= 0:
+                    del self._state["faults"][index]
+                else:
+                    self._state["faults"][index] = asdict(fault)
+                return fault
+        return None
+
+    # ------------------------------------------------------------------ the kernel port
+    def write_attr(self, path: Path, value: str) -> None:
+        real = Path(os.path.realpath(path))
+        try:
+            key = str(real.relative_to(self.root))
+        except ValueError:
+            raise _oserror(errno.EACCES, path) from None
+        with self._locked():
+            fault = self._take_fault(key)
+            if fault is not None and fault.kind == "errno":
+                raise _oserror(fault.errno or errno.EIO, path)
+            if fault is not None and fault.kind == "ignore":
+                return
+            self._store(key, real, value, no_netdev=fault is not None)
+
+    def _store(self, key: str, real: Path, value: str, *, no_netdev: bool) -> None:
+        device_attr = _DEVICE_ATTR.match(key)
+        driver_attr = _DRIVER_ATTR.match(key)
+        if device_attr is not None:
+            bdf, attr = device_attr["bdf"], device_attr["attr"]
+            if attr == "sriov_numvfs" and bdf in self._state["pfs"]:
+                return self._store_numvfs(bdf, value, real, no_netdev=no_netdev)
+            if attr == "sriov_drivers_autoprobe" and bdf in self._state["pfs"]:
+                enabled = _kstrtobool(value)
+                if enabled is None:
+                    raise _oserror(errno.EINVAL, real)
+                return _write(real, f"{int(enabled)}\n")
+            if attr == "driver_override":
+                text = value[:-1] if value.endswith("\n") else value
+                if len(value) >= PAGE_SIZE:
+                    raise _oserror(errno.EINVAL, real)
+                return _write(real, f"{text or '(null)'}\n")
+        elif driver_attr is not None and self._loaded(driver_attr["driver"]):
+            driver, attr = driver_attr["driver"], driver_attr["attr"]
+            if attr == "unbind":
+                return self._store_unbind(driver, value.strip(), real)
+            if attr == "bind":
+                return self._store_bind(driver, value.strip(), real)
+        elif key == "sys/bus/pci/drivers_probe":
+            return self._store_drivers_probe(value.strip(), real)
+        # Attributes without a store method: kernfs refuses the open for writing.
+        raise _oserror(errno.EACCES if real.exists() else errno.ENOENT, real)
+
+    def _store_numvfs(self, bdf: str, value: str, path: Path, *, no_netdev: bool) -> None:
+        """drivers/pci/iov.c sriov_numvfs_store(), then the driver's sriov_configure()."""
+        try:
+            wanted = int(value.strip(), 0)
+        except ValueError:
+            raise _oserror(errno.EINVAL, path) from None
+        if not 0 <= wanted <= 0xFFFF:
+            raise _oserror(errno.EINVAL, path)
+        device = self._dev(bdf)
+        if wanted > int(self._read(device / "sriov_totalvfs")):
+            raise _oserror(errno.ERANGE, path)
+        current = int(self._read(device / "sriov_numvfs"))
+        if wanted == current:
+            return
+        profile = self._profile(bdf)
+        driver = self._driver_of(bdf)
+        # No driver, or a driver without sriov_configure (mlx4_core): nothing can resize.
+        if driver is None or not profile.sysfs_resize:
+            raise _oserror(errno.ENOENT, path)
+        if wanted == 0:
+            return self._disable_vfs(bdf)
+        if current:
+            raise _oserror(errno.EBUSY, path)  # "Disable before enabling"
+        if profile.driver_vf_limit is not None and wanted > profile.driver_vf_limit:
+            raise _oserror(errno.EPERM, path)  # igb_pci_enable_sriov: more than 7
+        autoprobe = self._read(device / "sriov_drivers_autoprobe") == "1"
+        self._enable_vfs(bdf, wanted, probe=wanted if autoprobe else 0, netdevs=not no_netdev)
+
+    def _store_unbind(self, driver: str, bdf: str, path: Path) -> None:
+        if not self._dev(bdf).is_dir() or self._driver_of(bdf) != driver:
+            raise _oserror(errno.ENODEV, path)
+        self._unbind(bdf)
+
+    def _store_bind(self, driver: str, bdf: str, path: Path) -> None:
+        if not self._dev(bdf).is_dir() or not self._matches(driver, bdf):
+            raise _oserror(errno.ENODEV, path)
+        if self._driver_of(bdf) is not None:
+            raise _oserror(errno.EBUSY, path)
+        self._bind(bdf, driver)
+
+    def _store_drivers_probe(self, bdf: str, path: Path) -> None:
+        if not self._dev(bdf).is_dir():
+            raise _oserror(errno.ENODEV, path)
+        self._probe(bdf)
+
+    # ------------------------------------------------------------------ binding
+    def _matches(self, driver: str, bdf: str) -> bool:
+        """pci_match_device(): driver_override wins; otherwise the driver's id table."""
+        override = self._read(self._dev(bdf) / "driver_override")
+        if override != "(null)":
+            return override == driver
+        ids = (int(self._read(self._dev(bdf) / "vendor"), 16),
+               int(self._read(self._dev(bdf) / "device"), 16))
+        return ids in driver_id_table().get(driver, set())
+
+    def _probe(self, bdf: str) -> None:
+        if self._driver_of(bdf) is not None:
+            return
+        for driver in sorted(driver_id_table()):
+            if self._loaded(driver) and self._matches(driver, bdf):
+                self._bind(bdf, driver)
+                return
+
+    def _bind(self, bdf: str, driver: str, *, netdevs: bool = True) -> None:
+        device = self._dev(bdf)
+        _symlink(device / "driver", f"../../../bus/pci/drivers/{driver}")
+        _symlink(self.root / DRIVERS / driver / bdf, f"../../../../devices/pci0000:00/{bdf}")
+        if driver == "vfio-pci":
+            group = os.path.basename(os.readlink(device / "iommu_group"))
+            _write(self.root / "dev/vfio" / group, "")
+        elif driver in NET_DRIVERS and netdevs:
+            for name, mac, operstate in self._netdev_names(bdf):
+                self._add_netdev(bdf, name, mac, operstate)
+
+    def _netdev_names(self, bdf: str) -> list[tuple[str, str, str]]:
+        pfs = self._state["pfs"]
+        if bdf in pfs:
+            pf = pfs[bdf]
+            vendor = PROFILES[pf["profile"]].vendor
+            return [(name, _pf_mac(vendor, bdf, port), pf["operstate"])
+                    for port, name in enumerate(pf["netdevs"])]
+        physfn = self._physfn(bdf)
+        if physfn is not None:
+            index = next(i for i, vf in self._vfs_of(physfn) if vf == bdf)
+            config = self._state["vf_config"].get(f"{physfn}/{index}", {})
+            mac = config.get("mac") or _vf_mac(self._profile(physfn), bdf)
+            return [(f"{pfs[physfn]['netdevs'][0]}v{index}", mac, "down")]
+        onboard = self._state["onboard"]
+        if bdf == onboard["pci"]:
+            return [(onboard["netdevs"][0], _pf_mac(ONBOARD_NIC.vendor, bdf, 0), "up")]
+        return []
+
+    def _add_netdev(self, bdf: str, name: str, mac: str, operstate: str) -> None:
+        net = self._dev(bdf) / "net" / name
+        net.mkdir(parents=True)
+        self._netdev_files(net, ifindex=self._state["next_ifindex"], mac=mac,
+                           operstate=operstate, mtu=1500)
+        self._state["next_ifindex"] += 1
+        _symlink(net / "device", f"../../../{bdf}")
+        _symlink(self.root / "sys/class/net" / name, f"../../devices/pci0000:00/{bdf}/net/{name}")
+
+    @staticmethod
+    def _netdev_files(net: Path, *, ifindex: int, mac: str, operstate: str, mtu: int) -> None:
+        _write(net / "ifindex", f"{ifindex}\n")
+        _write(net / "address", f"{mac}\n")
+        _write(net / "operstate", f"{operstate}\n")
+        _write(net / "mtu", f"{mtu}\n")
+        _write(net / "type", "1\n" if mtu != 65536 else "772\n")
+
+    def _unbind(self, bdf: str) -> None:
+        device = self._dev(bdf)
+        driver = self._driver_of(bdf)
+        if driver is None:
+            return
+        if bdf in self._state["pfs"]:
+            # The PF driver's remove() disables SR-IOV (pci_disable_sriov) on the way out.
+            self._disable_vfs(bdf)
+        for name in sorted(os.listdir(device / "net")) if (device / "net").is_dir() else []:
+            (self.root / "sys/class/net" / name).unlink(missing_ok=True)
+        shutil.rmtree(device / "net", ignore_errors=True)
+        if driver == "vfio-pci":
+            group = os.path.basename(os.readlink(device / "iommu_group"))
+            (self.root / "dev/vfio" / group).unlink(missing_ok=True)
+        (device / "driver").unlink()
+        (self.root / DRIVERS / driver / bdf).unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ VFs
+    def _enable_vfs(self, pf_bdf: str, count: int, *, probe: int, netdevs: bool = True) -> None:
+        """Create ``count`` VFs; the first ``probe`` of them are offered to drivers."""
+        pf = self._state["pfs"][pf_bdf]
+        profile = PROFILES[pf["profile"]]
+        pf_address = PciAddress.parse(pf_bdf)
+        for index in range(count):
+            address = vf_address(pf_address, pf["offset"], pf["stride"], index)
+            bdf = str(address)
+            device = self._add_function(address, profile.vendor, profile.vf_device,
+                                        numa_node=pf["numa_node"])
+            _symlink(device / "physfn", f"../{pf_bdf}")
+            _symlink(self._dev(pf_bdf) / f"virtfn{index}", f"../{bdf}")
+            group = str(self._state["next_iommu_group"])
+            self._state["next_iommu_group"] += 1
+            group_dir = self.root / "sys/kernel/iommu_groups" / group / "devices"
+            group_dir.mkdir(parents=True)
+            _symlink(group_dir / bdf, f"../../../../devices/pci0000:00/{bdf}")
+            _symlink(device / "iommu_group", f"../../../kernel/iommu_groups/{group}")
+            if index < probe:
+                driver = next((d for d in sorted(driver_id_table())
+                               if self._loaded(d) and self._matches(d, bdf)), None)
+                if driver is not None:
+                    self._bind(bdf, driver, netdevs=netdevs)
+        _write(self._dev(pf_bdf) / "sriov_numvfs", f"{count}\n")
+
+    def _disable_vfs(self, pf_bdf: str) -> None:
+        for index, bdf in reversed(self._vfs_of(pf_bdf)):
+            self._unbind(bdf)
+            group_link = self._dev(bdf) / "iommu_group"
+            group = os.path.basename(os.readlink(group_link))
+            shutil.rmtree(self.root / "sys/kernel/iommu_groups" / group, ignore_errors=True)
+            shutil.rmtree(self._dev(bdf))
+            (self.root / "sys/bus/pci/devices" / bdf).unlink(missing_ok=True)
+            (self._dev(pf_bdf) / f"virtfn{index}").unlink()
+        _write(self._dev(pf_bdf) / "sriov_numvfs", "0\n")
+
+    # ------------------------------------------------------------------ modules
+    def modprobe(self, args: list[str]) -> CommandResult:
+        argv = ("modprobe", *args)
+        remove = "-r" in args or "--remove" in args
+        names = [arg for arg in args if not arg.startswith("-")]
+        if len(names) != 1:
+            return CommandResult(argv, 1, "", "modprobe: ERROR: expected one module name\n")
+        module = _module_name(names[0])
+        drivers = {_module_name(driver): driver for driver in driver_id_table()}
+        if module not in drivers:
+            return CommandResult(argv, 1, "", f"modprobe: FATAL: Module {names[0]} not found "
+                                 "in directory /lib/modules/sim\n")
+        with self._locked():
+            fault = self._take_fault(f"modprobe:{module}")
+            if fault is not None and fault.kind == "ignore":
+                return CommandResult(argv, 0, "", "")
+            if fault is not None and fault.kind == "errno":
+                code = fault.errno or errno.EIO
+                verb = "remove" if remove else "insert"
+                return CommandResult(argv, 1, "", f"modprobe: ERROR: could not {verb} "
+                                     f"'{module}': {os.strerror(code)}\n")
+            if remove:
+                self._unload(drivers[module])
+                return CommandResult(argv, 0, "", "")
+            error = self._load(drivers[module])
+        if error:
+            return CommandResult(argv, 1, "", f"modprobe: ERROR: could not insert '{module}': "
+                                 f"{error}\n")
+        return CommandResult(argv, 0, "", "")
+
+    def _unload(self, driver: str) -> None:
+        if not self._loaded(driver):
+            return
+        bound = [entry for entry in os.listdir(self.root / DRIVERS / driver)
+                 if PciAddress.looks_like(entry)]
+        # VFs first: a PF's remove() would take its VFs with it anyway.
+        for bdf in sorted(bound, key=lambda b: b in self._state["pfs"]):
+            if self._dev(bdf).is_dir():
+                self._unbind(bdf)
+        shutil.rmtree(self.root / DRIVERS / driver)
+        shutil.rmtree(self.root / "sys/module" / _module_name(driver), ignore_errors=True)
+
+    def module_options(self, module: str) -> dict[str, str]:
+        """``options MODULE k=v`` from the sim's etc/modprobe.d/*.conf, as modprobe reads it."""
+        options: dict[str, str] = {}
+        folder = self.root / "etc/modprobe.d"
+        for conf in sorted(folder.glob("*.conf")):
+            for line in conf.read_text().splitlines():
+                words = line.split("#", 1)[0].split()
+                if len(words) >= 3 and words[0] == "options" and \
+                        _module_name(words[1]) == module:
+                    for word in words[2:]:
+                        key, _, value = word.partition("=")
+                        options[key] = value
+        return options
+
+    def _load(self, driver: str) -> str | None:
+        """Load a module and bind what it matches. Returns an error text, like insmod's."""
+        if self._loaded(driver):
+            return None
+        module = _module_name(driver)
+        options = self.module_options(module)
+        counts: dict[str, tuple[int, int]] = {}
+        for pf_bdf in self._state["pfs"]:
+            profile = self._profile(pf_bdf)
+            if profile.pf_driver == driver and profile.module_param:
+                parsed = _vf_counts(profile, options)
+                if parsed is None:
+                    return os.strerror(errno.EINVAL)  # a value the module cannot parse
+                counts[pf_bdf] = parsed
+        folder = self.root / DRIVERS / driver
+        folder.mkdir(parents=True)
+        for attr in ("bind", "unbind", "new_id", "remove_id"):
+            _write(folder / attr, "")
+        parameters = self.root / "sys/module" / module / "parameters"
+        parameters.mkdir(parents=True, exist_ok=True)
+        for key, value in options.items():
+            _write(parameters / key, f"{value}\n")
+        for entry in sorted(os.listdir(self.root / DEVICES)):
+            if self._driver_of(entry) is None and self._matches(driver, entry):
+                self._bind(entry, driver)
+                if entry in counts and counts[entry][0]:
+                    enabled, probed = counts[entry]
+                    self._enable_vfs(entry, enabled, probe=probed)
+        return None
+
+    # ------------------------------------------------------------------ whole-host events
+    def boot_id(self) -> str:
+        return self._read(self.root / "proc/sys/kernel/random/boot_id")
+
+    def _boot(self) -> None:
+        self._state["boot_count"] += 1
+        self._state["next_ifindex"] = 2
+        _write(self.root / "proc/sys/kernel/random/boot_id", f"{uuid.uuid4()}\n")
+        for module in BOOT_MODULES:
+            if module in driver_id_table():
+                self._load(module)
+
+    def reboot(self) -> None:
+        """Power-cycle: VFs gone, overrides and VF config cleared, modules loaded afresh from
+        etc/modprobe.d (so module-param VFs come back), and a new boot id."""
+        with self._locked() as state:
+            for driver in sorted(os.listdir(self.root / DRIVERS)):
+                self._unload(driver)
+            for bdf in os.listdir(self.root / DEVICES):
+                _write(self._dev(bdf) / "driver_override", "(null)\n")
+                if bdf in state["pfs"]:
+                    _write(self._dev(bdf) / "sriov_drivers_autoprobe", "1\n")
+            state["vf_config"] = {}
+            self._boot()
+
+    def set_operstate(self, netdev: str, operstate: Literal["up", "down"]) -> None:
+        """Bring a PF port's link up or down (as a cable or `ip link set` would)."""
+        with self._locked() as state:
+            for pf in state["pfs"].values():
+                if netdev in pf["netdevs"]:
+                    pf["operstate"] = operstate
+                    link = self.root / "sys/class/net" / netdev
+                    if link.exists():
+                        _write(link / "operstate", f"{operstate}\n")
+                    return
+        raise NotFound(f"no PF netdev {netdev!r} on the simulated host")
+
+
+def _kstrtobool(value: str) -> bool | None:
+    text = value.strip().lower()
+    if text in ("1", "y", "yes", "on", "true"):
+        return True
+    if text in ("0", "n", "no", "off", "false"):
+        return False
+    return None
+
+
+def _vf_counts(profile: NicProfile, options: dict[str, str]) -> tuple[int, int] | None:
+    """(VFs to enable, VFs to probe in the host) from a PF driver's module options."""
+    if profile.module_param is None:
+        return (0, 0)
+    raw = options.get(profile.module_param, "0")
+    if profile.module_param_kind == "scalar":
+        if not raw.isdigit():
+            return None
+        # igb and ixgbe clamp an oversized max_vfs to their limit and warn.
+        count = min(int(raw), profile.driver_vf_limit or profile.totalvfs)
+        return (count, count)
+    # mlx4_core: num_vfs and probe_vf are "port1,port2,port1+2" byte arrays, or one number.
+    totals = _byte_array(raw)
+    probes = _byte_array(options.get("probe_vf", "0"))
+    if totals is None or probes is None:
+        return None
+    enabled = min(sum(totals), profile.totalvfs)
+    return (enabled, min(sum(probes), enabled))
+
+
+def _byte_array(text: str) -> list[int] | None:
+    parts = text.split(",")
+    if len(parts) > 3 or not all(part.isdigit() and int(part) <= 255 for part in parts):
+        return None
+    return [int(part) for part in parts]
+
+
+def _pf_mac(vendor: int, bdf: str, port: int) -> str:
+    first, second, third = OUI.get(vendor, (0x02, 0x00, 0x00))
+    address = PciAddress.parse(bdf)
+    return (f"{first:02x}:{second:02x}:{third:02x}:{address.bus:02x}:"
+            f"{address.slot << 3 | address.func:02x}:{port:02x}")
+
+
+def _vf_mac(profile: NicProfile, bdf: str) -> str:
+    if profile.vf_mac_zero:
+        return "00:00:00:00:00:00"  # fresh Intel VFs, until the PF sets a MAC
+    digest = zlib.crc32(bdf.encode()).to_bytes(4, "big")
+    return "02:" + ":".join(f"{byte:02x}" for byte in digest) + ":01"
