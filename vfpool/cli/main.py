@@ -70,6 +70,12 @@ app = typer.Typer(cls=VfpoolGroup, no_args_is_help=True, pretty_exceptions_enabl
                        "to QEMU.\n\nExample: vfpool --sim /tmp/host pf list")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"vfpool {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def global_options(
     db: str | None = typer.Option(None, "--db", envvar="VFPOOL_DB", metavar="URL",
@@ -78,12 +84,10 @@ def global_options(
     sim: Path | None = typer.Option(None, "--sim", envvar="VFPOOL_SIM", metavar="DIR",
                                     help="Work on the simulated host in DIR."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
-    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print the version and exit."),
 ) -> None:
     """Global options."""
-    if version:
-        typer.echo(f"vfpool {__version__}")
-        raise typer.Exit(0)
     _settings.db, _settings.sim, _settings.debug = db, sim, debug
 
 

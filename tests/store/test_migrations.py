@@ -1,0 +1,114 @@
+"""Alembic migrations: one head, a schema that matches the models, up and down again."""
+
+from __future__ import annotations
+
+import re
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, select, text
+
+from vfpool.errors import StoreError
+from vfpool.store import Base, Pf, Store, migrations_dir, open_store
+
+TABLES = {"pfs", "pools", "pool_pfs", "vfs", "leases", "events"}
+
+
+def _tables(store: Store) -> set[str]:
+    return set(inspect(store.engine).get_table_names()) - {"alembic_version"}
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'vfpool.db'}"
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    with open_store(db_url) as opened:
+        yield opened
+
+
+def test_exactly_one_head_and_it_is_0001() -> None:
+    script = ScriptDirectory(str(migrations_dir()))
+    assert script.get_heads() == ["0001"]
+
+
+def test_upgrade_from_empty_creates_all_tables(store: Store) -> None:
+    assert _tables(store) == TABLES
+    assert store.current_revision() == store.head_revision() == "0001"
+
+
+def test_open_without_migrate_leaves_an_empty_database_alone(db_url: str) -> None:
+    with open_store(db_url, migrate=False) as store:
+        assert store.current_revision() is None
+        assert _tables(store) == set()
+
+
+def test_opening_twice_is_idempotent_and_keeps_data(db_url: str) -> None:
+    with open_store(db_url) as first, first.session() as session:
+        session.add(Pf(pci="0000:05:00.0", totalvfs=7))
+    with open_store(db_url) as second:
+        assert second.current_revision() == "0001"
+        assert _tables(second) == TABLES
+        with second.session() as session:
+            assert session.scalars(select(Pf.pci)).all() == ["0000:05:00.0"]
+
+
+def test_models_match_the_migrated_schema(store: Store) -> None:
+    with store.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_partial_unique_index_is_migrated(store: Store) -> None:
+    with store.engine.connect() as connection:
+        sql = connection.execute(
+            text("SELECT sql FROM sqlite_master WHERE name = 'uq_leases_one_live_per_vf'")
+        ).scalar_one()
+    assert "UNIQUE" in sql
+    assert "WHERE state IN ('reserved', 'active')" in sql
+
+
+def test_downgrade_to_base_then_upgrade_again(store: Store) -> None:
+    store.downgrade("base")
+    assert _tables(store) == set()
+    assert store.current_revision() is None
+    store.upgrade()
+    assert _tables(store) == TABLES
+    assert store.current_revision() == "0001"
+
+
+def test_database_file_is_0600_and_missing_parent_is_created(tmp_path: Path) -> None:
+    path = tmp_path / "missing" / "state" / "vfpool.db"
+    with open_store(f"sqlite:///{path}"):
+        pass
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_unknown_newer_revision_is_refused(db_url: str) -> None:
+    with open_store(db_url) as store, store.session() as session:
+        session.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(StoreError, match=r"schema revision 9999, .* written by a newer vfpool"):
+        open_store(db_url)
+
+
+def test_a_file_that_is_not_a_database_is_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "vfpool.db"
+    path.write_bytes(b"this is not a SQLite database, it is a text file of some length" * 20)
+    expected = f"cannot open database sqlite:///{path}: file is not a database"
+    with pytest.raises(StoreError, match=re.escape(expected)):
+        open_store(f"sqlite:///{path}")
+
+
+def test_missing_driver_is_a_store_error_that_hides_the_password() -> None:
+    with pytest.raises(StoreError, match="cannot open database") as caught:
+        open_store("postgresql+nosuchdriver://vfpool:secret@db.example/vfpool")
+    assert "db.example" in str(caught.value)
+    assert "secret" not in str(caught.value)

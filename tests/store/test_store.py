@@ -1,0 +1,290 @@
+"""The store's guarantees: pragmas, constraints, locking, timestamps and error mapping."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
+from sqlalchemy.orm import Session
+
+from vfpool.store import (
+    Event,
+    Lease,
+    Pf,
+    Pool,
+    PoolPf,
+    Store,
+    Vf,
+    default_db_url,
+    open_store,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+NOBODY = 65534
+PF_PCI = "0000:05:00.0"
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'vfpool.db'}"
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    # Migrate in a store of its own: the migration resets pragmas on the connection it used,
+    # which would otherwise be pooled and hide a connect hook that fails to set them.
+    open_store(db_url).close()
+    with open_store(db_url) as opened:
+        yield opened
+
+
+def _pool(name: str, *pfs: Pf) -> Pool:
+    pool = Pool(name=name, method="sysfs", mode="vfio", vfs_per_pf=4)
+    pool.members = [PoolPf(pf=pf, position=position) for position, pf in enumerate(pfs)]
+    return pool
+
+
+def _lease(pool_id: int, vf_id: int, state: str) -> Lease:
+    return Lease(pool_id=pool_id, vf_id=vf_id, owner="vm-1", token_hash="0" * 64, state=state,
+                 mode="vfio", boot_id="b" * 32)
+
+
+def _seed(store: Store) -> tuple[int, int]:
+    """One pool with one PF and one VF; returns (pool id, vf id)."""
+    with store.session() as session:
+        pf = Pf(pci=PF_PCI, netdev="enp5s0f0", totalvfs=7)
+        pool = _pool("tenant-a", pf)
+        vf = Vf(pf=pf, vf_index=0, pci="0000:05:10.0", netdev="enp5s0f0v0")
+        session.add_all([pool, vf])
+        session.flush()
+        return pool.id, vf.id
+
+
+def _count(session: Session, model: type[Lease] | type[PoolPf] | type[Vf]) -> int:
+    return session.scalar(select(func.count()).select_from(model)) or 0
+
+
+def test_pragmas_are_in_force_on_a_session_connection(store: Store) -> None:
+    with store.session() as session:
+        connection = session.connection()
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10_000
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    ("active", "active"),
+    ("reserved", "active"),
+    ("active", "reserved"),
+    ("reserved", "reserved"),
+])
+def test_two_live_leases_on_one_vf_are_impossible(store: Store, first: str, second: str) -> None:
+    pool_id, vf_id = _seed(store)
+    with store.session() as session:
+        session.add(_lease(pool_id, vf_id, first))
+    with (
+        pytest.raises(IntegrityError, match=r"UNIQUE constraint failed: leases\.vf_id"),
+        store.session() as session,
+    ):
+        session.add(_lease(pool_id, vf_id, second))
+    with store.session() as session:
+        assert session.scalars(select(Lease.state)).all() == [first]
+
+
+def test_finished_leases_do_not_block_a_live_one(store: Store) -> None:
+    pool_id, vf_id = _seed(store)
+    with store.session() as session:
+        session.add_all([_lease(pool_id, vf_id, state)
+                         for state in ("released", "released", "stale", "lost", "active")])
+    with store.session() as session:
+        assert _count(session, Lease) == 5
+
+
+def test_lease_ids_are_never_reused(store: Store) -> None:
+    pool_id, vf_id = _seed(store)
+    with store.session() as session:
+        lease = _lease(pool_id, vf_id, "active")
+        session.add(lease)
+        session.flush()
+        old_id = lease.id
+        session.delete(lease)
+    with store.session() as session:
+        lease = _lease(pool_id, vf_id, "active")
+        session.add(lease)
+        session.flush()
+        assert lease.id > old_id
+
+
+def test_a_pf_belongs_to_at_most_one_pool(store: Store) -> None:
+    _seed(store)
+    with (
+        pytest.raises(IntegrityError, match=r"UNIQUE constraint failed: pool_pfs\.pf_pci"),
+        store.session() as session,
+    ):
+        pf = session.get_one(Pf, PF_PCI)
+        session.add(_pool("tenant-b", pf))
+    with store.session() as session:
+        assert session.scalars(select(Pool.name)).all() == ["tenant-a"]
+
+
+def test_deleting_a_pool_cascades_its_memberships_in_the_database(store: Store) -> None:
+    _seed(store)
+    with store.session() as session:
+        assert _count(session, PoolPf) == 1
+        # Core DELETE: the ORM does not see the children, only ON DELETE CASCADE removes them.
+        session.execute(delete(Pool).where(Pool.name == "tenant-a"))
+    with store.session() as session:
+        assert _count(session, PoolPf) == 0
+        assert session.get(Pf, PF_PCI) is not None
+
+
+def test_foreign_keys_are_enforced(store: Store) -> None:
+    with (
+        pytest.raises(IntegrityError, match="FOREIGN KEY constraint failed"),
+        store.session() as session,
+    ):
+        session.add(Vf(pf_pci="0000:99:00.0", vf_index=0, pci="0000:99:10.0"))
+    with store.session() as session:
+        assert _count(session, Vf) == 0
+
+
+@pytest.mark.parametrize(("start", "end", "valid"), [
+    (None, None, True),
+    (0, 0, True),
+    (2, 5, True),
+    (5, 2, False),
+    (3, None, False),
+    (None, 3, False),
+])
+def test_vf_range_check(store: Store, start: int | None, end: int | None, valid: bool) -> None:
+    def add() -> None:
+        with store.session() as session:
+            pool = _pool("tenant-a", Pf(pci=PF_PCI))
+            pool.members[0].range_start = start
+            pool.members[0].range_end = end
+            session.add(pool)
+
+    if valid:
+        add()
+    else:
+        with pytest.raises(IntegrityError, match="CHECK constraint failed"):
+            add()
+
+
+def test_immediate_takes_the_write_lock(db_url: str) -> None:
+    with open_store(db_url) as holder, open_store(db_url, busy_timeout_ms=0) as other:
+        # A plain session that has only read holds no write lock...
+        with holder.session() as session:
+            session.scalars(select(Pool)).all()
+            with other.immediate():
+                pass
+        # ...but an immediate() one holds it from the start, before any write.
+        with holder.immediate() as session:
+            with pytest.raises(OperationalError, match="database is locked"), other.immediate():
+                pass
+            with other.session() as reader:  # WAL readers are not blocked
+                assert reader.get(Pf, PF_PCI) is None
+            session.add(Pf(pci=PF_PCI))
+        with other.immediate() as session:
+            assert session.get(Pf, PF_PCI) is not None
+
+
+def test_timestamps_are_stored_in_utc_and_read_back_aware(store: Store) -> None:
+    at = datetime(2024, 5, 1, 12, 30, tzinfo=timezone(timedelta(hours=2)))
+    with store.session() as session:
+        session.add(Event(at=at, action="lease.acquire", detail=None))
+        session.add(Pf(pci=PF_PCI))
+    with store.session() as session:
+        event = session.scalars(select(Event)).one()
+        assert event.at == datetime(2024, 5, 1, 10, 30, tzinfo=UTC)
+        assert event.at.utcoffset() == timedelta(0)
+        assert session.get_one(Pf, PF_PCI).first_seen.tzinfo is UTC
+        stored = session.execute(text("SELECT at, detail IS NULL FROM events")).one()
+        assert stored == ("2024-05-01 10:30:00.000000", 1)
+
+
+def test_naive_timestamps_are_refused(store: Store) -> None:
+    with pytest.raises(StatementError, match="naive datetime"), store.session() as session:
+        session.add(Event(at=datetime(2024, 5, 1, 12, 30), action="lease.acquire"))
+
+
+def test_default_db_url_under_a_sim(tmp_path: Path) -> None:
+    assert default_db_url(tmp_path) == f"sqlite:///{tmp_path}/vfpool.db"
+
+
+def test_default_db_url_for_this_user() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the root default needs root")
+    assert default_db_url() == "sqlite:////var/lib/vfpool/vfpool.db"
+
+
+# Tests that need an unprivileged process: as root, run the child as nobody via setpriv.
+
+def _run_unprivileged(
+    code: str, *args: str, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("setpriv (util-linux) is needed to drop root for this test")
+        prefix = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    return subprocess.run(
+        [*prefix, sys.executable, "-c", code, *args],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(REPO), **env},
+        cwd="/", capture_output=True, text=True, check=False,
+    )
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory that nobody can traverse (tmp_path sits under a 0700 directory)."""
+    path = Path(tempfile.mkdtemp(prefix="vfpool-store-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+@pytest.mark.parametrize("relative", ["vfpool.db", "state/vfpool.db"])
+def test_unwritable_directory_is_permission_denied(shared_dir: Path, relative: str) -> None:
+    locked = shared_dir / "locked"
+    locked.mkdir(mode=0o500)
+    path = locked / relative
+    code = (
+        "import sys\n"
+        "from vfpool.errors import PermissionDenied\n"
+        "from vfpool.store import open_store\n"
+        "try:\n"
+        "    open_store(sys.argv[1])\n"
+        "except PermissionDenied as exc:\n"
+        "    print(exc)\n"
+        "    sys.exit(exc.exit_code)\n"
+    )
+    result = _run_unprivileged(code, f"sqlite:///{path}", env={})
+    assert result.stderr == ""
+    assert result.stdout == (f"cannot open database {path}: permission denied "
+                             "(run as root, or pass --db)\n")
+    assert result.returncode == 6
+    assert not path.exists()
+
+
+@pytest.mark.parametrize(("xdg_state_home", "expected"), [
+    ("/srv/state", "sqlite:////srv/state/vfpool/vfpool.db"),
+    ("", "sqlite:////home/test/.local/state/vfpool/vfpool.db"),
+    ("relative/state", "sqlite:////home/test/.local/state/vfpool/vfpool.db"),
+])
+def test_default_db_url_for_a_user(xdg_state_home: str, expected: str) -> None:
+    code = "from vfpool.store import default_db_url\nprint(default_db_url())\n"
+    result = _run_unprivileged(code, env={"XDG_STATE_HOME": xdg_state_home, "HOME": "/home/test"})
+    assert result.stderr == ""
+    assert result.stdout == expected + "\n"

@@ -1,0 +1,324 @@
+"""Opening the store: the engine, sessions, and Alembic migrations applied on open.
+
+SQLite is the default store. pysqlite's own transaction handling is switched off, as in
+SQLAlchemy's documented recipe for the driver, so that vfpool emits BEGIN itself; this is
+what lets allocating writers use ``BEGIN IMMEDIATE`` (``Store.immediate()``) and take the
+write lock before they read. The same code runs on PostgreSQL, without the SQLite pragmas.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import os
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import cast
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
+
+import vfpool
+from vfpool.errors import PermissionDenied, StoreError, describe_oserror
+
+DB_FILENAME = "vfpool.db"
+DEFAULT_BUSY_TIMEOUT_MS = 10_000
+
+# Execution option, set on the engine behind Store.immediate(), read by the "begin" hook.
+_BEGIN_IMMEDIATE = "vfpool_begin_immediate"
+# pg_advisory_xact_lock key that serialises migrations between hosts of a fleet.
+_MIGRATION_LOCK_KEY = 0x7666706F6F6C  # "vfpool"
+
+
+def default_db_url(sim_dir: Path | None = None) -> str:
+    """The store used without ``--db``: under the sim, else system-wide for root, else per user."""
+    if sim_dir is not None:
+        return _sqlite_url(Path(sim_dir).absolute() / DB_FILENAME)
+    if os.geteuid() == 0:
+        return _sqlite_url(Path("/var/lib/vfpool") / DB_FILENAME)
+    state_home = os.environ.get("XDG_STATE_HOME", "")
+    # The XDG spec says to ignore a relative XDG_STATE_HOME.
+    base = Path(state_home) if os.path.isabs(state_home) else Path.home() / ".local" / "state"
+    return _sqlite_url(base / "vfpool" / DB_FILENAME)
+
+
+def _sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def migrations_dir() -> Path:
+    """The Alembic script directory: the installed ``vfpool.migrations`` package, or the
+    top-level ``migrations/`` of a source checkout (where setup.cfg's mapping is not in force)."""
+    try:
+        return Path(str(importlib.resources.files("vfpool.migrations")))
+    except ModuleNotFoundError:
+        return Path(vfpool.__file__).parent.parent / "migrations"
+
+
+@functools.cache
+def _script_directory(location: Path) -> ScriptDirectory:
+    # Parsing the revision files is the expensive part of Alembic; do it once per process.
+    return ScriptDirectory(str(location))
+
+
+def _alembic_config(connection: Connection) -> Config:
+    config = Config()
+    # Config values go through configparser interpolation, where "%" is special.
+    config.set_main_option("script_location", str(migrations_dir()).replace("%", "%%"))
+    config.attributes["connection"] = connection
+    return config
+
+
+class Store:
+    """An open vfpool database. Use ``open_store()`` to make one."""
+
+    def __init__(self, url: str, engine: Engine) -> None:
+        self.url = url
+        self.engine = engine
+        self._display_url = engine.url.render_as_string(hide_password=True)
+        self._is_sqlite = engine.dialect.name == "sqlite"
+        # An engine that shares the pool and hooks, but whose transactions BEGIN IMMEDIATE.
+        self._immediate_engine = engine.execution_options(**{_BEGIN_IMMEDIATE: True})
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._immediate_sessions = sessionmaker(self._immediate_engine, expire_on_commit=False)
+
+    def __repr__(self) -> str:
+        return f"Store({self._display_url!r})"
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close all pooled connections. Safe to call twice."""
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that commits when the block succeeds and rolls back when it raises.
+
+        Objects stay loaded after the commit (``expire_on_commit=False``), so a caller can
+        render what it wrote; lazy relationships still need the session.
+        """
+        with _transaction(self._sessions, begin_now=False) as session:
+            yield session
+
+    @contextmanager
+    def immediate(self) -> Iterator[Session]:
+        """Like ``session()``, but the transaction starts at once with ``BEGIN IMMEDIATE`` on
+        SQLite, holding the write lock from the first read. Allocating writers use this, so two
+        of them can never pick the same free VF. Elsewhere it is a plain transaction.
+
+        Raises ``sqlalchemy.exc.OperationalError`` ("database is locked") when another writer
+        holds the lock for longer than the busy timeout.
+        """
+        with _transaction(self._immediate_sessions, begin_now=True) as session:
+            yield session
+
+    def current_revision(self) -> str | None:
+        """The schema revision of the database; None when it has no vfpool schema."""
+        with self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
+    def head_revision(self) -> str:
+        """The newest schema revision that this vfpool knows."""
+        location = migrations_dir()
+        try:
+            head = _script_directory(location).get_current_head()
+        except CommandError as exc:
+            raise StoreError(f"migrations in {location} are broken: {exc}") from exc
+        if head is None:
+            raise StoreError(f"no migrations found in {location}")
+        return head
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Migrate the schema up to ``revision``."""
+        self._run_alembic(lambda config: command.upgrade(config, revision))
+
+    def downgrade(self, revision: str) -> None:
+        """Migrate the schema down to ``revision`` ("base" drops every vfpool table)."""
+        self._run_alembic(lambda config: command.downgrade(config, revision))
+
+    def _migrate_if_needed(self) -> None:
+        head = self.head_revision()
+        current = self.current_revision()
+        if current == head:
+            return
+        if current is not None:
+            known = {script.revision for script in _script_directory(migrations_dir())
+                     .walk_revisions()}
+            if current not in known:
+                raise StoreError(
+                    f"database {self._display_url} has schema revision {current}, which "
+                    f"vfpool {vfpool.__version__} does not know: it was written by a newer vfpool",
+                    revision=current,
+                )
+        self.upgrade()
+
+    def _run_alembic(self, run: Callable[[Config], None]) -> None:
+        # BEGIN IMMEDIATE: two processes opening a new database at once migrate one after the
+        # other, and the second finds the schema at head inside its own transaction.
+        with self._immediate_engine.connect() as connection:
+            if self._is_sqlite:
+                # Batch migrations copy and drop tables; with foreign keys on, dropping a parent
+                # would cascade. The pragma is a no-op inside a transaction, so set it first.
+                _set_sqlite_foreign_keys(connection, enabled=False)
+            try:
+                with connection.begin():
+                    if connection.dialect.name == "postgresql":
+                        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                           {"key": _MIGRATION_LOCK_KEY})
+                    try:
+                        run(_alembic_config(connection))
+                    except CommandError as exc:
+                        raise StoreError(f"cannot migrate {self._display_url}: {exc}") from exc
+                    if self._is_sqlite:
+                        _check_sqlite_foreign_keys(connection)
+            finally:
+                if self._is_sqlite:
+                    _set_sqlite_foreign_keys(connection, enabled=True)
+
+
+@contextmanager
+def _transaction(sessions: sessionmaker[Session], *, begin_now: bool) -> Iterator[Session]:
+    session = sessions()
+    try:
+        if begin_now:
+            session.connection()  # emits BEGIN now rather than at the first statement
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def _raw_sqlite(connection: Connection) -> sqlite3.Connection:
+    return cast(sqlite3.Connection, connection.connection.dbapi_connection)
+
+
+def _set_sqlite_foreign_keys(connection: Connection, *, enabled: bool) -> None:
+    _raw_sqlite(connection).execute(f"PRAGMA foreign_keys={'ON' if enabled else 'OFF'}").close()
+
+
+def _check_sqlite_foreign_keys(connection: Connection) -> None:
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        raise StoreError(f"migration would leave {len(broken)} rows with a dangling foreign key, "
+                         f"first: {tuple(broken[0])}")
+
+
+def _install_sqlite_hooks(engine: Engine, busy_timeout_ms: int) -> None:
+    # busy_timeout first: switching to WAL needs a lock that another process may hold.
+    pragmas = (
+        f"PRAGMA busy_timeout={int(busy_timeout_ms)}",
+        "PRAGMA journal_mode=WAL",
+        "PRAGMA foreign_keys=ON",
+        "PRAGMA synchronous=NORMAL",  # safe with WAL: a power cut loses at most the last commits
+    )
+
+    def on_connect(dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
+        connection = cast(sqlite3.Connection, dbapi_connection)
+        # Stop pysqlite from issuing BEGIN on its own; on_begin() does it instead.
+        connection.isolation_level = None
+        for pragma in pragmas:
+            connection.execute(pragma).close()
+
+    def on_begin(connection: Connection) -> None:
+        immediate = connection.get_execution_options().get(_BEGIN_IMMEDIATE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    event.listen(engine, "connect", on_connect)
+    event.listen(engine, "begin", on_begin)
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    """The database file of a SQLite URL; None for in-memory and ``file:`` URI databases."""
+    database = url.database or ""
+    if database in ("", ":memory:") or url.query.get("uri") or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _create_sqlite_file(path: Path) -> None:
+    """Create the parent directory (0700) and an empty database file (0600) if missing.
+
+    No umask juggling: a umask can only clear mode bits, never add them.
+    """
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except PermissionError as exc:
+        raise PermissionDenied(
+            f"cannot open database {path}: permission denied (run as root, or pass --db)",
+            path=str(path), errno=exc.errno,
+        ) from exc
+    except OSError as exc:
+        raise StoreError(f"cannot open database {path}: {describe_oserror(exc)}",
+                         path=str(path), errno=exc.errno) from exc
+    os.close(fd)
+
+
+def open_store(
+    url: str, *, migrate: bool = True, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS
+) -> Store:
+    """Open the database at ``url``, creating it and migrating it to the newest schema.
+
+    Raises ``PermissionDenied`` when the SQLite file or its directory cannot be created or
+    opened, and ``StoreError`` for any other failure to open.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(f"invalid database URL {url!r}: {exc}") from exc
+    shown = parsed.render_as_string(hide_password=True)
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            if parsed.get_driver_name() != "pysqlite":
+                raise StoreError(f"unsupported SQLite driver in {shown}: use sqlite:// "
+                                 "(pysqlite)")
+            path = _sqlite_file(parsed)
+            if path is not None:
+                _create_sqlite_file(path)
+            engine = create_engine(parsed)
+            _install_sqlite_hooks(engine, busy_timeout_ms)
+        else:
+            engine = create_engine(parsed, pool_pre_ping=True)
+    except (ArgumentError, ImportError) as exc:
+        raise StoreError(f"cannot open database {shown}: {exc}") from exc
+
+    store = Store(url, engine)
+    try:
+        if migrate:
+            store._migrate_if_needed()
+        else:
+            with engine.connect():
+                pass
+    except DBAPIError as exc:
+        store.close()
+        reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else str(exc)
+        raise StoreError(f"cannot open database {shown}: {reason}") from exc
+    except BaseException:
+        store.close()
+        raise
+    return store

@@ -1,0 +1,232 @@
+"""The vfpool tables as a typed SQLAlchemy 2.0 ORM. Plain data: no business logic here.
+
+The migrations in ``migrations/versions`` must create exactly this schema; a test compares
+the two with Alembic's autogenerate.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from vfpool.store.types import UtcDateTime, utcnow
+
+# Deterministic constraint names, so that later batch migrations can refer to them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+POOL_STATES = ("inactive", "active")
+POOL_METHODS = ("auto", "sysfs", "module-param")
+POOL_MODES = ("vfio", "macvtap", "netdev")
+VF_STATES = ("free", "leased", "reserved", "unusable")
+LEASE_STATES = ("reserved", "active", "released", "stale", "lost")
+LIVE_LEASE_STATES = ("reserved", "active")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    """SQL text ``column IN ('a', 'b')`` for a CHECK constraint over fixed strings."""
+    return f"{column} IN ({', '.join(repr(value) for value in values)})"
+
+
+def _json() -> JSON:
+    # none_as_null: Python None is SQL NULL, not the JSON text 'null'.
+    return JSON(none_as_null=True)
+
+
+class Base(DeclarativeBase):
+    """The declarative base; its MetaData carries the naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Pf(Base):
+    """An SR-IOV physical function, keyed by PCI address because netdev names change."""
+
+    __tablename__ = "pfs"
+
+    pci: Mapped[str] = mapped_column(String(16), primary_key=True)
+    netdev: Mapped[str | None] = mapped_column(String(16))
+    driver: Mapped[str | None] = mapped_column(String(64))
+    vendor: Mapped[str | None] = mapped_column(String(4))
+    device: Mapped[str | None] = mapped_column(String(4))
+    totalvfs: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    numa_node: Mapped[int | None] = mapped_column(Integer)
+    first_seen: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+    vfs: Mapped[list[Vf]] = relationship(
+        back_populates="pf", order_by="Vf.vf_index", passive_deletes=True
+    )
+
+
+class Pool(Base):
+    """A network pool: PFs, a desired VF count per PF, a resize method, a hand-off mode and
+    the defaults applied to each leased VF (NULL = leave the VF's setting alone)."""
+
+    __tablename__ = "pools"
+    __table_args__ = (
+        CheckConstraint(_in("state", POOL_STATES), name="state"),
+        CheckConstraint(_in("method", POOL_METHODS), name="method"),
+        CheckConstraint(_in("mode", POOL_MODES), name="mode"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(
+        String(16), default="inactive", server_default=text("'inactive'")
+    )
+    autostart: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    method: Mapped[str] = mapped_column(String(16))
+    mode: Mapped[str] = mapped_column(String(16))
+    vfs_per_pf: Mapped[int] = mapped_column(Integer)
+    vlan: Mapped[int | None] = mapped_column(Integer)
+    qos: Mapped[int | None] = mapped_column(Integer)
+    trust: Mapped[bool | None] = mapped_column(Boolean)
+    spoofchk: Mapped[bool | None] = mapped_column(Boolean)
+    min_tx_rate: Mapped[int | None] = mapped_column(Integer)
+    max_tx_rate: Mapped[int | None] = mapped_column(Integer)
+    mtu: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+
+    members: Mapped[list[PoolPf]] = relationship(
+        back_populates="pool",
+        order_by="PoolPf.position",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+
+
+class PoolPf(Base):
+    """A PF's membership of a pool. UNIQUE(pf_pci): a PF belongs to at most one pool.
+
+    ``range_start``..``range_end`` is an inclusive VF index range; both NULL = the whole PF.
+    """
+
+    __tablename__ = "pool_pfs"
+    __table_args__ = (
+        UniqueConstraint("pf_pci"),
+        CheckConstraint(
+            "(range_start IS NULL AND range_end IS NULL) OR "
+            "(range_start IS NOT NULL AND range_end IS NOT NULL AND range_start <= range_end)",
+            name="range",
+        ),
+    )
+
+    pool_id: Mapped[int] = mapped_column(
+        ForeignKey("pools.id", ondelete="CASCADE"), primary_key=True
+    )
+    pf_pci: Mapped[str] = mapped_column(ForeignKey("pfs.pci"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    range_start: Mapped[int | None] = mapped_column(Integer)
+    range_end: Mapped[int | None] = mapped_column(Integer)
+
+    pool: Mapped[Pool] = relationship(back_populates="members")
+    # One-way on purpose: a Pf.membership one-to-one backref would make the ORM quietly
+    # detach a PF from its pool when it is added to another, instead of the UNIQUE(pf_pci)
+    # violation surfacing.
+    pf: Mapped[Pf] = relationship()
+
+
+class Vf(Base):
+    """A virtual function of a PF, as inventoried when its pool started."""
+
+    __tablename__ = "vfs"
+    __table_args__ = (
+        UniqueConstraint("pf_pci", "index"),
+        CheckConstraint(_in("state", VF_STATES), name="state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    pf_pci: Mapped[str] = mapped_column(ForeignKey("pfs.pci", ondelete="CASCADE"))
+    vf_index: Mapped[int] = mapped_column("index", Integer)
+    pci: Mapped[str] = mapped_column(String(16), unique=True)
+    netdev: Mapped[str | None] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default="free", server_default=text("'free'"))
+    reason: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+
+    pf: Mapped[Pf] = relationship(back_populates="vfs")
+
+
+class Lease(Base):
+    """One VF held by an owner. ``saved_config`` is the VF's original config, restored on
+    release even after a crash or a reboot.
+
+    AUTOINCREMENT: ids are never reused, so a late release cannot hit a newer lease.
+    The partial unique index makes two live leases on one VF impossible, even under bugs.
+    """
+
+    __tablename__ = "leases"
+    __table_args__ = (
+        CheckConstraint(_in("state", LEASE_STATES), name="state"),
+        Index(
+            "uq_leases_one_live_per_vf",
+            "vf_id",
+            unique=True,
+            sqlite_where=text(_in("state", LIVE_LEASE_STATES)),
+            postgresql_where=text(_in("state", LIVE_LEASE_STATES)),
+        ),
+        Index(None, "pool_id", "state"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    pool_id: Mapped[int] = mapped_column(ForeignKey("pools.id", ondelete="CASCADE"))
+    vf_id: Mapped[int] = mapped_column(ForeignKey("vfs.id"))
+    owner: Mapped[str] = mapped_column(String(128), index=True)
+    owner_pid: Mapped[int | None] = mapped_column(Integer)
+    token_hash: Mapped[str] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(16))
+    mode: Mapped[str] = mapped_column(String(16))
+    mac: Mapped[str | None] = mapped_column(String(17))
+    vlan: Mapped[int | None] = mapped_column(Integer)
+    numa_node: Mapped[int | None] = mapped_column(Integer)
+    applied_config: Mapped[dict[str, Any] | None] = mapped_column(_json())
+    saved_config: Mapped[dict[str, Any] | None] = mapped_column(_json())
+    boot_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+    released_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+    pool: Mapped[Pool] = relationship()
+    vf: Mapped[Vf] = relationship()
+
+
+class Event(Base):
+    """The audit log: who did what, when and why. No foreign keys, because the log outlives
+    the pools, PFs, VFs and leases it names."""
+
+    __tablename__ = "events"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
+    actor: Mapped[str | None] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    pool: Mapped[str | None] = mapped_column(String(64))
+    pf: Mapped[str | None] = mapped_column(String(16))
+    vf: Mapped[str | None] = mapped_column(String(16))
+    lease_id: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(_json())
