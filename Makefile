@@ -34,8 +34,12 @@ $(APT_STAMP): Makefile | $(PY)
 
 deps: $(APT_STAMP) $(STAMP)
 
+DEMO_HOST := demo-host
 demo: deps
-	$(VENV)/bin/python contrib/demo.py
+	@echo "== a simulated host: dual-port 82599 on NUMA 0, dual-port X710 on NUMA 1"
+	$(VENV)/bin/vfpool sim create $(DEMO_HOST) --force
+	@echo "== its SR-IOV PFs"
+	$(VENV)/bin/vfpool --sim $(DEMO_HOST) pf list
 
 test: deps
 	$(PY) -m pytest -q
@@ -45,7 +49,7 @@ lint: deps
 	$(VENV)/bin/mypy --strict vfpool
 
 bench: deps
-	$(PY) -m vfpool.bench
+	$(PY) tests/bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo-host
