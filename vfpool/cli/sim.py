@@ -92,9 +92,9 @@ def fault(
 
     Example: vfpool sim fault /tmp/host sys/bus/pci/devices/0000:05:00.0/sriov_numvfs --errno EIO
     """
-    kinds: list[FaultKind] = [kind for kind, chosen in (("errno", errno is not None),
-                                                         ("ignore", ignore),
-                                                         ("no-netdev", no_netdev)) if chosen]
+    choices: list[tuple[FaultKind, bool]] = [("errno", errno is not None), ("ignore", ignore),
+                                             ("no-netdev", no_netdev)]
+    kinds = [kind for kind, chosen in choices if chosen]
     if len(kinds) != 1:
         raise InvalidInput("give exactly one of --errno, --ignore and --no-netdev")
     code = None

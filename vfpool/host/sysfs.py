@@ -15,7 +15,7 @@ IFNAMSIZ = 16
 
 
 def valid_ifname(name: str) -> bool:
-    """The kernel's dev_valid_name(): 1–15 bytes, not . or .., no '/', ':' or white space."""
+    """The kernel's dev_valid_name(): 1 to 15 bytes, not . or .., no '/', ':' or white space."""
     return (0 < len(name.encode()) < IFNAMSIZ and name not in (".", "..")
             and not any(ch == "/" or ch == ":" or ch.isspace() for ch in name))
 
