@@ -74,7 +74,6 @@ def upgrade() -> None:
         sa.Column("range_start", sa.Integer(), nullable=True),
         sa.Column("range_end", sa.Integer(), nullable=True),
         sa.PrimaryKeyConstraint("pool_id", "pf_pci", name=op.f("pk_pool_pfs")),
-        sa.UniqueConstraint("pf_pci", name=op.f("uq_pool_pfs_pf_pci")),
         sa.CheckConstraint(
             "(range_start IS NULL AND range_end IS NULL) OR "
             "(range_start IS NOT NULL AND range_end IS NOT NULL AND range_start <= range_end)",
@@ -85,6 +84,7 @@ def upgrade() -> None:
         ),
         sa.ForeignKeyConstraint(["pf_pci"], ["pfs.pci"], name=op.f("fk_pool_pfs_pf_pci_pfs")),
     )
+    op.create_index(op.f("ix_pool_pfs_pf_pci"), "pool_pfs", ["pf_pci"])
     op.create_table(
         "vfs",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -109,7 +109,10 @@ def upgrade() -> None:
         "leases",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("pool_id", sa.Integer(), nullable=False),
-        sa.Column("vf_id", sa.Integer(), nullable=False),
+        sa.Column("vf_id", sa.Integer(), nullable=True),
+        sa.Column("pf_pci", sa.String(16), nullable=False),
+        sa.Column("vf_pci", sa.String(16), nullable=False),
+        sa.Column("vf_index", sa.Integer(), nullable=False),
         sa.Column("owner", sa.String(128), nullable=False),
         sa.Column("owner_pid", sa.Integer(), nullable=True),
         sa.Column("token_hash", sa.String(128), nullable=False),
@@ -131,7 +134,8 @@ def upgrade() -> None:
         ),
         sa.ForeignKeyConstraint(["pool_id"], ["pools.id"], name=op.f("fk_leases_pool_id_pools"),
                                 ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["vf_id"], ["vfs.id"], name=op.f("fk_leases_vf_id_vfs")),
+        sa.ForeignKeyConstraint(["vf_id"], ["vfs.id"], name=op.f("fk_leases_vf_id_vfs"),
+                                ondelete="SET NULL"),
         sqlite_autoincrement=True,
     )
     op.create_index(op.f("ix_leases_owner"), "leases", ["owner"])

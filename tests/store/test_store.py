@@ -54,8 +54,9 @@ def _pool(name: str, *pfs: Pf) -> Pool:
 
 
 def _lease(pool_id: int, vf_id: int, state: str) -> Lease:
-    return Lease(pool_id=pool_id, vf_id=vf_id, owner="vm-1", token_hash="0" * 64, state=state,
-                 mode="vfio", boot_id="b" * 32)
+    return Lease(pool_id=pool_id, vf_id=vf_id, pf_pci=PF_PCI, vf_pci="0000:05:10.0",
+                 vf_index=0, owner="vm-1", token_hash="0" * 64, state=state, mode="vfio",
+                 boot_id="b" * 32)
 
 
 def _seed(store: Store) -> tuple[int, int]:
@@ -125,16 +126,28 @@ def test_lease_ids_are_never_reused(store: Store) -> None:
         assert lease.id > old_id
 
 
-def test_a_pf_belongs_to_at_most_one_pool(store: Store) -> None:
+def test_a_pf_is_listed_once_per_pool(store: Store) -> None:
     _seed(store)
     with (
-        pytest.raises(IntegrityError, match=r"UNIQUE constraint failed: pool_pfs\.pf_pci"),
+        pytest.raises(IntegrityError, match=r"UNIQUE constraint failed: pool_pfs\.pool_id, "
+                                             r"pool_pfs\.pf_pci"),
         store.session() as session,
     ):
-        pf = session.get_one(Pf, PF_PCI)
-        session.add(_pool("tenant-b", pf))
+        pool = session.scalars(select(Pool)).one()
+        session.add(PoolPf(pool_id=pool.id, pf_pci=PF_PCI, position=1))
     with store.session() as session:
-        assert session.scalars(select(Pool.name)).all() == ["tenant-a"]
+        assert _count(session, PoolPf) == 1
+
+
+def test_deleting_a_vf_keeps_its_lease_history(store: Store) -> None:
+    pool_id, vf_id = _seed(store)
+    with store.session() as session:
+        session.add(_lease(pool_id, vf_id, "released"))
+    with store.session() as session:
+        session.delete(session.get_one(Vf, vf_id))
+    with store.session() as session:
+        lease = session.scalars(select(Lease)).one()
+        assert (lease.vf_id, lease.vf_pci) == (None, "0000:05:10.0")
 
 
 def test_deleting_a_pool_cascades_its_memberships_in_the_database(store: Store) -> None:

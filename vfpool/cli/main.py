@@ -96,10 +96,11 @@ def settings() -> Settings:
 
 
 def _register() -> None:
-    from vfpool.cli import db, pf, sim
+    from vfpool.cli import db, pf, pool, sim
 
     app.add_typer(sim.app, name="sim")
     app.add_typer(pf.app, name="pf")
+    app.add_typer(pool.app, name="pool")
     app.add_typer(db.app, name="db")
 
 

@@ -119,14 +119,16 @@ class Pool(Base):
 
 
 class PoolPf(Base):
-    """A PF's membership of a pool. UNIQUE(pf_pci): a PF belongs to at most one pool.
+    """A PF's membership of a pool.
 
     ``range_start``..``range_end`` is an inclusive VF index range; both NULL = the whole PF.
+    Pools may share a PF through disjoint ranges; the service checks overlaps inside its
+    BEGIN IMMEDIATE transaction (SQL has no declarative "ranges do not overlap").
     """
 
     __tablename__ = "pool_pfs"
     __table_args__ = (
-        UniqueConstraint("pf_pci"),
+        Index(None, "pf_pci"),
         CheckConstraint(
             "(range_start IS NULL AND range_end IS NULL) OR "
             "(range_start IS NOT NULL AND range_end IS NOT NULL AND range_start <= range_end)",
@@ -143,9 +145,6 @@ class PoolPf(Base):
     range_end: Mapped[int | None] = mapped_column(Integer)
 
     pool: Mapped[Pool] = relationship(back_populates="members")
-    # One-way on purpose: a Pf.membership one-to-one backref would make the ORM quietly
-    # detach a PF from its pool when it is added to another, instead of the UNIQUE(pf_pci)
-    # violation surfacing.
     pf: Mapped[Pf] = relationship()
 
 
@@ -194,7 +193,12 @@ class Lease(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     pool_id: Mapped[int] = mapped_column(ForeignKey("pools.id", ondelete="CASCADE"))
-    vf_id: Mapped[int] = mapped_column(ForeignKey("vfs.id"))
+    # SET NULL: the VF inventory row may go (pool destroyed) while the lease history stays;
+    # pf_pci, vf_pci and vf_index keep what it was.
+    vf_id: Mapped[int | None] = mapped_column(ForeignKey("vfs.id", ondelete="SET NULL"))
+    pf_pci: Mapped[str] = mapped_column(String(16))
+    vf_pci: Mapped[str] = mapped_column(String(16))
+    vf_index: Mapped[int] = mapped_column(Integer)
     owner: Mapped[str] = mapped_column(String(128), index=True)
     owner_pid: Mapped[int | None] = mapped_column(Integer)
     token_hash: Mapped[str] = mapped_column(String(128))
@@ -211,7 +215,7 @@ class Lease(Base):
     released_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
     pool: Mapped[Pool] = relationship()
-    vf: Mapped[Vf] = relationship()
+    vf: Mapped[Vf | None] = relationship()
 
 
 class Event(Base):

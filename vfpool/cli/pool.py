@@ -1,0 +1,258 @@
+"""`vfpool pool`: the pool lifecycle (libvirt's net-define/start/destroy/undefine/autostart)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from vfpool.cli.main import settings
+from vfpool.cli.render import cell, emit, emit_json, note, stderr_is_terminal, table
+from vfpool.errors import InvalidInput
+from vfpool.model.pool import VfDefaults
+from vfpool.service import pools as pool_service
+
+app = typer.Typer(no_args_is_help=True, help="Network pools of VFs.")
+
+JSON = typer.Option(False, "--json", help="Print JSON.")
+TIMEOUT = typer.Option(pool_service.DEFAULT_TIMEOUT, "--timeout", min=0.0, metavar="SECONDS",
+                       help="How long to wait for VFs and their netdevs to appear.")
+DISRUPT = typer.Option(False, "--allow-disruption",
+                       help="Reload a driver module even if it takes down interfaces that "
+                            "are up or VFs that are leased.")
+
+
+def _progress() -> pool_service.Progress:
+    return note if stderr_is_terminal() else pool_service._quiet
+
+
+def _pool_lines(record: dict[str, Any]) -> str:
+    defaults = ", ".join(f"{key}={cell(value)}" for key, value in record["defaults"].items()
+                         if value is not None) or "-"
+    vfs = record["vfs"]
+    state = record["state"] + (" (needs start)" if record["needs_start"] else "")
+    fields = [("name", record["name"]), ("state", state), ("autostart", record["autostart"]),
+              ("method", record["method"]), ("mode", record["mode"]),
+              ("vfs per PF", record["vfs_per_pf"]),
+              ("vfs", f"{vfs['total']} total, {vfs['free']} free, {vfs['leased']} leased, "
+                      f"{vfs['reserved']} reserved, {vfs['unusable']} unusable"),
+              ("defaults", defaults)]
+    width = max(len(key) for key, _ in fields)
+    lines = [f"{key.ljust(width)}  {cell(value)}" for key, value in fields]
+    lines += ["", table(["PF", "NETDEV", "DRIVER", "METHOD", "RANGE", "NUMVFS", "TOTALVFS"],
+                        [[pf["pci"], pf["netdev"], pf["driver"], pf["method"], pf["range"],
+                          pf["numvfs"], pf["totalvfs"]] for pf in record["pfs"]])]
+    return "\n".join(lines)
+
+
+@app.command("define")
+def define(
+    name: str | None = typer.Argument(None, metavar="NAME",
+                                      help="Pool name (overrides the name in --file)."),
+    pfs: list[str] = typer.Option([], "--pf", metavar="PF[#START-END]",
+                                  help="A PF by PCI address or netdev, with an optional VF "
+                                       "index range; repeat for more."),
+    vfs: int | None = typer.Option(None, "--vfs", metavar="N", help="VFs per PF."),
+    method: str = typer.Option("auto", "--method", metavar="auto|sysfs|module-param"),
+    mode: str = typer.Option("vfio", "--mode", metavar="vfio|macvtap|netdev"),
+    vlan: int | None = typer.Option(None, "--vlan", metavar="ID"),
+    qos: int | None = typer.Option(None, "--qos", metavar="N"),
+    trust: bool | None = typer.Option(None, "--trust/--no-trust"),
+    spoofchk: bool | None = typer.Option(None, "--spoofchk/--no-spoofchk"),
+    min_tx_rate: int | None = typer.Option(None, "--min-tx-rate", metavar="MBPS"),
+    max_tx_rate: int | None = typer.Option(None, "--max-tx-rate", metavar="MBPS"),
+    mtu: int | None = typer.Option(None, "--mtu", metavar="N"),
+    file: Path | None = typer.Option(None, "--file", metavar="POOL.toml",
+                                     help="Read the definition from TOML (see dumpconfig)."),
+    as_json: bool = JSON,
+) -> None:
+    """Define a pool: validate it against the host and store it, inactive.
+
+    Example: vfpool pool define tenant-a --pf enp133s0f0 --pf enp133s0f1#0-7 --vfs 8 --vlan 100
+    """
+    with settings().context() as ctx:
+        if file is not None:
+            if pfs or vfs is not None:
+                raise InvalidInput("give either --file or --pf/--vfs, not both")
+            try:
+                text = file.read_text()
+            except OSError as exc:
+                raise InvalidInput(f"cannot read {file}: {exc.strerror}") from None
+            spec = pool_service.from_toml(text, str(file))
+            if name is not None:
+                spec = pool_service.replace_name(spec, name)
+            record = pool_service.define(ctx, spec)
+        else:
+            if name is None:
+                raise InvalidInput("missing pool NAME (or give --file)")
+            if vfs is None:
+                raise InvalidInput("missing --vfs N: how many VFs per PF")
+            defaults = VfDefaults(vlan=vlan, qos=qos, trust=trust, spoofchk=spoofchk,
+                                  min_tx_rate=min_tx_rate, max_tx_rate=max_tx_rate, mtu=mtu)
+            spec = pool_service.parse_spec(name, pfs, vfs, method, mode, defaults)
+            record = pool_service.define(ctx, spec)
+    if as_json:
+        emit_json(record)
+    else:
+        emit(f"defined pool {record['name']} (inactive); start it with `vfpool pool start "
+             f"{record['name']}`")
+
+
+@app.command("dumpconfig")
+def dumpconfig(name: str = typer.Argument(..., metavar="NAME")) -> None:
+    """Print a pool's definition as TOML that `pool define --file` reads back.
+
+    Example: vfpool pool dumpconfig tenant-a > tenant-a.toml
+    """
+    with settings().context() as ctx:
+        emit(pool_service.dumpconfig(ctx, name).rstrip("\n"))
+
+
+@app.command("start")
+def start(
+    name: str | None = typer.Argument(None, metavar="NAME"),
+    autostarted: bool = typer.Option(False, "--autostarted",
+                                     help="Start every pool marked autostart (at boot)."),
+    allow_disruption: bool = DISRUPT,
+    timeout: float = TIMEOUT,
+    as_json: bool = JSON,
+) -> None:
+    """Start a pool: size its PFs, verify, inventory its VFs, mark it active.
+
+    Example: vfpool pool start tenant-a
+    """
+    if autostarted == (name is not None):
+        raise InvalidInput("give a pool NAME or --autostarted")
+    with settings().context() as ctx:
+        if autostarted:
+            results = pool_service.start_autostarted(ctx, allow_disruption=allow_disruption,
+                                                     timeout=timeout, progress=_progress())
+            if as_json:
+                emit_json(results)
+            else:
+                lines = [f"{r['name']}: {r['result']}" + (f": {r['error']}" if r["error"]
+                                                          else "") for r in results]
+                emit("\n".join(lines) if lines else "no autostart pools")
+            failed = [r for r in results if r["error"]]
+            if failed:
+                raise typer.Exit(max(r["exit_code"] for r in failed))
+            return
+        assert name is not None
+        record = pool_service.start(ctx, name, allow_disruption=allow_disruption,
+                                    timeout=timeout, progress=_progress())
+    if as_json:
+        emit_json(record)
+    elif record["already_active"]:
+        emit(f"pool {name} is already active; nothing to do")
+    else:
+        emit(f"started pool {name}: {record['vfs']['total']} VFs, "
+             f"{record['vfs']['free']} free")
+
+
+@app.command("destroy")
+def destroy(
+    name: str = typer.Argument(..., metavar="NAME"),
+    force: bool = typer.Option(False, "--force", help="Release the pool's leases first."),
+    keep_vfs: bool = typer.Option(False, "--keep-vfs", help="Leave the VFs on the PFs."),
+    allow_disruption: bool = DISRUPT,
+    as_json: bool = JSON,
+) -> None:
+    """Deactivate a pool; its PFs go back to 0 VFs unless --keep-vfs.
+
+    Example: vfpool pool destroy tenant-a --force
+    """
+    with settings().context() as ctx:
+        record = pool_service.destroy(ctx, name, force=force, keep_vfs=keep_vfs,
+                                      allow_disruption=allow_disruption,
+                                      progress=_progress())
+    if as_json:
+        emit_json(record)
+    else:
+        released = f", released {len(record['released'])} lease(s)" if record["released"] else ""
+        emit(f"destroyed pool {name}{released}")
+
+
+@app.command("undefine")
+def undefine(name: str = typer.Argument(..., metavar="NAME")) -> None:
+    """Forget an inactive pool.
+
+    Example: vfpool pool undefine tenant-a
+    """
+    with settings().context() as ctx:
+        pool_service.undefine(ctx, name)
+    emit(f"undefined pool {name}")
+
+
+@app.command("autostart")
+def autostart(
+    name: str = typer.Argument(..., metavar="NAME"),
+    disable: bool = typer.Option(False, "--disable", help="Do not start it at boot."),
+    as_json: bool = JSON,
+) -> None:
+    """Mark a pool to be started at boot (by vfpool-autostart.service).
+
+    Example: vfpool pool autostart tenant-a
+    """
+    with settings().context() as ctx:
+        record = pool_service.set_autostart(ctx, name, not disable)
+    if as_json:
+        emit_json(record)
+    else:
+        emit(f"pool {name} {'will not' if disable else 'will'} be started at boot")
+
+
+@app.command("resize")
+def resize(
+    name: str = typer.Argument(..., metavar="NAME"),
+    vfs: int = typer.Option(..., "--vfs", metavar="N", help="The new number of VFs per PF."),
+    allow_disruption: bool = DISRUPT,
+    timeout: float = TIMEOUT,
+    as_json: bool = JSON,
+) -> None:
+    """Change a pool's VFs per PF; an active pool is resized on the host at once.
+
+    Example: vfpool pool resize tenant-a --vfs 16
+    """
+    with settings().context() as ctx:
+        record = pool_service.resize(ctx, name, vfs, allow_disruption=allow_disruption,
+                                     timeout=timeout, progress=_progress())
+    if as_json:
+        emit_json(record)
+    else:
+        emit(f"pool {name} now has {vfs} VFs per PF")
+
+
+@app.command("list")
+def list_(
+    include_inactive: bool = typer.Option(False, "--all", help="Include inactive pools."),
+    as_json: bool = JSON,
+) -> None:
+    """List active pools (all pools with --all).
+
+    Example: vfpool pool list --all
+    """
+    with settings().context() as ctx:
+        records = pool_service.list_pools(ctx, include_inactive=include_inactive)
+    if as_json:
+        emit_json(records)
+        return
+    emit(table(["NAME", "STATE", "AUTOSTART", "METHOD", "MODE", "PFS", "FREE/TOTAL"],
+               [[r["name"], r["state"] + (" (needs start)" if r["needs_start"] else ""),
+                 r["autostart"], r["method"], r["mode"],
+                 ",".join(pf["netdev"] or pf["pci"] for pf in r["pfs"]),
+                 f"{r['vfs']['free']}/{r['vfs']['total']}"] for r in records]))
+
+
+@app.command("info")
+def info(name: str = typer.Argument(..., metavar="NAME"), as_json: bool = JSON) -> None:
+    """Show a pool: state, PFs, VF counts and VF defaults.
+
+    Example: vfpool pool info tenant-a --json
+    """
+    with settings().context() as ctx:
+        record = pool_service.info(ctx, name)
+    if as_json:
+        emit_json(record)
+    else:
+        emit(_pool_lines(record))

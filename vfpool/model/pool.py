@@ -1,0 +1,267 @@
+"""Pool definitions: validation and the TOML form. Pure code."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, cast
+
+import tomli_w
+
+from vfpool.errors import InvalidInput
+from vfpool.model.drivers import DriverInfo
+from vfpool.model.snapshot import PfSnapshot
+
+Method = Literal["auto", "sysfs", "module-param"]
+Mode = Literal["vfio", "macvtap", "netdev"]
+METHODS: tuple[Method, ...] = ("auto", "sysfs", "module-param")
+MODES: tuple[Mode, ...] = ("vfio", "macvtap", "netdev")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_RANGE = re.compile(r"^(\d{1,4})-(\d{1,4})$")
+MTU_MIN, MTU_MAX = 68, 9216
+
+
+def validate_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise InvalidInput(f"invalid pool name {name!r}: use 1 to 64 letters, digits, '_', '.' "
+                           "or '-', starting with a letter or digit")
+    return name
+
+
+@dataclass(frozen=True, order=True)
+class VfRange:
+    """An inclusive range of VF indices on one PF, written ``0-7``."""
+
+    start: int
+    end: int
+
+    @classmethod
+    def parse(cls, text: str, context: str) -> VfRange:
+        match = _RANGE.match(text.strip())
+        if match is None:
+            raise InvalidInput(f"invalid VF range {text!r} in {context!r}: expected START-END, "
+                               "such as 0-7")
+        start, end = int(match[1]), int(match[2])
+        if start > end:
+            raise InvalidInput(f"invalid VF range {text!r} in {context!r}: {start} is above "
+                               f"{end}")
+        return cls(start, end)
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start + 1
+
+    def overlaps(self, other: VfRange) -> bool:
+        return self.start <= other.end and other.start <= self.end
+
+    def __str__(self) -> str:
+        return f"{self.start}-{self.end}"
+
+
+@dataclass(frozen=True)
+class PfRef:
+    """A PF as the user named it, with an optional VF index range: ``enp5s0f0#0-7``."""
+
+    pf: str
+    range: VfRange | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> PfRef:
+        name, hash_sign, range_text = text.partition("#")
+        if not name:
+            raise InvalidInput(f"invalid --pf {text!r}: expected PF[#START-END], such as "
+                               "enp5s0f0#0-7")
+        return cls(name, VfRange.parse(range_text, text) if hash_sign else None)
+
+    def __str__(self) -> str:
+        return f"{self.pf}#{self.range}" if self.range else self.pf
+
+
+@dataclass(frozen=True)
+class VfDefaults:
+    """VF settings applied to every lease of the pool; None leaves the driver's value alone."""
+
+    vlan: int | None = None
+    qos: int | None = None
+    trust: bool | None = None
+    spoofchk: bool | None = None
+    min_tx_rate: int | None = None
+    max_tx_rate: int | None = None
+    mtu: int | None = None
+
+    def validate(self) -> VfDefaults:
+        if self.vlan is not None and not 1 <= self.vlan <= 4094:
+            raise InvalidInput(f"VLAN {self.vlan} is outside 1-4094")
+        if self.qos is not None:
+            if not 0 <= self.qos <= 7:
+                raise InvalidInput(f"QoS {self.qos} is outside 0-7")
+            if self.vlan is None:
+                raise InvalidInput("QoS needs a VLAN: give --vlan too")
+        for key in ("min_tx_rate", "max_tx_rate"):
+            value = getattr(self, key)
+            if value is not None and value < 0:
+                raise InvalidInput(f"{key} must not be negative")
+        if (self.min_tx_rate is not None and self.max_tx_rate is not None
+                and self.max_tx_rate != 0 and self.min_tx_rate > self.max_tx_rate):
+            raise InvalidInput(f"min TX rate {self.min_tx_rate} Mbps is above max TX rate "
+                               f"{self.max_tx_rate} Mbps")
+        if self.mtu is not None and not MTU_MIN <= self.mtu <= MTU_MAX:
+            raise InvalidInput(f"MTU {self.mtu} is outside {MTU_MIN}-{MTU_MAX}")
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in ("vlan", "qos", "trust", "spoofchk",
+                                                    "min_tx_rate", "max_tx_rate", "mtu")}
+
+    def vf_fields(self) -> set[str]:
+        """The netlink VF fields these defaults set (MTU is a netdev setting, not a VF one)."""
+        fields = {key for key, value in self.as_dict().items() if value is not None}
+        if "qos" in fields:
+            fields.discard("qos")
+            fields.add("vlan")
+        fields.discard("mtu")
+        return fields
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    name: str
+    pfs: tuple[PfRef, ...]
+    vfs: int
+    method: Method = "auto"
+    mode: Mode = "vfio"
+    defaults: VfDefaults = field(default_factory=VfDefaults)
+    autostart: bool = False
+
+    def validate(self) -> PoolSpec:
+        """Checks that need no host: name, counts, enums, defaults, duplicate PFs."""
+        validate_name(self.name)
+        if not self.pfs:
+            raise InvalidInput("a pool needs at least one --pf")
+        if self.vfs < 1:
+            raise InvalidInput(f"--vfs must be at least 1, not {self.vfs}")
+        if self.method not in METHODS:
+            raise InvalidInput(f"invalid method {self.method!r}: use one of "
+                               f"{', '.join(METHODS)}")
+        if self.mode not in MODES:
+            raise InvalidInput(f"invalid mode {self.mode!r}: use one of {', '.join(MODES)}")
+        self.defaults.validate()
+        return self
+
+    def with_pfs(self, pfs: tuple[PfRef, ...]) -> PoolSpec:
+        return replace(self, pfs=pfs)
+
+
+def claimed_range(ref_range: VfRange | None, totalvfs: int) -> VfRange:
+    """The VF indices a membership claims: its range, or the whole PF."""
+    return ref_range if ref_range is not None else VfRange(0, max(totalvfs - 1, 0))
+
+
+def used_indices(ref_range: VfRange | None, vfs: int) -> range:
+    """The VF indices a pool of ``vfs`` VFs per PF uses: the first ``vfs`` of its range."""
+    start = ref_range.start if ref_range is not None else 0
+    return range(start, start + vfs)
+
+
+def check_member(spec: PoolSpec, ref: PfRef, pf: PfSnapshot, info: DriverInfo,
+                 method: Method) -> None:
+    """Host-dependent checks of one PF of a definition; raises InvalidInput (exit 2)."""
+    if spec.vfs > pf.totalvfs:
+        raise InvalidInput(f"PF {pf.label} supports at most {pf.totalvfs} VFs; {spec.vfs} "
+                           "requested")
+    if ref.range is not None:
+        if ref.range.end >= pf.totalvfs:
+            raise InvalidInput(f"VF range {ref.range} of PF {pf.label} goes past its "
+                               f"{pf.totalvfs} VFs (0-{pf.totalvfs - 1})")
+        if spec.vfs > ref.range.size:
+            raise InvalidInput(f"--vfs {spec.vfs} does not fit VF range {ref.range} of PF "
+                               f"{pf.label}, which holds {ref.range.size} VFs")
+    if info.vf_limit is not None and max(used_indices(ref.range, spec.vfs)) >= info.vf_limit:
+        raise InvalidInput(f"driver {info.name} allows at most {info.vf_limit} VFs per PF; "
+                           f"PF {pf.label} would need {max(used_indices(ref.range, spec.vfs)) + 1}")
+    if method == "sysfs" and not info.sysfs_resize:
+        raise InvalidInput(f"driver {info.name} cannot resize through sysfs; use --method "
+                           "module-param")
+    if method == "module-param" and not info.module_resize:
+        raise InvalidInput(f"driver {info.name} has no module parameter for VFs; use --method "
+                           "sysfs")
+    unsupported = sorted(spec.defaults.vf_fields() & info.unsupported_vf_fields)
+    if unsupported:
+        raise InvalidInput(f"driver {info.name} cannot set {', '.join(unsupported)} on its VFs "
+                           f"(PF {pf.label})")
+
+
+def resolve_method(method: Method, info: DriverInfo) -> Literal["sysfs", "module-param"]:
+    """``auto``: sysfs where the driver supports it, the module parameter otherwise."""
+    if method == "auto":
+        return "sysfs" if info.sysfs_resize else "module-param"
+    return method
+
+
+# -- TOML: what `pool dumpconfig` prints and `pool define --file` reads
+
+def to_toml(spec: PoolSpec) -> str:
+    document: dict[str, Any] = {
+        "name": spec.name,
+        "vfs": spec.vfs,
+        "method": spec.method,
+        "mode": spec.mode,
+        "autostart": spec.autostart,
+        "pf": [{"pci": ref.pf, **({"range": str(ref.range)} if ref.range else {})}
+               for ref in spec.pfs],
+    }
+    defaults = {key: value for key, value in spec.defaults.as_dict().items()
+                if value is not None}
+    if defaults:
+        document["defaults"] = defaults
+    return "# vfpool pool definition; `vfpool pool define --file` reads it back\n" + \
+        tomli_w.dumps(document)
+
+
+_TOP_KEYS = {"name", "vfs", "method", "mode", "autostart", "pf", "defaults"}
+_PF_KEYS = {"pci", "range"}
+
+
+def from_toml(text: str, source: str) -> PoolSpec:
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInput(f"{source} is not valid TOML: {exc}") from None
+    unknown = sorted(set(document) - _TOP_KEYS)
+    if unknown:
+        raise InvalidInput(f"{source}: unknown key {unknown[0]!r}")
+    try:
+        pfs = []
+        for entry in document.get("pf", []):
+            extra = sorted(set(entry) - _PF_KEYS)
+            if extra:
+                raise InvalidInput(f"{source}: unknown key {extra[0]!r} in [[pf]]")
+            pci = _typed(entry, "pci", str, source)
+            range_text = entry.get("range")
+            context = f"{pci}#{range_text}"
+            pfs.append(PfRef(pci, VfRange.parse(_typed(entry, "range", str, source), context)
+                             if range_text is not None else None))
+        raw_defaults = document.get("defaults", {})
+        defaults = VfDefaults(**{key: raw_defaults[key] for key in raw_defaults})
+        spec = PoolSpec(
+            name=_typed(document, "name", str, source),
+            pfs=tuple(pfs),
+            vfs=_typed(document, "vfs", int, source),
+            method=cast(Method, document.get("method", "auto")),
+            mode=cast(Mode, document.get("mode", "vfio")),
+            defaults=defaults,
+            autostart=bool(document.get("autostart", False)),
+        )
+    except TypeError as exc:
+        raise InvalidInput(f"{source}: {exc}") from None
+    return spec.validate()
+
+
+def _typed(table: dict[str, Any], key: str, kind: type, source: str) -> Any:
+    if key not in table:
+        raise InvalidInput(f"{source}: missing key {key!r}")
+    value = table[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise InvalidInput(f"{source}: {key!r} must be a {kind.__name__}")
+    return value
