@@ -333,11 +333,8 @@ class SimHost:
 
     def _store_numvfs(self, bdf: str, value: str, path: Path, *, no_netdev: bool) -> None:
         """drivers/pci/iov.c sriov_numvfs_store(), then the driver's sriov_configure()."""
-        try:
-            wanted = int(value.strip(), 0)
-        except ValueError:
-            raise _oserror(errno.EINVAL, path) from None
-        if not 0 <= wanted <= 0xFFFF:
+        wanted = _kstrtou16(value)
+        if wanted is None:
             raise _oserror(errno.EINVAL, path)
         device = self._dev(bdf)
         if wanted > int(self._read(device / "sriov_totalvfs")):
@@ -560,9 +557,9 @@ class SimHost:
         for pf_bdf in self._state["pfs"]:
             profile = self._profile(pf_bdf)
             if profile.pf_driver == driver and profile.module_param:
-                parsed = _vf_counts(profile, options)
-                if parsed is None:
-                    return os.strerror(errno.EINVAL)  # a value the module cannot parse
+                parsed = _vf_counts(profile, options, self._state["pfs"][pf_bdf]["totalvfs"])
+                if isinstance(parsed, int):
+                    return os.strerror(parsed)  # a value the module cannot take
                 counts[pf_bdf] = parsed
         folder = self.root / DRIVERS / driver
         folder.mkdir(parents=True)
@@ -618,6 +615,24 @@ class SimHost:
         raise NotFound(f"no PF netdev {netdev!r} on the simulated host")
 
 
+def _kstrtou16(value: str) -> int | None:
+    """lib/kstrtox.c kstrtou16(s, 0): an optional '+', then 0x-hex, 0-octal or decimal digits,
+    at most one trailing newline, nothing else; None where the kernel returns an error."""
+    text = value[:-1] if value.endswith("\n") else value
+    text = text[1:] if text.startswith("+") else text
+    if text[:2].lower() == "0x":
+        digits, base = text[2:], 16
+    elif text.startswith("0") and len(text) > 1:
+        digits, base = text[1:], 8
+    else:
+        digits, base = text, 10
+    allowed = "0123456789abcdef"[:base]
+    if not digits or any(ch not in allowed for ch in digits.lower()):
+        return None
+    number = int(digits, base)
+    return number if number <= 0xFFFF else None
+
+
 def _kstrtobool(value: str) -> bool | None:
     text = value.strip().lower()
     if text in ("1", "y", "yes", "on", "true"):
@@ -627,30 +642,40 @@ def _kstrtobool(value: str) -> bool | None:
     return None
 
 
-def _vf_counts(profile: NicProfile, options: dict[str, str]) -> tuple[int, int] | None:
-    """(VFs to enable, VFs to probe in the host) from a PF driver's module options."""
+def _vf_counts(profile: NicProfile, options: dict[str, str],
+               totalvfs: int) -> tuple[int, int] | int:
+    """(VFs to enable, VFs to probe in the host) from a PF driver's module options, or the
+    errno that makes the module load fail."""
     if profile.module_param is None:
         return (0, 0)
     raw = options.get(profile.module_param, "0")
     if profile.module_param_kind == "scalar":
         if not raw.isdigit():
-            return None
+            return errno.EINVAL
         # igb and ixgbe clamp an oversized max_vfs to their limit and warn.
-        count = min(int(raw), profile.driver_vf_limit or profile.totalvfs)
-        return (count, count)
+        count = min(int(raw), profile.driver_vf_limit or totalvfs)
+        # pci_enable_sriov() refuses more than TotalVFs; the driver loads with no VFs.
+        return (count, count) if count <= totalvfs else (0, 0)
     # mlx4_core: num_vfs and probe_vf are "port1,port2,port1+2" byte arrays, or one number.
     totals = _byte_array(raw)
     probes = _byte_array(options.get("probe_vf", "0"))
-    if totals is None or probes is None:
-        return None
-    enabled = min(sum(totals), profile.totalvfs)
+    for parsed in (totals, probes):
+        if isinstance(parsed, int):
+            return parsed
+    assert isinstance(totals, list) and isinstance(probes, list)
+    enabled = sum(totals)
+    if enabled > totalvfs:
+        return (0, 0)
     return (enabled, min(sum(probes), enabled))
 
 
-def _byte_array(text: str) -> list[int] | None:
+def _byte_array(text: str) -> list[int] | int:
+    """param_array_set() over param_set_byte(): ERANGE above 255, EINVAL for non-numbers."""
     parts = text.split(",")
-    if len(parts) > 3 or not all(part.isdigit() and int(part) <= 255 for part in parts):
-        return None
+    if len(parts) > 3 or not all(part.isdigit() for part in parts):
+        return errno.EINVAL
+    if any(int(part) > 255 for part in parts):
+        return errno.ERANGE
     return [int(part) for part in parts]
 
 

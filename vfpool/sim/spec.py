@@ -104,8 +104,7 @@ def layout_card(spec: NicSpec, pf0: PciAddress) -> CardLayout:
         netdevs = (base, *(f"{base}d{extra}" for extra in range(1, profile.ports_per_pf)))
         pfs.append(PfLayout(pci, port, offset, profile.stride, spec.totalvfs, netdevs))
     layout = CardLayout(spec, tuple(pfs))
-    top = max(layout.routing_ids())
-    if top > 0xFFFF:
+    if max(pf.pci.routing_id + pf.offset + (pf.totalvfs - 1) * pf.stride for pf in pfs) > 0xFFFF:
         raise InvalidInput(f"NIC {profile.name} at {pf0}: its VFs would run past bus ff")
     return layout
 
