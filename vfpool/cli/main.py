@@ -96,11 +96,13 @@ def settings() -> Settings:
 
 
 def _register() -> None:
-    from vfpool.cli import db, pf, pool, sim
+    from vfpool.cli import db, lease, pf, pool, reconcile, sim
 
     app.add_typer(sim.app, name="sim")
     app.add_typer(pf.app, name="pf")
     app.add_typer(pool.app, name="pool")
+    app.add_typer(lease.app, name="lease")
+    app.command("reconcile")(reconcile.reconcile)
     app.add_typer(db.app, name="db")
 
 

@@ -13,7 +13,10 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from vfpool.host.netlink import NetlinkPort
 
 
 @dataclass(frozen=True)
@@ -37,16 +40,29 @@ class KernelPort(Protocol):
     def simulated(self) -> bool:
         """True when this is not the machine vfpool runs on (no root needed to change it)."""
 
+    @property
+    def netlink(self) -> NetlinkPort:
+        """VF configuration through the PF, and netdev MTU and link state."""
+
 
 class RealKernel:
     """The machine itself, optionally under another root (a chroot-like test tree)."""
 
     def __init__(self, root: Path = Path("/")) -> None:
         self.root = root
+        self._netlink: NetlinkPort | None = None
 
     @property
     def simulated(self) -> bool:
         return False
+
+    @property
+    def netlink(self) -> NetlinkPort:
+        if self._netlink is None:
+            from vfpool.host.netlink import PyRoute2Netlink
+
+            self._netlink = PyRoute2Netlink()
+        return self._netlink
 
     def write_attr(self, path: Path, value: str) -> None:
         # One write() call: sysfs store functions see the whole value at once.

@@ -1,4 +1,7 @@
-"""One host-wide lock around changes to PFs, so two vfpool processes never resize at once."""
+"""File locks under the host root's run/vfpool: one for PF changes, one per VF for leases.
+
+flock locks die with their process, so a crash never leaves a lock held, and a lock that can
+be taken shows that whoever held it is gone."""
 
 from __future__ import annotations
 
@@ -6,18 +9,35 @@ import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from vfpool.errors import PermissionDenied
 
 
-@contextmanager
-def host_lock(root: Path) -> Iterator[None]:
-    path = root / "run/vfpool/host.lock"
+def _open(path: Path) -> IO[str]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "a+")  # noqa: SIM115 - held for the whole block
+        return open(path, "a+")
     except PermissionError:
-        raise PermissionDenied(f"cannot take the host lock {path}: permission denied") from None
-    with handle:
+        raise PermissionDenied(f"cannot take the lock {path}: permission denied") from None
+
+
+@contextmanager
+def host_lock(root: Path) -> Iterator[None]:
+    with _open(root / "run/vfpool/host.lock") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
+
+
+@contextmanager
+def vf_lock(root: Path, vf_pci: str, *, blocking: bool = True) -> Iterator[bool]:
+    """Serialise host changes to one VF: acquire, release and reconcile each hold it while
+    they change the VF, and re-read the lease once they have it. Yields False when
+    ``blocking`` is off and another process holds the lock."""
+    with _open(root / "run/vfpool/vf" / f"{vf_pci}.lock") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True

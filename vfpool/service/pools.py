@@ -39,7 +39,9 @@ from vfpool.model.pool import (
 )
 from vfpool.model.snapshot import PfSnapshot
 from vfpool.service import events
+from vfpool.service import leases as lease_service
 from vfpool.service.context import Context
+from vfpool.service.leases import member_range as range_of
 from vfpool.store import LIVE_LEASE_STATES, Lease, Pf, Pool, PoolPf, Vf, utcnow
 
 Progress = Callable[[str], None]
@@ -59,16 +61,10 @@ def _pool(session: Session, name: str) -> Pool:
     return pool
 
 
-def _range(member: PoolPf) -> VfRange | None:
-    if member.range_start is None or member.range_end is None:
-        return None
-    return VfRange(member.range_start, member.range_end)
-
-
 def spec_of(pool: Pool) -> PoolSpec:
     return PoolSpec(
         name=pool.name,
-        pfs=tuple(PfRef(member.pf_pci, _range(member)) for member in pool.members),
+        pfs=tuple(PfRef(member.pf_pci, range_of(member)) for member in pool.members),
         vfs=pool.vfs_per_pf,
         method=pool.method,  # type: ignore[arg-type]
         mode=pool.mode,  # type: ignore[arg-type]
@@ -82,7 +78,7 @@ def spec_of(pool: Pool) -> PoolSpec:
 def _vf_counts(session: Session, pool: Pool) -> dict[str, int]:
     counts = {"total": 0, "free": 0, "leased": 0, "reserved": 0, "unusable": 0}
     for member in pool.members:
-        indices = used_indices(_range(member), pool.vfs_per_pf)
+        indices = used_indices(range_of(member), pool.vfs_per_pf)
         rows = session.execute(
             select(Vf.state, func.count()).where(
                 Vf.pf_pci == member.pf_pci, Vf.vf_index >= indices.start,
@@ -112,7 +108,7 @@ def _record(ctx: Context, session: Session, pool: Pool) -> dict[str, Any]:
     needs_start = False
     for member in pool.members:
         host = _host_pf(ctx, member.pf_pci)
-        member_range = _range(member)
+        member_range = range_of(member)
         wanted = _wanted_count(session, member.pf_pci, pool.id, member_range, pool.vfs_per_pf)
         if pool.state == "active" and not _in_place_or_more(host, wanted):
             needs_start = True
@@ -206,10 +202,10 @@ def _check_overlaps(session: Session, members: list[tuple[PfRef, PfSnapshot]],
         for member, other_name in others:
             if member.pool_id == exclude_pool:
                 continue
-            theirs = claimed_range(_range(member), pf.totalvfs)
+            theirs = claimed_range(range_of(member), pf.totalvfs)
             if not mine.overlaps(theirs):
                 continue
-            if ref.range is None or _range(member) is None:
+            if ref.range is None or range_of(member) is None:
                 raise Conflict(f"PF {pf.label} is already in pool {other_name!r}")
             raise Conflict(f"VF range {ref.range} of PF {pf.label} overlaps range {theirs} of "
                            f"pool {other_name!r}")
@@ -239,7 +235,7 @@ def _check_module_params(session: Session, spec: PoolSpec,
         info_ = driver_info(pf_row.driver)
         if resolve_method(pool.method, info_) != "module-param":  # type: ignore[arg-type]
             continue
-        count = used_indices(_range(member), pool.vfs_per_pf).stop
+        count = used_indices(range_of(member), pool.vfs_per_pf).stop
         if count != wanted[info_.name][0]:
             raise Conflict(_param_conflict(info_, (count, pool.name), wanted[info_.name]))
 
@@ -319,7 +315,7 @@ def _wanted_count(session: Session, pci: str, pool_id: int, member_range: VfRang
         select(PoolPf, Pool.vfs_per_pf).join(Pool, Pool.id == PoolPf.pool_id)
         .where(PoolPf.pf_pci == pci, Pool.state == "active", Pool.id != pool_id))
     for member, other_vfs in others:
-        wanted = max(wanted, used_indices(_range(member), other_vfs).stop)
+        wanted = max(wanted, used_indices(range_of(member), other_vfs).stop)
     return wanted
 
 
@@ -346,7 +342,7 @@ def _plans(ctx: Context, session: Session, pool: Pool) -> list[PfPlan]:
         if snapshot is None:
             raise NotFound(f"PF {member.pf_pci} of pool {pool.name!r} is not on this host; "
                            "was the card removed?")
-        member_range = _range(member)
+        member_range = range_of(member)
         info_ = driver_info(snapshot.driver)
         plans.append(PfPlan(
             pci=member.pf_pci, range=member_range,
@@ -589,8 +585,6 @@ def destroy(ctx: Context, name: str, *, force: bool = False, keep_vfs: bool = Fa
                                f"{_owners(leases)}); release them or pass --force")
             lease_ids = [lease.id for lease in leases]
         if lease_ids:
-            from vfpool.service import leases as lease_service
-
             for lease_id in lease_ids:
                 lease_service.release(ctx, lease_id, force=True,
                                       reason=f"pool destroy --force {name}")
@@ -692,7 +686,7 @@ def resize(ctx: Context, name: str, vfs: int, *, allow_disruption: bool = False,
 
 def _check_shrink(session: Session, pool: Pool, vfs: int) -> None:
     for member in pool.members:
-        start_index = used_indices(_range(member), vfs).start
+        start_index = used_indices(range_of(member), vfs).start
         held = session.scalars(select(Lease).where(
             Lease.pf_pci == member.pf_pci, Lease.pool_id == pool.id,
             Lease.state.in_(LIVE_LEASE_STATES), Lease.vf_index >= start_index + vfs)

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import time
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from typing import Any, Literal
 from vfpool.errors import Conflict, InvalidInput, NotFound
 from vfpool.host.kernel import CommandResult
 from vfpool.model.pci import PciAddress, vf_address
+from vfpool.model.vfconfig import LINK_STATE_CODES, VfConfig
 from vfpool.sim.profiles import (
     DEFAULT_NICS,
     ONBOARD_NIC,
@@ -52,7 +54,12 @@ OUI = {0x8086: (0xA0, 0x36, 0x9F), 0x15B3: (0x98, 0x03, 0x9B)}
 _DEVICE_ATTR = re.compile(r"^sys/devices/pci0000:00/(?P<bdf>[^/]+)/(?P<attr>[^/]+)$")
 _DRIVER_ATTR = re.compile(r"^sys/bus/pci/drivers/(?P<driver>[^/]+)/(?P<attr>[^/]+)$")
 
-FaultKind = Literal["errno", "ignore", "no-netdev"]
+FaultKind = Literal["errno", "ignore", "no-netdev", "hang"]
+HANG_LIMIT = 300.0  # a hung write gives up (ETIMEDOUT) after this many seconds
+# VF config fields each PF driver rejects with EOPNOTSUPP (SRIOV-FACTS.md).
+UNSUPPORTED_VF_FIELDS = {"igb": {"link_state"}, "i40e": {"min_tx_rate"}}
+VF_DEFAULTS = {"vlan": 0, "qos": 0, "spoofchk": True, "trust": False, "link_state": "auto",
+               "min_tx_rate": 0, "max_tx_rate": 0}
 
 
 @dataclass
@@ -61,7 +68,9 @@ class Fault:
 
     ``errno``: the write fails with that errno. ``ignore``: the write reports success and does
     nothing (bnxt_en with its PF down). ``no-netdev`` (on ``sriov_numvfs``): the VFs appear but
-    their netdevs never do. ``target`` is a path relative to the sim root, or ``modprobe:MODULE``.
+    their netdevs never do. ``hang``: the write blocks until the fault is cleared (a stuck
+    driver; lets a test kill a process mid-operation). ``target`` is a path relative to the sim
+    root, ``modprobe:MODULE``, or ``netlink:PF_NETDEV`` for VF configuration through that PF.
     """
 
     target: str
@@ -268,6 +277,8 @@ class SimHost:
     def _fault_key(self, target: str) -> str:
         if target.startswith("modprobe:"):
             return "modprobe:" + _module_name(target.split(":", 1)[1])
+        if target.startswith("netlink:"):
+            return target
         path = Path(target)
         full = path if path.is_absolute() else self.root / path
         real = Path(os.path.realpath(full))
@@ -276,9 +287,20 @@ class SimHost:
         except ValueError:
             raise InvalidInput(f"fault target {target} is outside the simulated host") from None
 
+    def _wait_while_hung(self, key: str) -> None:
+        """Block, without holding the sim lock, while a ``hang`` fault names ``key``."""
+        deadline = time.monotonic() + HANG_LIMIT
+        while True:
+            faults = json.loads((self.root / STATE_FILE).read_text())["faults"]
+            if not any(f["target"] == key and f["kind"] == "hang" for f in faults):
+                return
+            if time.monotonic() >= deadline:
+                raise _oserror(errno.ETIMEDOUT, key)
+            time.sleep(0.02)
+
     def _take_fault(self, key: str) -> Fault | None:
         for index, raw in enumerate(self._state["faults"]):
-            if raw["target"] == key:
+            if raw["target"] == key and raw["kind"] != "hang":
                 fault = Fault(**raw)
                 fault.remaining -= 1
                 if fault.remaining <= 0:
@@ -295,6 +317,7 @@ class SimHost:
             key = str(real.relative_to(self.root))
         except ValueError:
             raise _oserror(errno.EACCES, path) from None
+        self._wait_while_hung(key)
         with self._locked():
             fault = self._take_fault(key)
             if fault is not None and fault.kind == "errno":
@@ -366,6 +389,8 @@ class SimHost:
             raise _oserror(errno.ENODEV, path)
         if self._driver_of(bdf) is not None:
             raise _oserror(errno.EBUSY, path)
+        if not self._can_probe(bdf):
+            raise _oserror(errno.ENODEV, path)
         self._bind(bdf, driver)
 
     def _store_drivers_probe(self, bdf: str, path: Path) -> None:
@@ -383,8 +408,17 @@ class SimHost:
                int(self._read(self._dev(bdf) / "device"), 16))
         return ids in driver_id_table().get(driver, set())
 
+    def _can_probe(self, bdf: str) -> bool:
+        """pci_device_can_probe(): a VF whose PF has sriov_drivers_autoprobe=0 binds only
+        through driver_override."""
+        physfn = self._physfn(bdf)
+        if physfn is None:
+            return True
+        return (self._read(self._dev(physfn) / "sriov_drivers_autoprobe") == "1"
+                or self._read(self._dev(bdf) / "driver_override") != "(null)")
+
     def _probe(self, bdf: str) -> None:
-        if self._driver_of(bdf) is not None:
+        if self._driver_of(bdf) is not None or not self._can_probe(bdf):
             return
         for driver in sorted(driver_id_table()):
             if self._loaded(driver) and self._matches(driver, bdf):
@@ -489,6 +523,8 @@ class SimHost:
             shutil.rmtree(self._dev(bdf))
             (self.root / "sys/bus/pci/devices" / bdf).unlink(missing_ok=True)
             (self._dev(pf_bdf) / f"virtfn{index}").unlink()
+            # The PF driver frees its per-VF state (MAC, VLAN, …) with the VFs.
+            self._state["vf_config"].pop(f"{pf_bdf}/{index}", None)
         _write(self._dev(pf_bdf) / "sriov_numvfs", "0\n")
 
     # ------------------------------------------------------------------ modules
@@ -570,7 +606,8 @@ class SimHost:
         for key, value in options.items():
             _write(parameters / key, f"{value}\n")
         for entry in sorted(os.listdir(self.root / DEVICES)):
-            if self._driver_of(entry) is None and self._matches(driver, entry):
+            if (self._driver_of(entry) is None and self._matches(driver, entry)
+                    and self._can_probe(entry)):
                 self._bind(entry, driver)
                 if entry in counts and counts[entry][0]:
                     enabled, probed = counts[entry]
@@ -613,6 +650,100 @@ class SimHost:
                         _write(link / "operstate", f"{operstate}\n")
                     return
         raise NotFound(f"no PF netdev {netdev!r} on the simulated host")
+
+    # ------------------------------------------------------------------ the netlink port
+    @property
+    def netlink(self) -> SimHost:
+        return self
+
+    def _pf_by_netdev(self, netdev: str) -> str:
+        for bdf, pf in self._state["pfs"].items():
+            if netdev in pf["netdevs"]:
+                return str(bdf)
+        raise _oserror(errno.ENODEV, netdev)
+
+    def _vf_config(self, pf_bdf: str, index: int) -> dict[str, Any]:
+        vfs = dict(self._vfs_of(pf_bdf))
+        config = dict(VF_DEFAULTS)
+        config["mac"] = _vf_mac(self._profile(pf_bdf), vfs[index])
+        config.update(self._state["vf_config"].get(f"{pf_bdf}/{index}", {}))
+        return config
+
+    def vf_configs(self, pf_netdev: str) -> dict[int, VfConfig]:
+        self._wait_while_hung(f"netlink:{pf_netdev}")
+        with self._locked():
+            pf_bdf = self._pf_by_netdev(pf_netdev)
+            return {index: VfConfig.from_dict(self._vf_config(pf_bdf, index))
+                    for index, _ in self._vfs_of(pf_bdf)}
+
+    def set_vf(self, pf_netdev: str, index: int, field: str, config: VfConfig) -> None:
+        """rtnetlink do_setvfinfo() and the PF driver's ndo_set_vf_* callbacks."""
+        key = f"netlink:{pf_netdev}"
+        self._wait_while_hung(key)
+        with self._locked():
+            fault = self._take_fault(key)
+            if fault is not None and fault.kind == "errno":
+                raise _oserror(fault.errno or errno.EIO, key)
+            if fault is not None and fault.kind == "ignore":
+                return
+            pf_bdf = self._pf_by_netdev(pf_netdev)
+            vfs = dict(self._vfs_of(pf_bdf))
+            if index not in vfs:
+                raise _oserror(errno.EINVAL, key)
+            driver = self._profile(pf_bdf).pf_driver
+            unsupported = UNSUPPORTED_VF_FIELDS.get(driver, set())
+            changes: dict[str, Any] = {}
+            if field == "mac":
+                mac = config.mac or "00:00:00:00:00:00"
+                if int(mac[:2], 16) & 1:
+                    raise _oserror(errno.EINVAL, key)  # is_valid_ether_addr()
+                changes["mac"] = mac
+            elif field == "vlan":
+                if (config.vlan or 0) > 4095 or (config.qos or 0) > 7:
+                    raise _oserror(errno.EINVAL, key)
+                changes.update(vlan=config.vlan or 0, qos=config.qos or 0)
+            elif field == "rate":
+                if "min_tx_rate" in unsupported and config.min_tx_rate:
+                    raise _oserror(errno.EOPNOTSUPP, key)
+                changes.update(min_tx_rate=config.min_tx_rate or 0,
+                               max_tx_rate=config.max_tx_rate or 0)
+            elif field in ("spoofchk", "trust"):
+                changes[field] = bool(getattr(config, field))
+            elif field == "link_state":
+                if "link_state" in unsupported:
+                    raise _oserror(errno.EOPNOTSUPP, key)
+                if (config.link_state or "auto") not in LINK_STATE_CODES:
+                    raise _oserror(errno.EINVAL, key)
+                changes["link_state"] = config.link_state or "auto"
+            else:
+                raise _oserror(errno.EINVAL, key)
+            self._state["vf_config"].setdefault(f"{pf_bdf}/{index}", {}).update(changes)
+            if "mac" in changes:
+                # The VF driver picks up the MAC the PF assigned.
+                for name in os.listdir(self._dev(vfs[index]) / "net") \
+                        if (self._dev(vfs[index]) / "net").is_dir() else []:
+                    _write(self._dev(vfs[index]) / "net" / name / "address",
+                           f"{changes['mac']}\n")
+
+    def set_link(self, netdev: str, *, mtu: int | None = None, up: bool | None = None) -> None:
+        key = f"netlink:{netdev}"
+        self._wait_while_hung(key)
+        with self._locked():
+            fault = self._take_fault(key)
+            if fault is not None and fault.kind == "errno":
+                raise _oserror(fault.errno or errno.EIO, key)
+            net = self.root / "sys/class/net" / netdev
+            if not net.exists():
+                raise _oserror(errno.ENODEV, netdev)
+            if mtu is not None:
+                if not 68 <= mtu <= 9216:
+                    raise _oserror(errno.EINVAL, netdev)
+                _write(net / "mtu", f"{mtu}\n")
+            if up is not None:
+                _write(net / "operstate", "up\n" if up else "down\n")
+                for pf in self._state["pfs"].values():
+                    if netdev in pf["netdevs"]:
+                        pf["operstate"] = "up" if up else "down"
 
 
 def _kstrtou16(value: str) -> int | None:

@@ -1,0 +1,124 @@
+"""`vfpool lease`: VF leases for VM tooling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from vfpool.cli.main import settings
+from vfpool.cli.render import emit, emit_json, note, table
+from vfpool.errors import InvalidInput
+from vfpool.service import leases as lease_service
+
+app = typer.Typer(no_args_is_help=True, help="Lease VFs to VMs and release them.")
+
+JSON = typer.Option(False, "--json", help="Print JSON.")
+
+
+def _rows(records: list[dict[str, Any]]) -> str:
+    return table(["ID", "POOL", "OWNER", "STATE", "MODE", "VF", "NETDEV", "MAC", "VLAN", "NUMA"],
+                 [[r["id"], r["pool"], r["owner"], r["state"], r["mode"], r["vf"]["pci"],
+                   r["vf"]["netdev"], r["mac"], r["vlan"], r["numa_node"]] for r in records])
+
+
+@app.command("acquire")
+def acquire(
+    pool: str = typer.Argument(..., metavar="POOL"),
+    owner: str = typer.Option(..., "--owner", help="Who holds the lease: a VM name or UUID."),
+    count: int = typer.Option(1, "--count", metavar="K", help="Lease K VFs: all or none."),
+    mac: str | None = typer.Option(None, "--mac", help="The VF's MAC (default: generated)."),
+    vlan: int | None = typer.Option(None, "--vlan", metavar="ID", help="Override the VLAN."),
+    numa_node: int | None = typer.Option(None, "--numa-node", metavar="N",
+                                         help="Prefer VFs on this NUMA node."),
+    spread: bool = typer.Option(False, "--spread", help="Spread the VFs across PFs."),
+    owner_pid: int | None = typer.Option(None, "--owner-pid", metavar="PID",
+                                         help="The process using the VFs (reconcile frees "
+                                              "them when it is gone)."),
+    as_json: bool = JSON,
+) -> None:
+    """Lease VFs from an active pool. Prints each lease with its token, shown only here.
+
+    Example: vfpool lease acquire tenant-a --owner vm1 --count 2 --numa-node 1 --json
+    """
+    with settings().context() as ctx:
+        records = lease_service.acquire(ctx, pool, owner, count=count, mac=mac, vlan=vlan,
+                                        numa_node=numa_node, spread=spread, owner_pid=owner_pid)
+    if records and records[0]["numa_met"] is False:
+        note(f"note: not all VFs are on NUMA node {numa_node}; the pool had no free VF there")
+    if as_json:
+        emit_json(records)
+        return
+    emit(_rows(records))
+    for record in records:
+        emit(f"lease {record['id']} token: {record['token']}")
+
+
+@app.command("release")
+def release(
+    lease_id: int | None = typer.Argument(None, metavar="LEASE_ID"),
+    token: str | None = typer.Option(None, "--token", help="The token printed by acquire."),
+    owner: str | None = typer.Option(None, "--owner", help="Release all of OWNER's leases."),
+    force: bool = typer.Option(False, "--force", help="Release without the token (admins)."),
+    as_json: bool = JSON,
+) -> None:
+    """Release a lease: restore the VF's saved config and driver, and free it.
+
+    Example: vfpool lease release 7 --token 3q2-H…
+    """
+    if (lease_id is None) == (owner is None):
+        raise InvalidInput("give a LEASE_ID or --owner OWNER")
+    with settings().context() as ctx:
+        if owner is not None:
+            records = lease_service.release_owner(ctx, owner)
+        else:
+            assert lease_id is not None
+            records = [lease_service.release(ctx, lease_id, token=token, force=force)]
+    if as_json:
+        emit_json(records)
+    else:
+        emit("\n".join(f"released lease {r['id']} ({r['vf']['pci']})" for r in records))
+
+
+@app.command("list")
+def list_(
+    pool: str | None = typer.Option(None, "--pool", help="Only this pool's leases."),
+    owner: str | None = typer.Option(None, "--owner", help="Only this owner's leases."),
+    include_finished: bool = typer.Option(False, "--all", help="Include released leases."),
+    as_json: bool = JSON,
+) -> None:
+    """List live leases (all of them with --all).
+
+    Example: vfpool lease list --owner vm1 --json
+    """
+    with settings().context() as ctx:
+        records = lease_service.list_leases(ctx, pool=pool, owner=owner,
+                                            include_finished=include_finished)
+    if as_json:
+        emit_json(records)
+    else:
+        emit(_rows(records))
+
+
+@app.command("show")
+def show(lease_id: int = typer.Argument(..., metavar="LEASE_ID"), as_json: bool = JSON) -> None:
+    """Show one lease, with the VF config it saved and applied.
+
+    Example: vfpool lease show 7
+    """
+    with settings().context() as ctx:
+        record = lease_service.show_lease(ctx, lease_id)
+    if as_json:
+        emit_json(record)
+        return
+    fields = [("id", record["id"]), ("pool", record["pool"]), ("owner", record["owner"]),
+              ("state", record["state"]), ("mode", record["mode"]), ("mac", record["mac"]),
+              ("vlan", record["vlan"]), ("numa_node", record["numa_node"]),
+              ("pf", f"{record['pf']['pci']} ({record['pf']['netdev']})"),
+              ("vf", f"{record['vf']['index']} {record['vf']['pci']} "
+                     f"({record['vf']['netdev'] or '-'})"),
+              ("created_at", record["created_at"]), ("released_at", record["released_at"]),
+              ("saved", record["saved_config"]), ("applied", record["applied_config"])]
+    width = max(len(key) for key, _ in fields)
+    emit("\n".join(f"{key.ljust(width)}  {'-' if value is None else value}"
+                   for key, value in fields))

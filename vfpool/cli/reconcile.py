@@ -1,0 +1,30 @@
+"""`vfpool reconcile`: repair what a crash left behind."""
+
+from __future__ import annotations
+
+import typer
+
+from vfpool.cli.main import settings
+from vfpool.cli.render import emit, emit_json
+from vfpool.service import reconcile as reconcile_service
+
+
+def reconcile(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Report, change nothing."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Compare the store with the host and repair it; a second run finds nothing.
+
+    Example: vfpool reconcile --dry-run
+    """
+    with settings().context() as ctx:
+        report = reconcile_service.reconcile(ctx, dry_run=dry_run)
+    if as_json:
+        emit_json(report)
+        return
+    if not report["findings"]:
+        emit("nothing to repair")
+    for finding in report["findings"]:
+        result = f" -> {finding['result']}" if "result" in finding else ""
+        emit(f"lease {finding['lease']} ({finding['vf']}): {finding['problem']}; "
+             f"{'would ' if dry_run else ''}{finding['action']}{result}")

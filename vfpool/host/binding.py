@@ -1,0 +1,52 @@
+"""Binding a VF to a driver the way libvirt does: driver_override, unbind, drivers_probe."""
+
+from __future__ import annotations
+
+from vfpool.errors import HostError, VerificationError, describe_oserror
+from vfpool.host.sysfs import Sysfs
+from vfpool.model.pci import PciAddress
+
+
+def _write(sysfs: Sysfs, path_parts: tuple[str, ...], value: str, what: str) -> None:
+    path = sysfs.root.joinpath("sys", *path_parts)
+    try:
+        sysfs.kernel.write_attr(path, value)
+    except OSError as exc:
+        raise HostError(f"{what} failed with {describe_oserror(exc)}", errno=exc.errno,
+                        path=str(path)) from exc
+
+
+def ensure_module(sysfs: Sysfs, driver: str) -> None:
+    """Load a driver's module when the driver is not registered yet (vfio-pci at first use)."""
+    if (sysfs.root / "sys/bus/pci/drivers" / driver).is_dir():
+        return
+    result = sysfs.kernel.modprobe([driver])
+    if result.returncode != 0:
+        raise HostError(f"`{' '.join(result.argv)}` failed with exit code {result.returncode}: "
+                        f"{result.stderr.strip() or 'no output'}", argv=list(result.argv))
+
+
+def bind(sysfs: Sysfs, address: PciAddress, driver: str | None) -> None:
+    """Bind a VF to ``driver``, or leave it unbound with None, and verify.
+
+    The override stays set while the VF is bound: with sriov_drivers_autoprobe=0 on the PF,
+    the kernel probes a VF only through its override (pci_device_can_probe()).
+    """
+    bdf = str(address)
+    current = sysfs.pci_function(address).driver
+    override = sysfs.attr(address, "driver_override")
+    if current == driver:
+        return
+    if driver is not None:
+        ensure_module(sysfs, driver)
+    _write(sysfs, ("bus/pci/devices", bdf, "driver_override"), f"{driver or ''}\n",
+           f"setting driver_override of VF {bdf} to {driver or '(none)'}")
+    if current is not None:
+        _write(sysfs, ("bus/pci/drivers", current, "unbind"), bdf,
+               f"unbinding VF {bdf} from {current}")
+    if driver is not None:
+        _write(sysfs, ("bus/pci", "drivers_probe"), bdf, f"probing VF {bdf} for {driver}")
+    now = sysfs.pci_function(address).driver
+    if now != driver:
+        raise VerificationError(f"VF {bdf} (override {override.read_text().strip()})",
+                                {"driver": (driver, now)})

@@ -1,0 +1,138 @@
+"""VF configuration through the PF, over rtnetlink (pyroute2), and netdev MTU and link state.
+
+``NetlinkPort`` is what the services use; ``PyRoute2Netlink`` speaks to the kernel, and the
+simulator implements the same port. Kernel errors arrive as ``OSError`` with the errno
+(EOPNOTSUPP for a field the driver lacks, EINVAL for a bad VF index or value).
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Any, Protocol
+
+from vfpool.model.vfconfig import LINK_STATE_CODES, LINK_STATES, VfConfig
+
+# The netlink fields vfpool sets, in the order it sets them.
+VF_FIELDS = ("mac", "vlan", "spoofchk", "trust", "link_state", "rate")
+
+
+class NetlinkPort(Protocol):
+    def vf_configs(self, pf_netdev: str) -> dict[int, VfConfig]:
+        """Every VF's config as the PF reports it (IFLA_VFINFO_LIST)."""
+
+    def set_vf(self, pf_netdev: str, index: int, field: str, config: VfConfig) -> None:
+        """Set one field group (see ``VF_FIELDS``) of VF ``index`` from ``config``."""
+
+    def set_link(self, netdev: str, *, mtu: int | None = None, up: bool | None = None) -> None:
+        """Set a netdev's MTU and/or administrative state."""
+
+
+def vf_request(index: int, field: str, config: VfConfig) -> dict[str, Any]:
+    """The ``vf=`` argument of ``IPRoute.link("set", …)`` for one field group."""
+    if field == "mac":
+        return {"vf": index, "mac": config.mac}
+    if field == "vlan":
+        return {"vf": index, "vlan": {"vlan": config.vlan or 0, "qos": config.qos or 0}}
+    if field == "rate":
+        return {"vf": index, "rate": {"min_tx_rate": config.min_tx_rate or 0,
+                                      "max_tx_rate": config.max_tx_rate or 0}}
+    if field in ("spoofchk", "trust"):
+        return {"vf": index, field: int(bool(getattr(config, field)))}
+    if field == "link_state":
+        return {"vf": index, "link_state": LINK_STATE_CODES[config.link_state or "auto"]}
+    raise ValueError(f"unknown VF field {field!r}")
+
+
+def fields_for(config: VfConfig) -> list[str]:
+    """The field groups that ``config`` sets, in ``VF_FIELDS`` order."""
+    wanted = config.set_fields()
+    groups = []
+    for field in VF_FIELDS:
+        keys = {"vlan": ("vlan", "qos"), "rate": ("min_tx_rate", "max_tx_rate")}.get(
+            field, (field,))
+        if any(key in wanted for key in keys):
+            groups.append(field)
+    return groups
+
+
+def parse_vfinfo_list(message: Any) -> dict[int, VfConfig]:
+    """VF configs from a pyroute2 ifinfmsg fetched with ``ext_mask=1``."""
+    vflist = message.get_attr("IFLA_VFINFO_LIST")
+    if vflist is None:
+        return {}
+    configs: dict[int, VfConfig] = {}
+    for info in vflist.get_attrs("IFLA_VF_INFO"):
+        mac = info.get_attr("IFLA_VF_MAC")
+        if mac is None:
+            continue
+        vlan = info.get_attr("IFLA_VF_VLAN") or {}
+        spoofchk = info.get_attr("IFLA_VF_SPOOFCHK")
+        trust = info.get_attr("IFLA_VF_TRUST")
+        link_state = info.get_attr("IFLA_VF_LINK_STATE")
+        rate = info.get_attr("IFLA_VF_RATE")
+        configs[mac["vf"]] = VfConfig(
+            mac=mac["mac"],
+            vlan=vlan.get("vlan"),
+            qos=vlan.get("qos"),
+            # The kernel reports -1 (0xffffffff) for settings the driver does not track.
+            spoofchk=_flag(spoofchk["spoofchk"]) if spoofchk is not None else None,
+            trust=_flag(trust["trust"]) if trust is not None else None,
+            link_state=LINK_STATES.get(link_state["link_state"]) if link_state else None,
+            min_tx_rate=rate["min_tx_rate"] if rate is not None else None,
+            max_tx_rate=rate["max_tx_rate"] if rate is not None else None,
+        )
+    return configs
+
+
+def _flag(value: int) -> bool | None:
+    return None if value in (-1, 0xFFFFFFFF) else bool(value)
+
+
+class PyRoute2Netlink:
+    """The real kernel, through pyroute2's IPRoute. ``ipr_factory`` is the test seam."""
+
+    def __init__(self, ipr_factory: Any = None) -> None:
+        if ipr_factory is None:
+            from pyroute2 import IPRoute
+
+            ipr_factory = IPRoute
+        self._factory = ipr_factory
+
+    def _call(self, action: Any) -> Any:
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        ipr = self._factory()
+        try:
+            return action(ipr)
+        except NetlinkError as exc:
+            raise OSError(exc.code, errno.errorcode.get(exc.code, str(exc.code))) from exc
+        finally:
+            ipr.close()
+
+    @staticmethod
+    def _index(ipr: Any, netdev: str) -> int:
+        found = ipr.link_lookup(ifname=netdev)
+        if not found:
+            raise OSError(errno.ENODEV, f"no network interface {netdev}")
+        return int(found[0])
+
+    def vf_configs(self, pf_netdev: str) -> dict[int, VfConfig]:
+        def read(ipr: Any) -> dict[int, VfConfig]:
+            messages = ipr.link("get", index=self._index(ipr, pf_netdev), ext_mask=1)
+            return parse_vfinfo_list(messages[0])
+
+        result: dict[int, VfConfig] = self._call(read)
+        return result
+
+    def set_vf(self, pf_netdev: str, index: int, field: str, config: VfConfig) -> None:
+        request = vf_request(index, field, config)
+        self._call(lambda ipr: ipr.link("set", index=self._index(ipr, pf_netdev), vf=request))
+
+    def set_link(self, netdev: str, *, mtu: int | None = None, up: bool | None = None) -> None:
+        arguments: dict[str, Any] = {}
+        if mtu is not None:
+            arguments["mtu"] = mtu
+        if up is not None:
+            arguments["state"] = "up" if up else "down"
+        if arguments:
+            self._call(lambda ipr: ipr.link("set", index=self._index(ipr, netdev), **arguments))

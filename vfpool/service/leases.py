@@ -1,0 +1,508 @@
+"""VF leases: atomic acquire and release, with the VF's config applied and restored.
+
+Acquire is reserve → save → apply → bind → verify → activate (DESIGN.md, safety rules):
+
+1. one ``BEGIN IMMEDIATE`` transaction picks the VFs and writes ``reserved`` leases, with the
+   config vfpool will apply (``applied_config``);
+2. under the VF's lock, the VF's current config and driver are saved in the lease row and
+   committed *before* anything changes on the host, so a crash at any later point leaves the
+   store holding what to restore;
+3. the config is applied through the PF, 4. the mode's driver bound, 5. everything read back,
+6. the lease marked ``active``.
+
+On failure the host changes are undone and the VF is free again. Release restores the saved
+config and driver under the same VF lock, after re-reading the lease: a late release of a lease
+that is no longer live never touches the VF (SRIOV-FACTS.md, "what goes wrong in the field").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from vfpool.errors import (
+    Conflict,
+    Exhausted,
+    HostError,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    VerificationError,
+    VfpoolError,
+    describe_oserror,
+)
+from vfpool.host import binding
+from vfpool.host.lock import vf_lock
+from vfpool.host.netlink import fields_for
+from vfpool.model.drivers import driver_info
+from vfpool.model.pci import PciAddress
+from vfpool.model.pool import VfRange, used_indices
+from vfpool.model.snapshot import PfSnapshot, VfSnapshot
+from vfpool.model.vfconfig import (
+    VfConfig,
+    generated_mac,
+    validate_lease_mac,
+    validate_owner,
+    validate_vlan,
+)
+from vfpool.service import events
+from vfpool.service.context import Context
+from vfpool.store import LIVE_LEASE_STATES, Lease, Pf, Pool, PoolPf, Vf, utcnow
+
+
+def member_range(member: PoolPf) -> VfRange | None:
+    if member.range_start is None or member.range_end is None:
+        return None
+    return VfRange(member.range_start, member.range_end)
+
+TOKEN_BYTES = 24
+NETDEV_TIMEOUT = 10.0
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------- records
+
+def lease_record(ctx: Context, lease: Lease, pool_name: str, *,
+                 token: str | None = None) -> dict[str, Any]:
+    """A lease with the keys from DESIGN.md; ``token`` only right after acquire."""
+    pf_netdev = vf_netdev = None
+    if lease.vf is not None:
+        vf_netdev = lease.vf.netdev
+        pf_netdev = lease.vf.pf.netdev
+    return {
+        "id": lease.id,
+        "pool": pool_name,
+        "owner": lease.owner,
+        "token": token,
+        "state": lease.state,
+        "mode": lease.mode,
+        "mac": lease.mac,
+        "vlan": lease.vlan,
+        "numa_node": lease.numa_node,
+        "created_at": lease.created_at.isoformat(),
+        "pf": {"pci": lease.pf_pci, "netdev": pf_netdev},
+        "vf": {"index": lease.vf_index, "pci": lease.vf_pci, "netdev": vf_netdev},
+        "owner_pid": lease.owner_pid,
+        "released_at": lease.released_at.isoformat() if lease.released_at else None,
+    }
+
+
+def _pool_named(session: Session, name: str) -> Pool:
+    pool = session.scalars(select(Pool).where(Pool.name == name)).one_or_none()
+    if pool is None:
+        raise NotFound(f"no pool named {name!r}")
+    return pool
+
+
+def _lease(session: Session, lease_id: int) -> Lease:
+    lease = session.get(Lease, lease_id)
+    if lease is None:
+        raise NotFound(f"no lease {lease_id}")
+    return lease
+
+
+# ---------------------------------------------------------------- acquire
+
+@dataclass(frozen=True)
+class _Candidate:
+    vf: Vf
+    pf: Pf
+    position: int
+
+
+def _free_vfs(session: Session, pool: Pool) -> list[_Candidate]:
+    candidates: list[_Candidate] = []
+    for member in pool.members:
+        indices = used_indices(member_range(member), pool.vfs_per_pf)
+        rows = session.scalars(select(Vf).where(
+            Vf.pf_pci == member.pf_pci, Vf.state == "free", Vf.vf_index >= indices.start,
+            Vf.vf_index < indices.stop))
+        candidates.extend(_Candidate(vf, member.pf, member.position) for vf in rows)
+    return candidates
+
+
+def choose(candidates: list[_Candidate], count: int, *, numa_node: int | None,
+           spread: bool) -> list[_Candidate]:
+    """The allocation policy: the requested NUMA node first, then the lowest index (PFs in
+    pool order), or with ``spread`` the lowest index across PFs in turn."""
+    def key(candidate: _Candidate) -> tuple[int, int, int]:
+        off_node = int(numa_node is not None and candidate.pf.numa_node != numa_node)
+        if spread:
+            return (off_node, candidate.vf.vf_index, candidate.position)
+        return (off_node, candidate.position, candidate.vf.vf_index)
+
+    return sorted(candidates, key=key)[:count]
+
+
+@dataclass
+class _Planned:
+    lease_id: int
+    token: str
+    vf_pci: str
+    vf_index: int
+    pf_pci: str
+    desired: VfConfig
+    driver: str | None  # the VF's driver for the lease's mode
+    mtu: int | None
+    mode: str
+
+
+def _validate_acquire(owner: str, count: int, mac: str | None, vlan: int | None,
+                      numa_node: int | None) -> str | None:
+    validate_owner(owner)
+    if count < 1:
+        raise InvalidInput(f"--count must be at least 1, not {count}")
+    if vlan is not None:
+        validate_vlan(vlan)
+    if numa_node is not None and numa_node < 0:
+        raise InvalidInput(f"NUMA node {numa_node} is negative")
+    if mac is None:
+        return None
+    mac = validate_lease_mac(mac)
+    if count > 1:
+        raise InvalidInput(f"--mac names one VF; it cannot go with --count {count}")
+    return mac
+
+
+def _reserve(ctx: Context, pool_name: str, owner: str, count: int, mac: str | None,
+             vlan: int | None, numa_node: int | None, spread: bool,
+             owner_pid: int | None) -> tuple[list[_Planned], bool | None]:
+    boot_id = ctx.sysfs.boot_id()
+    with ctx.store.immediate() as session:
+        pool = _pool_named(session, pool_name)
+        if pool.state != "active":
+            raise Conflict(f"pool {pool_name!r} is not active; start it with `vfpool pool start "
+                           f"{pool_name}`")
+        candidates = _free_vfs(session, pool)
+        if len(candidates) < count:
+            raise Exhausted(f"pool {pool_name!r} has {len(candidates)} free VF(s); {count} "
+                            "requested")
+        chosen = choose(candidates, count, numa_node=numa_node, spread=spread)
+        numa_met = None if numa_node is None else all(
+            candidate.pf.numa_node == numa_node for candidate in chosen)
+        live = {row.mac: row for row in session.scalars(
+            select(Lease).where(Lease.state.in_(LIVE_LEASE_STATES), Lease.mac.is_not(None)))}
+        if mac is not None and mac in live:
+            holder = live[mac]
+            raise Conflict(f"MAC {mac} is already used by lease {holder.id} of "
+                           f"{holder.owner!r}")
+        planned = []
+        for candidate in chosen:
+            lease_mac = mac
+            attempt = 0
+            while lease_mac is None or (mac is None and lease_mac in live):
+                lease_mac = generated_mac(pool_name, owner, candidate.vf.vf_index, attempt)
+                attempt += 1
+            lease_vlan = vlan if vlan is not None else pool.vlan
+            desired = VfConfig(mac=lease_mac, vlan=lease_vlan or 0,
+                               qos=(pool.qos or 0) if lease_vlan else 0, spoofchk=pool.spoofchk,
+                               trust=pool.trust, min_tx_rate=pool.min_tx_rate,
+                               max_tx_rate=pool.max_tx_rate)
+            info = driver_info(candidate.pf.driver)
+            driver = "vfio-pci" if pool.mode == "vfio" else info.vf_driver
+            token = secrets.token_urlsafe(TOKEN_BYTES)
+            lease = Lease(pool_id=pool.id, vf_id=candidate.vf.id, pf_pci=candidate.pf.pci,
+                          vf_pci=candidate.vf.pci, vf_index=candidate.vf.vf_index, owner=owner,
+                          owner_pid=owner_pid, token_hash=hash_token(token), state="reserved",
+                          mode=pool.mode, mac=lease_mac, vlan=lease_vlan or None,
+                          numa_node=candidate.pf.numa_node, boot_id=boot_id,
+                          applied_config={**desired.as_dict(), "driver": driver,
+                                          "mtu": pool.mtu})
+            candidate.vf.state = "reserved"
+            live[lease_mac] = lease
+            session.add(lease)
+            session.flush()
+            events.record(session, "lease.reserve", pool=pool_name, pf=candidate.pf.pci,
+                          vf=candidate.vf.pci, lease_id=lease.id, owner=owner)
+            planned.append(_Planned(lease.id, token, candidate.vf.pci, candidate.vf.vf_index,
+                                    candidate.pf.pci, desired, driver, pool.mtu, pool.mode))
+        return planned, numa_met
+
+
+def acquire(ctx: Context, pool_name: str, owner: str, *, count: int = 1,
+            mac: str | None = None, vlan: int | None = None, numa_node: int | None = None,
+            spread: bool = False, owner_pid: int | None = None) -> list[dict[str, Any]]:
+    """Lease ``count`` VFs of a pool to ``owner``: all of them, or none."""
+    mac = _validate_acquire(owner, count, mac, vlan, numa_node)
+    ctx.require_root("lease acquire")
+    planned, numa_met = _reserve(ctx, pool_name, owner, count, mac, vlan, numa_node, spread,
+                                 owner_pid)
+    activated: list[int] = []
+    try:
+        for item in planned:
+            _activate(ctx, item, pool_name)
+            activated.append(item.lease_id)
+    except BaseException:
+        # All or none: undo what is done. A lease that never started setting up is freed too.
+        for item in planned:
+            if item.lease_id in activated:
+                _release_quietly(ctx, item.lease_id, "acquire of the others failed")
+            else:
+                _cancel_reserved(ctx, item.lease_id, "acquire failed before setting it up")
+        raise
+    with ctx.store.session() as session:
+        results = []
+        for item in planned:
+            record = lease_record(ctx, _lease(session, item.lease_id), pool_name,
+                                  token=item.token)
+            record["numa_met"] = numa_met
+            results.append(record)
+        return results
+
+
+def _release_quietly(ctx: Context, lease_id: int, reason: str) -> None:
+    # release() marks the VF unusable itself when it cannot restore it
+    with contextlib.suppress(VfpoolError):
+        release(ctx, lease_id, force=True, reason=reason)
+
+
+def _cancel_reserved(ctx: Context, lease_id: int, reason: str) -> None:
+    """Free a reserved lease whose VF was never touched."""
+    with ctx.store.immediate() as session:
+        lease = _lease(session, lease_id)
+        if lease.state != "reserved" or lease.saved_config is not None:
+            return
+        finish_lease(session, lease, "free", None, "lease.cancel", reason)
+
+
+def _pf_and_vf(ctx: Context, pf_pci: str, vf_index: int) -> tuple[PfSnapshot, VfSnapshot]:
+    pf = ctx.sysfs.pf(PciAddress.parse(pf_pci))
+    for vf in pf.vfs:
+        if vf.index == vf_index:
+            return pf, vf
+    raise HostError(f"VF {vf_index} of PF {pf.label} is not on the host")
+
+
+def _netlink_error(exc: OSError, pf: PfSnapshot, index: int, what: str) -> HostError:
+    if exc.errno == errno.EOPNOTSUPP:
+        return HostError(f"driver {pf.driver} cannot set {what} on VF {index} of PF {pf.label} "
+                         "(EOPNOTSUPP)", errno=exc.errno)
+    return HostError(f"setting {what} on VF {index} of PF {pf.label} failed with "
+                     f"{describe_oserror(exc)}", errno=exc.errno)
+
+
+def _apply_config(ctx: Context, pf: PfSnapshot, index: int, config: VfConfig,
+                  groups: list[str]) -> None:
+    if pf.netdev is None:
+        raise HostError(f"PF {pf.label} has no netdev, so its VFs cannot be configured")
+    for group in groups:
+        try:
+            ctx.kernel.netlink.set_vf(pf.netdev, index, group, config)
+        except OSError as exc:
+            raise _netlink_error(exc, pf, index, group) from exc
+
+
+def _read_config(ctx: Context, pf: PfSnapshot, index: int) -> VfConfig:
+    if pf.netdev is None:
+        raise HostError(f"PF {pf.label} has no netdev, so its VFs cannot be read")
+    try:
+        configs = ctx.kernel.netlink.vf_configs(pf.netdev)
+    except OSError as exc:
+        raise HostError(f"reading the VF config of PF {pf.label} failed with "
+                        f"{describe_oserror(exc)}", errno=exc.errno) from exc
+    if index not in configs:
+        raise HostError(f"PF {pf.label} reports no config for VF {index}")
+    return configs[index]
+
+
+def _wait_for_netdev(ctx: Context, pf_pci: str, index: int) -> VfSnapshot:
+    deadline = time.monotonic() + NETDEV_TIMEOUT
+    while True:
+        _, vf = _pf_and_vf(ctx, pf_pci, index)
+        if vf.netdevs or time.monotonic() >= deadline:
+            if not vf.netdevs:
+                raise VerificationError(f"VF {vf.pci} (after {NETDEV_TIMEOUT:g} s)",
+                                        {"netdev": ("present", None)})
+            return vf
+        time.sleep(0.05)
+
+
+def _activate(ctx: Context, item: _Planned, pool_name: str) -> None:
+    """Steps 2-6 for one reserved lease, under its VF's lock."""
+    root = ctx.sysfs.root
+    with vf_lock(root, item.vf_pci):
+        with ctx.store.immediate() as session:
+            lease = _lease(session, item.lease_id)
+            if lease.state != "reserved":
+                raise Conflict(f"lease {item.lease_id} was cancelled while it was being set up "
+                               f"(now {lease.state})")
+        pf, vf = _pf_and_vf(ctx, item.pf_pci, item.vf_index)
+        saved = _read_config(ctx, pf, item.vf_index).as_dict()
+        saved["driver"] = vf.driver
+        saved["mtu"] = vf.netdevs[0].mtu if vf.netdevs else None
+        with ctx.store.immediate() as session:
+            _lease(session, item.lease_id).saved_config = saved
+        try:
+            _apply_config(ctx, pf, item.vf_index, item.desired, fields_for(item.desired))
+            binding.bind(ctx.sysfs, vf.pci, item.driver)
+            netdev = None
+            if item.mode != "vfio":
+                vf = _wait_for_netdev(ctx, item.pf_pci, item.vf_index)
+                netdev = vf.netdev
+                if item.mtu is not None and netdev is not None:
+                    try:
+                        ctx.kernel.netlink.set_link(netdev, mtu=item.mtu)
+                    except OSError as exc:
+                        raise HostError(f"setting MTU {item.mtu} on {netdev} failed with "
+                                        f"{describe_oserror(exc)}", errno=exc.errno) from exc
+            diff = item.desired.differences(_read_config(ctx, pf, item.vf_index))
+            if diff:
+                raise VerificationError(f"VF {item.vf_index} of PF {pf.label}", diff)
+        except BaseException as exc:
+            outcome, reason = restore_vf(ctx, item.pf_pci, item.vf_index, saved,
+                                       applied={**item.desired.as_dict(),
+                                                "driver": item.driver, "mtu": item.mtu})
+            with ctx.store.immediate() as session:
+                finish_lease(session, _lease(session, item.lease_id), outcome, reason,
+                        "lease.acquire.failed", str(exc) or type(exc).__name__)
+            raise
+        with ctx.store.immediate() as session:
+            lease = _lease(session, item.lease_id)
+            lease.state = "active"
+            assert lease.vf is not None
+            lease.vf.state = "leased"
+            lease.vf.netdev = netdev
+            events.record(session, "lease.acquire", pool=pool_name, pf=item.pf_pci,
+                          vf=item.vf_pci, lease_id=item.lease_id, owner=lease.owner,
+                          mode=item.mode, mac=item.desired.mac)
+
+
+def restore_vf(ctx: Context, pf_pci: str, vf_index: int, saved: dict[str, Any],
+             applied: dict[str, Any] | None) -> tuple[str, str | None]:
+    """Put back the saved config (the fields vfpool set) and driver.
+
+    Returns ("free", None), or ("unusable", reason) when the VF could not be restored."""
+    try:
+        pf, vf = _pf_and_vf(ctx, pf_pci, vf_index)
+        original = VfConfig.from_dict(saved)
+        touched = fields_for(VfConfig.from_dict(applied)) if applied else fields_for(original)
+        groups = [group for group in touched if group in fields_for(original)]
+        binding.bind(ctx.sysfs, vf.pci, saved.get("driver"))
+        _apply_config(ctx, pf, vf_index, original, groups)
+        current = _read_config(ctx, pf, vf_index)
+        wanted = VfConfig.from_dict({key: value for key, value in original.as_dict().items()
+                                     if _group_of(key) in groups})
+        diff = wanted.differences(current)
+        if diff:
+            raise VerificationError(f"VF {vf_index} of PF {pf.label}", diff)
+        if saved.get("mtu") and applied and applied.get("mtu"):
+            _, vf = _pf_and_vf(ctx, pf_pci, vf_index)
+            if vf.netdev is not None:
+                ctx.kernel.netlink.set_link(vf.netdev, mtu=int(saved["mtu"]))
+    except (VfpoolError, OSError) as exc:
+        return "unusable", f"restore failed: {exc}"
+    return "free", None
+
+
+def _group_of(key: str) -> str:
+    return {"qos": "vlan", "min_tx_rate": "rate", "max_tx_rate": "rate"}.get(key, key)
+
+
+def finish_lease(session: Session, lease: Lease, vf_state: str, vf_reason: str | None,
+            action: str, why: str | None) -> None:
+    lease.state = "released"
+    lease.released_at = utcnow()
+    if lease.vf is not None:
+        lease.vf.state = vf_state
+        lease.vf.reason = vf_reason
+    events.record(session, action, pool=lease.pool.name, pf=lease.pf_pci, vf=lease.vf_pci,
+                  lease_id=lease.id, owner=lease.owner, reason=why, vf_state=vf_state,
+                  vf_reason=vf_reason)
+
+
+# ---------------------------------------------------------------- release
+
+@contextmanager
+def _locked_live_lease(ctx: Context, lease_id: int) -> Iterator[tuple[Session, Lease]]:
+    """The lease, re-read under its VF's lock; refuses one that is no longer live."""
+    with ctx.store.session() as session:
+        vf_pci = _lease(session, lease_id).vf_pci
+    with vf_lock(ctx.sysfs.root, vf_pci), ctx.store.immediate() as session:
+        lease = _lease(session, lease_id)
+        if lease.state not in LIVE_LEASE_STATES:
+            raise Conflict(f"lease {lease_id} is {lease.state}, not active; nothing to release")
+        yield session, lease
+
+
+def release(ctx: Context, lease_id: int, *, token: str | None = None, force: bool = False,
+            reason: str | None = None) -> dict[str, Any]:
+    """Restore the VF's saved config and driver, free it, and close the lease."""
+    with ctx.store.session() as session:
+        lease = _lease(session, lease_id)
+        if not force:
+            if token is None:
+                raise InvalidInput(f"releasing lease {lease_id} needs its --token (or --force "
+                                   "for administrators)")
+            if not hmac.compare_digest(hash_token(token), lease.token_hash):
+                raise PermissionDenied(f"wrong token for lease {lease_id}")
+    ctx.require_root("lease release")
+    with _locked_live_lease(ctx, lease_id) as (session, lease):
+        outcome, problem = ("free", None)
+        if lease.saved_config is not None:
+            outcome, problem = restore_vf(ctx, lease.pf_pci, lease.vf_index, lease.saved_config,
+                                        lease.applied_config)
+        finish_lease(session, lease, outcome, problem, "lease.release",
+                reason or ("forced" if force else "released by its owner"))
+        record = lease_record(ctx, lease, lease.pool.name)
+    if problem:
+        raise HostError(f"lease {lease_id} is released, but VF {record['vf']['pci']} is now "
+                        f"unusable: {problem}")
+    return record
+
+
+def release_owner(ctx: Context, owner: str, *, reason: str | None = None) -> list[dict[str, Any]]:
+    """Release every live lease of ``owner``; the owner's name stands in for the tokens."""
+    validate_owner(owner)
+    with ctx.store.session() as session:
+        ids = list(session.scalars(select(Lease.id).where(
+            Lease.owner == owner, Lease.state.in_(LIVE_LEASE_STATES)).order_by(Lease.id)))
+    if not ids:
+        raise NotFound(f"owner {owner!r} holds no leases")
+    return [release(ctx, lease_id, force=True, reason=reason or f"release --owner {owner}")
+            for lease_id in ids]
+
+
+# ---------------------------------------------------------------- reading
+
+def list_leases(ctx: Context, *, pool: str | None = None, owner: str | None = None,
+                include_finished: bool = False) -> list[dict[str, Any]]:
+    with ctx.store.session() as session:
+        query = select(Lease, Pool.name).join(Pool, Pool.id == Lease.pool_id).order_by(Lease.id)
+        if pool is not None:
+            _pool_named(session, pool)
+            query = query.where(Pool.name == pool)
+        if owner is not None:
+            query = query.where(Lease.owner == owner)
+        if not include_finished:
+            query = query.where(Lease.state.in_(LIVE_LEASE_STATES))
+        return [lease_record(ctx, lease, name) for lease, name in session.execute(query)]
+
+
+def show_lease(ctx: Context, lease_id: int) -> dict[str, Any]:
+    with ctx.store.session() as session:
+        lease = _lease(session, lease_id)
+        record = lease_record(ctx, lease, lease.pool.name)
+        record["saved_config"] = lease.saved_config
+        record["applied_config"] = lease.applied_config
+        record["boot_id"] = lease.boot_id
+        return record
+
+
+def reserved_leases(session: Session) -> list[Lease]:
+    return list(session.scalars(select(Lease).where(Lease.state == "reserved")
+                                .order_by(Lease.id)))
+
