@@ -8,6 +8,7 @@ Invalid cases assert the exact error line; compare cases assert stdout against a
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -111,9 +112,10 @@ CASES = [
     valid("sim-fault", "sim", "fault", "{sim}",
           "sys/bus/pci/devices/0000:05:00.0/sriov_numvfs", "--errno", "EIO"),
     invalid("sim-fault-two-kinds", 2,
-            "error: give exactly one of --errno, --ignore and --no-netdev", "sim", "fault",
+            "error: give exactly one of --errno, --ignore, --no-netdev and --hang", "sim", "fault",
             "{sim}", "sys/bus/pci/devices/0000:05:00.0/sriov_numvfs", "--errno", "EIO",
             "--ignore"),
+    valid("sim-fault-clear", "sim", "fault", "{sim}", "--clear"),
     invalid("sim-fault-unknown-errno", 2,
             "error: unknown errno 'EWHAT'; use a name such as EIO or EBUSY", "sim", "fault",
             "{sim}", "sys/bus/pci/devices/0000:05:00.0/sriov_numvfs", "--errno", "EWHAT"),
@@ -174,9 +176,19 @@ def _leaf_commands() -> list[tuple[str, object]]:
     return found
 
 
+def _all_cases() -> list[object]:
+    """CASES of every CLI matrix module (tests/cli/test_*matrix.py)."""
+    found: list[object] = []
+    for path in sorted(Path(__file__).parent.glob("test_*matrix.py")):
+        module = importlib.import_module(f"tests.cli.{path.stem}")
+        found.extend(getattr(module, "CASES", []))
+    return found
+
+
 def test_every_command_has_help_with_an_example_and_a_test() -> None:
-    tested = {" ".join(arg for arg in case.args if not arg.startswith(("-", "{", "sqlite")))
-              for case in CASES}
+    tested = {" ".join(arg for arg in getattr(case, "args", ())
+                       if not arg.startswith(("-", "{", "sqlite")))
+              for case in _all_cases()}
     problems = []
     for path, command in _leaf_commands():
         help_text = getattr(command, "help", None) or ""

@@ -200,7 +200,11 @@ def test_autoprobe_off_leaves_new_vfs_unbound(sim: SimHost, sysfs: Sysfs) -> Non
     assert [(str(vf.pci), vf.driver, vf.netdevs) for vf in vfs] == [
         ("0000:05:10.0", None, ()), ("0000:05:10.2", None, ())]
     assert not any(name.startswith("enp5s0f0v") for name in sysfs.netdev_names())
-    # Probing binds them explicitly.
+    # pci_device_can_probe(): with autoprobe off, a plain probe leaves the VF unbound …
+    sim.write_attr(sim.root / "sys/bus/pci/drivers_probe", "0000:05:10.0")
+    assert sysfs.vf(0, VF0).driver is None
+    # … and only a driver_override lets it bind.
+    sim.write_attr(sysfs.attr(VF0, "driver_override"), "ixgbevf\n")
     sim.write_attr(sim.root / "sys/bus/pci/drivers_probe", "0000:05:10.0")
     assert (sysfs.vf(0, VF0).driver, sysfs.vf(0, VF0).netdev) == ("ixgbevf", "enp5s0f0v0")
     assert sysfs.vf(1, VF1).driver is None

@@ -80,23 +80,35 @@ def reboot(directory: Path = typer.Argument(..., metavar="DIR")) -> None:
 @app.command("fault")
 def fault(
     directory: Path = typer.Argument(..., metavar="DIR"),
-    target: str = typer.Argument(..., metavar="PATH|modprobe:MODULE",
-                                 help="A sysfs file, relative to DIR, or modprobe:MODULE."),
+    target: str | None = typer.Argument(None, metavar="PATH|modprobe:MODULE|netlink:PF_NETDEV",
+                                        help="A sysfs file relative to DIR, modprobe:MODULE, "
+                                             "or netlink:PF_NETDEV for VF config."),
     errno: str | None = typer.Option(None, "--errno", help="Fail with this errno (EIO, EBUSY…)."),
     ignore: bool = typer.Option(False, "--ignore", help="Report success and do nothing."),
     no_netdev: bool = typer.Option(False, "--no-netdev",
                                    help="VFs appear without netdevs (sriov_numvfs only)."),
+    hang: bool = typer.Option(False, "--hang",
+                              help="Block the write until `sim fault DIR --clear`."),
     count: int = typer.Option(1, "--count", min=1, help="How many writes misbehave."),
+    clear: bool = typer.Option(False, "--clear", help="Remove every injected fault."),
 ) -> None:
     """Make the next writes to a file of a simulated host fail.
 
     Example: vfpool sim fault /tmp/host sys/bus/pci/devices/0000:05:00.0/sriov_numvfs --errno EIO
     """
     choices: list[tuple[FaultKind, bool]] = [("errno", errno is not None), ("ignore", ignore),
-                                             ("no-netdev", no_netdev)]
+                                             ("no-netdev", no_netdev), ("hang", hang)]
     kinds = [kind for kind, chosen in choices if chosen]
+    if clear:
+        if kinds or target is not None:
+            raise InvalidInput("--clear takes no PATH and no fault kind")
+        SimHost(directory).clear_faults()
+        note("cleared all faults")
+        return
+    if target is None:
+        raise InvalidInput("missing PATH|modprobe:MODULE|netlink:PF_NETDEV")
     if len(kinds) != 1:
-        raise InvalidInput("give exactly one of --errno, --ignore and --no-netdev")
+        raise InvalidInput("give exactly one of --errno, --ignore, --no-netdev and --hang")
     code = None
     if errno is not None:
         code = getattr(errno_module, errno.upper(), None) if not errno.isdigit() else int(errno)

@@ -118,6 +118,13 @@ class Sysfs:
         return VfSnapshot(index=index, pci=address, driver=_link_name(device / "driver"),
                           netdevs=self._netdevs(device))
 
+    def virtfn(self, pf: PciAddress, index: int) -> VfSnapshot | None:
+        """One VF of a PF by index, without reading the others."""
+        target = _link_name(self.device_dir(pf) / f"virtfn{index}")
+        if target is None or not PciAddress.looks_like(target):
+            return None
+        return self.vf(index, PciAddress.parse(target))
+
     def pf(self, address: PciAddress, *, with_vfs: bool = True) -> PfSnapshot:
         device = self.device_dir(address)
         if not (device / "sriov_totalvfs").exists():

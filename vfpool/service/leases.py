@@ -280,11 +280,12 @@ def _cancel_reserved(ctx: Context, lease_id: int, reason: str) -> None:
 
 
 def _pf_and_vf(ctx: Context, pf_pci: str, vf_index: int) -> tuple[PfSnapshot, VfSnapshot]:
-    pf = ctx.sysfs.pf(PciAddress.parse(pf_pci))
-    for vf in pf.vfs:
-        if vf.index == vf_index:
-            return pf, vf
-    raise HostError(f"VF {vf_index} of PF {pf.label} is not on the host")
+    address = PciAddress.parse(pf_pci)
+    pf = ctx.sysfs.pf(address, with_vfs=False)
+    vf = ctx.sysfs.virtfn(address, vf_index)
+    if vf is None:
+        raise HostError(f"VF {vf_index} of PF {pf.label} is not on the host")
+    return pf, vf
 
 
 def _netlink_error(exc: OSError, pf: PfSnapshot, index: int, what: str) -> HostError:

@@ -212,20 +212,25 @@ class SimHost:
 
     # ------------------------------------------------------------------ state and locking
     @contextmanager
-    def _locked(self) -> Iterator[dict[str, Any]]:
+    def _locked(self, *, write: bool = True) -> Iterator[dict[str, Any]]:
+        """The state under the sim's lock; saved again on the way out unless ``write`` is off
+        (readers take a shared lock and never rewrite it)."""
         with open(self.root / ".sim.lock", "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            self._state = json.loads((self.root / STATE_FILE).read_text())
+            fcntl.flock(lock, fcntl.LOCK_EX if write else fcntl.LOCK_SH)
+            before = (self.root / STATE_FILE).read_text()
+            self._state = json.loads(before)
             try:
                 yield self._state
             finally:
-                temporary = self.root / f".{STATE_FILE}.tmp"
-                _write(temporary, json.dumps(self._state, indent=1, sort_keys=True))
-                os.replace(temporary, self.root / STATE_FILE)
+                after = json.dumps(self._state, indent=1, sort_keys=True)
+                if write and after != before:
+                    temporary = self.root / f".{STATE_FILE}.tmp"
+                    _write(temporary, after)
+                    os.replace(temporary, self.root / STATE_FILE)
 
     def state(self) -> dict[str, Any]:
         """A copy of ``sim.json``, for tests and `sim show`."""
-        with self._locked() as state:
+        with self._locked(write=False) as state:
             return json.loads(json.dumps(state))  # type: ignore[no-any-return]
 
     def _dev(self, bdf: str) -> Path:
@@ -671,7 +676,7 @@ class SimHost:
 
     def vf_configs(self, pf_netdev: str) -> dict[int, VfConfig]:
         self._wait_while_hung(f"netlink:{pf_netdev}")
-        with self._locked():
+        with self._locked(write=False):
             pf_bdf = self._pf_by_netdev(pf_netdev)
             return {index: VfConfig.from_dict(self._vf_config(pf_bdf, index))
                     for index, _ in self._vfs_of(pf_bdf)}
