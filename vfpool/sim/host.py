@@ -667,10 +667,9 @@ class SimHost:
                 return str(bdf)
         raise _oserror(errno.ENODEV, netdev)
 
-    def _vf_config(self, pf_bdf: str, index: int) -> dict[str, Any]:
-        vfs = dict(self._vfs_of(pf_bdf))
+    def _vf_config(self, pf_bdf: str, index: int, vf_bdf: str) -> dict[str, Any]:
         config = dict(VF_DEFAULTS)
-        config["mac"] = _vf_mac(self._profile(pf_bdf), vfs[index])
+        config["mac"] = _vf_mac(self._profile(pf_bdf), vf_bdf)
         config.update(self._state["vf_config"].get(f"{pf_bdf}/{index}", {}))
         return config
 
@@ -678,8 +677,8 @@ class SimHost:
         self._wait_while_hung(f"netlink:{pf_netdev}")
         with self._locked(write=False):
             pf_bdf = self._pf_by_netdev(pf_netdev)
-            return {index: VfConfig.from_dict(self._vf_config(pf_bdf, index))
-                    for index, _ in self._vfs_of(pf_bdf)}
+            return {index: VfConfig.from_dict(self._vf_config(pf_bdf, index, vf_bdf))
+                    for index, vf_bdf in self._vfs_of(pf_bdf)}
 
     def set_vf(self, pf_netdev: str, index: int, field: str, config: VfConfig) -> None:
         """rtnetlink do_setvfinfo() and the PF driver's ndo_set_vf_* callbacks."""
@@ -692,9 +691,10 @@ class SimHost:
             if fault is not None and fault.kind == "ignore":
                 return
             pf_bdf = self._pf_by_netdev(pf_netdev)
-            vfs = dict(self._vfs_of(pf_bdf))
-            if index not in vfs:
-                raise _oserror(errno.EINVAL, key)
+            vf_link = self._dev(pf_bdf) / f"virtfn{index}"
+            if not vf_link.is_symlink():
+                raise _oserror(errno.EINVAL, key)  # a VF index at or above numvfs
+            vfs = {index: os.path.basename(os.readlink(vf_link))}
             driver = self._profile(pf_bdf).pf_driver
             unsupported = UNSUPPORTED_VF_FIELDS.get(driver, set())
             changes: dict[str, Any] = {}
