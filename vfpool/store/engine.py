@@ -11,19 +11,15 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import os
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError, DBAPIError
@@ -32,6 +28,11 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 import vfpool
 from vfpool.errors import PermissionDenied, StoreError, describe_oserror
+
+if TYPE_CHECKING:
+    # Alembic costs ~100 ms to import; it is loaded only when a migration runs.
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 DB_FILENAME = "vfpool.db"
 DEFAULT_BUSY_TIMEOUT_MS = 10_000
@@ -70,10 +71,35 @@ def migrations_dir() -> Path:
 @functools.cache
 def _script_directory(location: Path) -> ScriptDirectory:
     # Parsing the revision files is the expensive part of Alembic; do it once per process.
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory(str(location))
 
 
+_REVISION_LINE = re.compile(r'^(down_revision|revision)\b[^=]*=\s*(?:"([^"]*)"|None)', re.M)
+
+
+@functools.cache
+def _head_from_files(location: Path) -> str | None:
+    """The head revision read straight from the revision files, without importing Alembic;
+    None when the files do not make one clear head (then Alembic decides)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in (location / "versions").glob("*.py"):
+        found = dict((key, value) for key, value in
+                     ((m[1], m[2]) for m in _REVISION_LINE.finditer(script.read_text())))
+        if "revision" not in found:
+            continue
+        revisions.add(found["revision"])
+        if found.get("down_revision"):
+            parents.add(found["down_revision"])
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
 def _alembic_config(connection: Connection) -> Config:
+    from alembic.config import Config
+
     config = Config()
     # Config values go through configparser interpolation, where "%" is special.
     config.set_main_option("script_location", str(migrations_dir()).replace("%", "%%"))
@@ -137,11 +163,19 @@ class Store:
     def current_revision(self) -> str | None:
         """The schema revision of the database; None when it has no vfpool schema."""
         with self.engine.connect() as connection:
-            return MigrationContext.configure(connection).get_current_revision()
+            if not inspect(connection).has_table("alembic_version"):
+                return None
+            rows = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+            return str(rows[0][0]) if rows else None
 
     def head_revision(self) -> str:
         """The newest schema revision that this vfpool knows."""
         location = migrations_dir()
+        quick = _head_from_files(location)
+        if quick is not None:
+            return quick
+        from alembic.util import CommandError
+
         try:
             head = _script_directory(location).get_current_head()
         except CommandError as exc:
@@ -152,10 +186,14 @@ class Store:
 
     def upgrade(self, revision: str = "head") -> None:
         """Migrate the schema up to ``revision``."""
+        from alembic import command
+
         self._run_alembic(lambda config: command.upgrade(config, revision))
 
     def downgrade(self, revision: str) -> None:
         """Migrate the schema down to ``revision`` ("base" drops every vfpool table)."""
+        from alembic import command
+
         self._run_alembic(lambda config: command.downgrade(config, revision))
 
     def _migrate_if_needed(self) -> None:
@@ -175,6 +213,8 @@ class Store:
         self.upgrade()
 
     def _run_alembic(self, run: Callable[[Config], None]) -> None:
+        from alembic.util import CommandError
+
         # BEGIN IMMEDIATE: two processes opening a new database at once migrate one after the
         # other, and the second finds the schema at head inside its own transaction.
         with self._immediate_engine.connect() as connection:
