@@ -243,19 +243,33 @@ def from_toml(text: str, source: str) -> PoolSpec:
             pfs.append(PfRef(pci, VfRange.parse(_typed(entry, "range", str, source), context)
                              if range_text is not None else None))
         raw_defaults = document.get("defaults", {})
-        defaults = VfDefaults(**{key: raw_defaults[key] for key in raw_defaults})
+        if not isinstance(raw_defaults, dict):
+            raise InvalidInput(f"{source}: [defaults] must be a table")
+        for key in raw_defaults:
+            if key not in _DEFAULT_TYPES:
+                raise InvalidInput(f"{source}: unknown key {key!r} in [defaults]")
+            _typed(raw_defaults, key, _DEFAULT_TYPES[key], source)
+        defaults = VfDefaults(**raw_defaults)
         spec = PoolSpec(
             name=_typed(document, "name", str, source),
             pfs=tuple(pfs),
             vfs=_typed(document, "vfs", int, source),
-            method=cast(Method, document.get("method", "auto")),
-            mode=cast(Mode, document.get("mode", "vfio")),
+            method=cast(Method, _optional(document, "method", str, "auto", source)),
+            mode=cast(Mode, _optional(document, "mode", str, "vfio", source)),
             defaults=defaults,
-            autostart=bool(document.get("autostart", False)),
+            autostart=_optional(document, "autostart", bool, False, source),
         )
     except TypeError as exc:
         raise InvalidInput(f"{source}: {exc}") from None
     return spec.validate()
+
+
+_DEFAULT_TYPES: dict[str, type] = {"vlan": int, "qos": int, "trust": bool, "spoofchk": bool,
+                                    "min_tx_rate": int, "max_tx_rate": int, "mtu": int}
+
+
+def _optional(table: dict[str, Any], key: str, kind: type, default: Any, source: str) -> Any:
+    return _typed(table, key, kind, source) if key in table else default
 
 
 def _typed(table: dict[str, Any], key: str, kind: type, source: str) -> Any:

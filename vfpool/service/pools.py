@@ -404,6 +404,22 @@ def _check_disruption(ctx: Context, session: Session, info_: DriverInfo,
                        f"{'; '.join(problems)}; pass --allow-disruption to reload anyway")
 
 
+def _check_other_pools(session: Session, pool: Pool, info_: DriverInfo,
+                       ports: list[PfSnapshot], count: int) -> None:
+    """A reload re-creates every port's VFs at ``count``: refuse when that would change the
+    VF count another active pool relies on (a sysfs pool on another port, say)."""
+    by_pci = {str(pf.pci): pf for pf in ports}
+    rows = session.execute(select(Pool, PoolPf).join(PoolPf, PoolPf.pool_id == Pool.id).where(
+        PoolPf.pf_pci.in_(list(by_pci)), Pool.state == "active", Pool.id != pool.id))
+    for other, member in rows:
+        needed = used_indices(range_of(member), other.vfs_per_pf).stop
+        if needed != count:
+            pf = by_pci[member.pf_pci]
+            raise Conflict(f"reloading {info_.name} would re-create PF {pf.label} with {count} "
+                           f"VFs, but active pool {other.name!r} needs {needed} there; destroy "
+                           "it first")
+
+
 def _resize_module(ctx: Context, session: Session, pool: Pool, plans: list[PfPlan], *,
                    allow_disruption: bool, progress: Progress,
                    count_override: int | None = None) -> bool:
@@ -416,6 +432,7 @@ def _resize_module(ctx: Context, session: Session, pool: Pool, plans: list[PfPla
     if all(_in_place(pf, count, netdevs) for pf in ports if str(pf.pci) in
            {p.pci for p in plans}) and count_override is None:
         return False
+    _check_other_pools(session, pool, info_, ports, count)
     if not allow_disruption:
         _check_disruption(ctx, session, info_, ports)
     for pf in ports:

@@ -512,7 +512,7 @@ class SimHost:
             group_dir.mkdir(parents=True)
             _symlink(group_dir / bdf, f"../../../../devices/pci0000:00/{bdf}")
             _symlink(device / "iommu_group", f"../../../kernel/iommu_groups/{group}")
-            if index < probe:
+            if index < probe and self._can_probe(bdf):
                 driver = next((d for d in sorted(driver_id_table())
                                if self._loaded(d) and self._matches(d, bdf)), None)
                 if driver is not None:
