@@ -135,6 +135,8 @@ def start(
                                                           else "") for r in results]
                 emit("\n".join(lines) if lines else "no autostart pools")
             failed = [r for r in results if r["error"]]
+            for result in failed:
+                note(f"error: pool {result['name']}: {result['error']}")
             if failed:
                 raise typer.Exit(max(r["exit_code"] for r in failed))
             return

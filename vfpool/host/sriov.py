@@ -26,8 +26,10 @@ def numvfs_error(pf: PfSnapshot, count: int, exc: OSError) -> HostError:
         errno.EBUSY: "VFs are still enabled, assigned to guests, or the driver is not ready; "
                      "set the count to 0 first, release the VFs, then retry",
         errno.ERANGE: f"the PF supports at most {pf.totalvfs} VFs",
-        errno.EPERM: f"driver {driver} refuses that many VFs (igb allows 7; ixgbe, i40e "
-                     "limit them by resources); ask for fewer",
+        errno.EPERM: (f"driver {driver} refuses to disable VFs that are assigned to guests "
+                      "(ixgbe); stop those guests or release their VFs first") if count == 0
+        else (f"driver {driver} refuses that many VFs (igb allows 7; ixgbe, i40e limit them "
+              "by resources); ask for fewer"),
         errno.EIO: "the device or its firmware failed; check `dmesg`, then retry",
         errno.EAGAIN: f"driver {driver} is busy; retry",
         errno.EINVAL: "the kernel refused the value",

@@ -186,6 +186,9 @@ def check_member(spec: PoolSpec, ref: PfRef, pf: PfSnapshot, info: DriverInfo,
     if method == "module-param" and not info.module_resize:
         raise InvalidInput(f"driver {info.name} has no module parameter for VFs; use --method "
                            "sysfs")
+    if spec.mode != "vfio" and info.vf_driver is None:
+        raise InvalidInput(f"driver {info.name} has no VF net driver vfpool knows, so it cannot "
+                           f"do --mode {spec.mode}; use --mode vfio")
     unsupported = sorted(spec.defaults.vf_fields() & info.unsupported_vf_fields)
     if unsupported:
         raise InvalidInput(f"driver {info.name} cannot set {', '.join(unsupported)} on its VFs "

@@ -76,7 +76,10 @@ def spec_of(pool: Pool) -> PoolSpec:
 
 
 def _vf_counts(session: Session, pool: Pool) -> dict[str, int]:
+    """The pool's VFs by state; an inactive pool has none to lease, so all zero."""
     counts = {"total": 0, "free": 0, "leased": 0, "reserved": 0, "unusable": 0}
+    if pool.state != "active":
+        return counts
     for member in pool.members:
         indices = used_indices(range_of(member), pool.vfs_per_pf)
         rows = session.execute(
@@ -267,7 +270,8 @@ def define(ctx: Context, spec: PoolSpec) -> dict[str, Any]:
                 range_start=ref.range.start if ref.range else None,
                 range_end=ref.range.end if ref.range else None))
         session.add(pool)
-        events.record(session, "pool.define", pool=spec.name, definition=to_toml(spec))
+        resolved = spec.with_pfs(tuple(ref for ref, _ in members))
+        events.record(session, "pool.define", pool=spec.name, definition=to_toml(resolved))
         session.flush()
         return _record(ctx, session, pool)
 
@@ -309,11 +313,15 @@ class PfPlan:
 
 def _wanted_count(session: Session, pci: str, pool_id: int, member_range: VfRange | None,
                   vfs: int) -> int:
-    """The PF's VF count: what this pool uses, and what other active pools sharing it use."""
+    """The PF's VF count: what every pool defined on it uses, active or not.
+
+    Sizing a shared PF for all its pools at the first start means the others start without
+    another N→0→M, which would take the first pool's VFs away.
+    """
     wanted = used_indices(member_range, vfs).stop
     others = session.execute(
         select(PoolPf, Pool.vfs_per_pf).join(Pool, Pool.id == PoolPf.pool_id)
-        .where(PoolPf.pf_pci == pci, Pool.state == "active", Pool.id != pool_id))
+        .where(PoolPf.pf_pci == pci, Pool.id != pool_id))
     for member, other_vfs in others:
         wanted = max(wanted, used_indices(range_of(member), other_vfs).stop)
     return wanted

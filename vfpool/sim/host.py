@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from vfpool.errors import Conflict, InvalidInput, NotFound
+from vfpool.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from vfpool.host.kernel import CommandResult
 from vfpool.model.pci import PciAddress, vf_address
 from vfpool.model.vfconfig import LINK_STATE_CODES, VfConfig
@@ -126,11 +126,15 @@ class SimHost:
                 raise Conflict(f"refusing to replace {root}: it is not a simulated host (no "
                                f"{STATE_FILE})")
             shutil.rmtree(root)
-        for folder in (DEVICES, "sys/devices/virtual/net", "sys/bus/pci/devices", DRIVERS,
-                       "sys/class/net", "sys/module", "sys/kernel/iommu_groups",
-                       "proc/sys/kernel/random", "etc/modprobe.d", "usr/share/misc",
-                       "dev/vfio"):
-            (root / folder).mkdir(parents=True, exist_ok=True)
+        try:
+            for folder in (DEVICES, "sys/devices/virtual/net", "sys/bus/pci/devices", DRIVERS,
+                           "sys/class/net", "sys/module", "sys/kernel/iommu_groups",
+                           "proc/sys/kernel/random", "etc/modprobe.d", "usr/share/misc",
+                           "dev/vfio"):
+                (root / folder).mkdir(parents=True, exist_ok=True)
+        except PermissionError as exc:
+            raise PermissionDenied(f"cannot create the simulated host in {root}: "
+                                   f"{(exc.strerror or 'permission denied').lower()}") from None
         _write(root / "sys/bus/pci/drivers_probe", "")
         _write(root / "sys/bus/pci/drivers_autoprobe", "1\n")
         state: dict[str, Any] = {
