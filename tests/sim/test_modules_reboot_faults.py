@@ -373,7 +373,8 @@ def test_cli_fault(cli: Callable[..., CliResult], sim_root: Path) -> None:
 
 @pytest.mark.parametrize(("args", "message"), [
     ((), "give exactly one of --errno, --ignore, --no-netdev and --hang"),
-    (("--errno", "EIO", "--ignore"), "give exactly one of --errno, --ignore, --no-netdev and --hang"),
+    (("--errno", "EIO", "--ignore"),
+     "give exactly one of --errno, --ignore, --no-netdev and --hang"),
     (("--errno", "ENOTANERRNO"),
      "unknown errno 'ENOTANERRNO'; use a name such as EIO or EBUSY"),
 ])

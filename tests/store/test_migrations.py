@@ -34,14 +34,17 @@ def store(db_url: str) -> Iterator[Store]:
         yield opened
 
 
-def test_exactly_one_head_and_it_is_0001() -> None:
+HEAD = "0002"  # the newest migration in migrations/versions
+
+
+def test_exactly_one_head_and_it_is_the_newest_revision() -> None:
     script = ScriptDirectory(str(migrations_dir()))
-    assert script.get_heads() == ["0001"]
+    assert script.get_heads() == [HEAD]
 
 
 def test_upgrade_from_empty_creates_all_tables(store: Store) -> None:
     assert _tables(store) == TABLES
-    assert store.current_revision() == store.head_revision() == "0001"
+    assert store.current_revision() == store.head_revision() == HEAD
 
 
 def test_open_without_migrate_leaves_an_empty_database_alone(db_url: str) -> None:
@@ -54,7 +57,7 @@ def test_opening_twice_is_idempotent_and_keeps_data(db_url: str) -> None:
     with open_store(db_url) as first, first.session() as session:
         session.add(Pf(pci="0000:05:00.0", totalvfs=7))
     with open_store(db_url) as second:
-        assert second.current_revision() == "0001"
+        assert second.current_revision() == HEAD
         assert _tables(second) == TABLES
         with second.session() as session:
             assert session.scalars(select(Pf.pci)).all() == ["0000:05:00.0"]
@@ -81,7 +84,7 @@ def test_downgrade_to_base_then_upgrade_again(store: Store) -> None:
     assert store.current_revision() is None
     store.upgrade()
     assert _tables(store) == TABLES
-    assert store.current_revision() == "0001"
+    assert store.current_revision() == HEAD
 
 
 def test_database_file_is_0600_and_missing_parent_is_created(tmp_path: Path) -> None:

@@ -26,27 +26,37 @@ def ensure_module(sysfs: Sysfs, driver: str) -> None:
                         f"{result.stderr.strip() or 'no output'}", argv=list(result.argv))
 
 
+def set_override(sysfs: Sysfs, address: PciAddress, value: str | None) -> None:
+    """Set (or with None clear) a device's driver_override; a bound driver stays bound."""
+    if sysfs.driver_override(address) == value:
+        return
+    _write(sysfs, ("bus/pci/devices", str(address), "driver_override"), f"{value or ''}\n",
+           f"setting driver_override of {address} to {value or '(none)'}")
+
+
 def bind(sysfs: Sysfs, address: PciAddress, driver: str | None) -> None:
-    """Bind a VF to ``driver``, or leave it unbound with None, and verify.
+    """Leave a VF bound to ``driver`` with its override naming it, or with None unbound and
+    without an override; then verify.
 
     The override stays set while the VF is bound: with sriov_drivers_autoprobe=0 on the PF,
-    the kernel probes a VF only through its override (pci_device_can_probe()).
+    the kernel probes a VF only through its override (pci_device_can_probe()). It is compared
+    too, so an override left by an interrupted bind is cleared even when the driver already
+    matches.
     """
     bdf = str(address)
     current = sysfs.pci_function(address).driver
-    override = sysfs.attr(address, "driver_override")
-    if current == driver:
+    if current == driver and sysfs.driver_override(address) == driver:
         return
     if driver is not None:
         ensure_module(sysfs, driver)
-    _write(sysfs, ("bus/pci/devices", bdf, "driver_override"), f"{driver or ''}\n",
-           f"setting driver_override of VF {bdf} to {driver or '(none)'}")
-    if current is not None:
+    set_override(sysfs, address, driver)
+    if current is not None and current != driver:
         _write(sysfs, ("bus/pci/drivers", current, "unbind"), bdf,
                f"unbinding VF {bdf} from {current}")
-    if driver is not None:
+    if driver is not None and current != driver:
         _write(sysfs, ("bus/pci", "drivers_probe"), bdf, f"probing VF {bdf} for {driver}")
     now = sysfs.pci_function(address).driver
-    if now != driver:
-        raise VerificationError(f"VF {bdf} (override {override.read_text().strip()})",
-                                {"driver": (driver, now)})
+    override = sysfs.driver_override(address)
+    if now != driver or override != driver:
+        raise VerificationError(f"VF {bdf}", {"driver": (driver, now),
+                                              "driver_override": (driver, override)})

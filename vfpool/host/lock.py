@@ -6,6 +6,7 @@ be taken shows that whoever held it is gone."""
 from __future__ import annotations
 
 import fcntl
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,3 +42,37 @@ def vf_lock(root: Path, vf_pci: str, *, blocking: bool = True) -> Iterator[bool]
             yield False
             return
         yield True
+
+
+@contextmanager
+def acquirer_lock(root: Path) -> Iterator[str]:
+    """A lock this process holds while it reserves and sets up leases; yields its name.
+
+    Taken before the reservation commits, so every reserved lease names a lock that is held
+    for as long as its acquirer lives: ``acquirer_alive`` is then exact, with no window.
+    """
+    name = uuid.uuid4().hex
+    path = root / "run/vfpool/acquire" / f"{name}.lock"
+    with _open(path) as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield name
+        finally:
+            path.unlink(missing_ok=True)
+
+
+def acquirer_alive(root: Path, name: str | None) -> bool:
+    """Whether the process that holds acquirer lock ``name`` is still running."""
+    if not name or not name.isalnum():
+        return False
+    path = root / "run/vfpool/acquire" / f"{name}.lock"
+    try:
+        handle = open(path)  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+    return False

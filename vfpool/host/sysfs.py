@@ -91,6 +91,11 @@ class Sysfs:
             physfn=PciAddress.parse(physfn) if physfn else None,
         )
 
+    def driver_override(self, address: PciAddress) -> str | None:
+        """The device's driver_override; None when unset (the kernel prints "(null)")."""
+        text = _read(self.attr(address, "driver_override"))
+        return None if text in (None, "", "(null)") else text
+
     def netdev_device(self, name: str) -> PciAddress | None:
         """The PCI function behind an enumerated netdev, or None for a virtual one (lo, veth)."""
         target = _link_name(self.class_net / name / "device")

@@ -43,7 +43,7 @@ from vfpool.errors import (
     describe_oserror,
 )
 from vfpool.host import binding
-from vfpool.host.lock import vf_lock
+from vfpool.host.lock import acquirer_lock, vf_lock
 from vfpool.host.netlink import fields_for
 from vfpool.model.drivers import driver_info
 from vfpool.model.pci import PciAddress
@@ -180,7 +180,7 @@ def _validate_acquire(owner: str, count: int, mac: str | None, vlan: int | None,
 
 def _reserve(ctx: Context, pool_name: str, owner: str, count: int, mac: str | None,
              vlan: int | None, numa_node: int | None, spread: bool,
-             owner_pid: int | None) -> tuple[list[_Planned], bool | None]:
+             owner_pid: int | None, acquirer: str) -> tuple[list[_Planned], bool | None]:
     boot_id = ctx.sysfs.boot_id()
     with ctx.store.immediate() as session:
         pool = _pool_named(session, pool_name)
@@ -217,7 +217,8 @@ def _reserve(ctx: Context, pool_name: str, owner: str, count: int, mac: str | No
             token = secrets.token_urlsafe(TOKEN_BYTES)
             lease = Lease(pool_id=pool.id, vf_id=candidate.vf.id, pf_pci=candidate.pf.pci,
                           vf_pci=candidate.vf.pci, vf_index=candidate.vf.vf_index, owner=owner,
-                          owner_pid=owner_pid, token_hash=hash_token(token), state="reserved",
+                          owner_pid=owner_pid, acquirer=acquirer, token_hash=hash_token(token),
+                          state="reserved",
                           mode=pool.mode, mac=lease_mac, vlan=lease_vlan or None,
                           numa_node=candidate.pf.numa_node, boot_id=boot_id,
                           applied_config={**desired.as_dict(), "driver": driver,
@@ -239,8 +240,16 @@ def acquire(ctx: Context, pool_name: str, owner: str, *, count: int = 1,
     """Lease ``count`` VFs of a pool to ``owner``: all of them, or none."""
     mac = _validate_acquire(owner, count, mac, vlan, numa_node)
     ctx.require_root("lease acquire")
+    with acquirer_lock(ctx.sysfs.root) as acquirer:
+        return _acquire(ctx, pool_name, owner, count, mac, vlan, numa_node, spread, owner_pid,
+                        acquirer)
+
+
+def _acquire(ctx: Context, pool_name: str, owner: str, count: int, mac: str | None,
+             vlan: int | None, numa_node: int | None, spread: bool, owner_pid: int | None,
+             acquirer: str) -> list[dict[str, Any]]:
     planned, numa_met = _reserve(ctx, pool_name, owner, count, mac, vlan, numa_node, spread,
-                                 owner_pid)
+                                 owner_pid, acquirer)
     activated: list[int] = []
     try:
         for item in planned:
@@ -344,6 +353,7 @@ def _activate(ctx: Context, item: _Planned, pool_name: str) -> None:
         pf, vf = _pf_and_vf(ctx, item.pf_pci, item.vf_index)
         saved = _read_config(ctx, pf, item.vf_index).as_dict()
         saved["driver"] = vf.driver
+        saved["driver_override"] = ctx.sysfs.driver_override(vf.pci)
         saved["mtu"] = vf.netdevs[0].mtu if vf.netdevs else None
         with ctx.store.immediate() as session:
             _lease(session, item.lease_id).saved_config = saved
@@ -393,6 +403,7 @@ def restore_vf(ctx: Context, pf_pci: str, vf_index: int, saved: dict[str, Any],
         touched = fields_for(VfConfig.from_dict(applied)) if applied else fields_for(original)
         groups = [group for group in touched if group in fields_for(original)]
         binding.bind(ctx.sysfs, vf.pci, saved.get("driver"))
+        binding.set_override(ctx.sysfs, vf.pci, saved.get("driver_override"))
         _apply_config(ctx, pf, vf_index, original, groups)
         current = _read_config(ctx, pf, vf_index)
         wanted = VfConfig.from_dict({key: value for key, value in original.as_dict().items()
@@ -473,8 +484,18 @@ def release_owner(ctx: Context, owner: str, *, reason: str | None = None) -> lis
             Lease.owner == owner, Lease.state.in_(LIVE_LEASE_STATES)).order_by(Lease.id)))
     if not ids:
         raise NotFound(f"owner {owner!r} holds no leases")
-    return [release(ctx, lease_id, force=True, reason=reason or f"release --owner {owner}")
-            for lease_id in ids]
+    records, problems = [], []
+    for lease_id in ids:
+        # One VF that cannot be restored must not keep the owner's other leases alive.
+        try:
+            records.append(release(ctx, lease_id, force=True,
+                                   reason=reason or f"release --owner {owner}"))
+        except HostError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise HostError(f"released {len(ids)} lease(s) of {owner!r}, but "
+                        f"{'; '.join(problems)}")
+    return records
 
 
 # ---------------------------------------------------------------- reading

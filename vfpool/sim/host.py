@@ -68,8 +68,9 @@ class Fault:
 
     ``errno``: the write fails with that errno. ``ignore``: the write reports success and does
     nothing (bnxt_en with its PF down). ``no-netdev`` (on ``sriov_numvfs``): the VFs appear but
-    their netdevs never do. ``hang``: the write blocks until the fault is cleared (a stuck
-    driver; lets a test kill a process mid-operation). ``target`` is a path relative to the sim
+    their netdevs never do. ``hang``: the operation blocks until the fault is cleared (a stuck
+    driver; lets a test kill a process mid-operation). On ``netlink:`` targets reads block too,
+    as they do behind a driver that holds the RTNL lock. ``target`` is a path relative to the sim
     root, ``modprobe:MODULE``, or ``netlink:PF_NETDEV`` for VF configuration through that PF.
     """
 
@@ -114,10 +115,17 @@ class SimHost:
     # ------------------------------------------------------------------ building
     @classmethod
     def create(cls, root: Path, nics: list[str] | None = None, *, force: bool = False) -> SimHost:
+        try:
+            return cls._create(Path(root), nics, force=force)
+        except PermissionError as exc:
+            raise PermissionDenied(f"cannot create the simulated host in {root}: "
+                                   f"{(exc.strerror or 'permission denied').lower()}") from None
+
+    @classmethod
+    def _create(cls, root: Path, nics: list[str] | None, *, force: bool) -> SimHost:
         specs = [NicSpec.parse(text) for text in (nics or DEFAULT_NICS)]
         onboard = PciAddress.parse(ONBOARD_NIC.pci)
         layouts = layout_host(specs, reserved={onboard.routing_id})
-        root = Path(root)
         if root.exists() and (not root.is_dir() or any(root.iterdir())):
             if not force:
                 raise Conflict(f"{root} already exists and is not empty; pass --force to "
@@ -126,15 +134,11 @@ class SimHost:
                 raise Conflict(f"refusing to replace {root}: it is not a simulated host (no "
                                f"{STATE_FILE})")
             shutil.rmtree(root)
-        try:
-            for folder in (DEVICES, "sys/devices/virtual/net", "sys/bus/pci/devices", DRIVERS,
-                           "sys/class/net", "sys/module", "sys/kernel/iommu_groups",
-                           "proc/sys/kernel/random", "etc/modprobe.d", "usr/share/misc",
-                           "dev/vfio"):
-                (root / folder).mkdir(parents=True, exist_ok=True)
-        except PermissionError as exc:
-            raise PermissionDenied(f"cannot create the simulated host in {root}: "
-                                   f"{(exc.strerror or 'permission denied').lower()}") from None
+        for folder in (DEVICES, "sys/devices/virtual/net", "sys/bus/pci/devices", DRIVERS,
+                       "sys/class/net", "sys/module", "sys/kernel/iommu_groups",
+                       "proc/sys/kernel/random", "etc/modprobe.d", "usr/share/misc",
+                       "dev/vfio"):
+            (root / folder).mkdir(parents=True, exist_ok=True)
         _write(root / "sys/bus/pci/drivers_probe", "")
         _write(root / "sys/bus/pci/drivers_autoprobe", "1\n")
         state: dict[str, Any] = {

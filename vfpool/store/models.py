@@ -201,6 +201,8 @@ class Lease(Base):
     vf_index: Mapped[int] = mapped_column(Integer)
     owner: Mapped[str] = mapped_column(String(128), index=True)
     owner_pid: Mapped[int | None] = mapped_column(Integer)
+    # The lock file name of the process acquiring the lease (see host.lock.acquirer_lock).
+    acquirer: Mapped[str | None] = mapped_column(String(64))
     token_hash: Mapped[str] = mapped_column(String(128))
     state: Mapped[str] = mapped_column(String(16))
     mode: Mapped[str] = mapped_column(String(16))

@@ -1,0 +1,144 @@
+"""The Python API (issue 4): `vfpool.connect(db=..., sim=...)`, `Host.acquire`, `acquire_many`,
+`release` and `leases`, on the simulator, and the CLI working on the same store."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import vfpool
+from tests.conftest import CliResult
+from vfpool.api import Host, Lease
+from vfpool.errors import Exhausted
+from vfpool.host.sysfs import Sysfs
+from vfpool.model.pci import PciAddress
+from vfpool.sim.host import SimHost
+
+IXGBE0 = "0000:05:00.0"  # enp5s0f0 on NUMA 0 of the default simulated host
+I40E0 = "0000:85:00.0"  # enp133s0f0 on NUMA 1
+
+
+def vf_driver(sim: SimHost, pf_pci: str, index: int) -> str | None:
+    vf = Sysfs(sim).virtfn(PciAddress.parse(pf_pci), index)
+    assert vf is not None
+    return vf.driver
+
+
+def started(host: Host, mode: str = "netdev") -> None:
+    host.define_pool("tenant-a", ["enp5s0f0", "enp133s0f0"], 2, mode=mode, vlan=10)
+    host.start_pool("tenant-a")
+
+
+def test_acquire_and_release_through_connect(sim_root: Path, sim: SimHost) -> None:
+    with vfpool.connect(sim=sim_root) as host:
+        started(host)
+        before = sim.vf_configs("enp5s0f0")[0]
+        lease = host.acquire("tenant-a", owner="vm1")
+        assert isinstance(lease, Lease)
+        assert (lease.pool, lease.owner, lease.state, lease.mode, lease.vlan) == (
+            "tenant-a", "vm1", "active", "netdev", 10)
+        assert (lease.pf_pci, lease.pf_netdev, lease.vf_index, lease.vf_netdev) == (
+            IXGBE0, "enp5s0f0", 0, "enp5s0f0v0")
+        assert lease.token
+        assert (lease.numa_node, lease.numa_met) == (0, None)
+        assert sim.vf_configs("enp5s0f0")[0].mac == lease.mac
+        assert sim.vf_configs("enp5s0f0")[0].vlan == 10
+        # leases() never carries a token.
+        [listed] = host.leases()
+        assert (listed.id, listed.mac, listed.token) == (lease.id, lease.mac, None)
+        host.release(lease)
+        assert host.leases() == []
+        assert [entry.state for entry in host.leases(include_finished=True)] == ["released"]
+        assert host.pool("tenant-a")["vfs"]["free"] == 4
+    assert sim.vf_configs("enp5s0f0")[0] == before
+
+
+def test_acquire_with_mac_vlan_and_numa(sim_root: Path, sim: SimHost) -> None:
+    with vfpool.connect(sim=sim_root) as host:
+        started(host, mode="vfio")
+        lease = host.acquire("tenant-a", "vm1", mac="52:54:00:12:34:56", vlan=20, numa_node=1)
+        assert (lease.mac, lease.vlan, lease.pf_pci, lease.numa_met) == (
+            "52:54:00:12:34:56", 20, I40E0, True)
+        assert vf_driver(sim, I40E0, 0) == "vfio-pci"
+        assert lease.vf_netdev is None
+        host.release(lease.id, token=lease.token)
+        assert vf_driver(sim, I40E0, 0) is None
+
+
+def test_acquire_many_is_all_or_none(sim_root: Path) -> None:
+    with vfpool.connect(sim=sim_root) as host:
+        started(host)
+        with pytest.raises(Exhausted):
+            host.acquire_many("tenant-a", "vm1", 5)
+        assert host.leases() == []
+        many = host.acquire_many("tenant-a", "vm1", 3, numa_node=1)
+        assert [(entry.pf_pci, entry.vf_index) for entry in many] == [
+            (I40E0, 0), (I40E0, 1), (IXGBE0, 0)]
+        assert {entry.numa_met for entry in many} == {False}
+        assert len({entry.token for entry in many}) == 3
+        for entry in many:
+            host.release(entry)
+        assert host.leases() == []
+
+
+def test_errors_are_the_builtin_kinds(sim_root: Path) -> None:
+    with vfpool.connect(sim=sim_root) as host:
+        started(host)
+        with pytest.raises(LookupError, match=r"^no pool named 'nope'$"):
+            host.acquire("nope", "vm1")
+        with pytest.raises(ValueError, match=r"^owner must not be empty$"):
+            host.acquire("tenant-a", "")
+        with pytest.raises(ValueError, match="is a multicast address"):
+            host.acquire("tenant-a", "vm1", mac="01:00:5e:00:00:01")
+        lease = host.acquire("tenant-a", "vm1")
+        with pytest.raises(PermissionError, match=rf"^wrong token for lease {lease.id}$"):
+            host.release(lease.id, token="guess")
+        with pytest.raises(LookupError, match=r"^no lease 999$"):
+            host.release(999, force=True)
+        host.release(lease.id, force=True)
+        assert host.leases() == []
+
+
+def test_connect_with_an_explicit_db(tmp_path: Path, sim_root: Path,
+                                     cli: Callable[..., CliResult]) -> None:
+    url = f"sqlite:///{tmp_path}/api.db"
+    with vfpool.connect(db=url, sim=sim_root) as host:
+        started(host)
+        lease = host.acquire("tenant-a", "vm1")
+    assert (tmp_path / "api.db").is_file()
+    assert not (sim_root / "vfpool.db").exists()
+    listed = cli("--db", url, "--sim", str(sim_root), "lease", "list", "--json")
+    assert listed.exit_code == 0, listed.stderr
+    assert [entry["id"] for entry in json.loads(listed.stdout)] == [lease.id]
+
+
+def test_the_cli_and_the_api_share_the_same_leases(sim_root: Path, sim: SimHost,
+                                                   cli: Callable[..., CliResult]) -> None:
+    with vfpool.connect(sim=sim_root) as host:
+        started(host)
+        from_api = host.acquire("tenant-a", "vm-api")
+    # The CLI sees the API's lease, and releases it with the API's token.
+    listed = cli("--sim", str(sim_root), "lease", "list", "--json")
+    assert [(entry["id"], entry["mac"]) for entry in json.loads(listed.stdout)] == [
+        (from_api.id, from_api.mac)]
+    wrong = cli("--sim", str(sim_root), "lease", "release", str(from_api.id), "--token", "x")
+    assert (wrong.exit_code, wrong.stderr) == (6, f"error: wrong token for lease {from_api.id}\n")
+    assert from_api.token is not None
+    released = cli("--sim", str(sim_root), "lease", "release", str(from_api.id), "--token",
+                   from_api.token)
+    assert released.exit_code == 0, released.stderr
+    assert sim.vf_configs("enp5s0f0")[0].mac == "00:00:00:00:00:00"
+    # The API sees the CLI's lease, and releases it with the CLI's token.
+    acquired = cli("--sim", str(sim_root), "lease", "acquire", "tenant-a", "--owner", "vm-cli",
+                   "--json")
+    assert acquired.exit_code == 0, acquired.stderr
+    [record] = json.loads(acquired.stdout)
+    with vfpool.connect(sim=sim_root) as host:
+        [seen] = host.leases(owner="vm-cli")
+        assert (seen.id, seen.mac, seen.vf_pci) == (record["id"], record["mac"],
+                                                    record["vf"]["pci"])
+        host.release(seen.id, token=record["token"])
+        assert host.leases() == []
