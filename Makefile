@@ -40,6 +40,17 @@ demo: deps
 	$(VENV)/bin/vfpool sim create $(DEMO_HOST) --force
 	@echo "== its SR-IOV PFs"
 	$(VENV)/bin/vfpool --sim $(DEMO_HOST) pf list
+	@echo "== define a pool on both X710 ports (8 VFs each, VLAN 100) and start it"
+	$(VENV)/bin/vfpool --sim $(DEMO_HOST) pool define tenant-a --pf enp133s0f0 \
+	    --pf enp133s0f1 --vfs 8 --vlan 100 --mode macvtap
+	$(VENV)/bin/vfpool --sim $(DEMO_HOST) pool start tenant-a
+	$(VENV)/bin/vfpool --sim $(DEMO_HOST) pool info tenant-a
+	@echo "== lease two VFs on NUMA node 1 to vm1, then release them"
+	$(VENV)/bin/vfpool --sim $(DEMO_HOST) lease acquire tenant-a --owner vm1 --count 2 \
+	    --numa-node 1
+	$(VENV)/bin/vfpool --sim $(DEMO_HOST) lease list
+	$(VENV)/bin/vfpool --sim $(DEMO_HOST) lease release --owner vm1
+	$(VENV)/bin/vfpool --sim $(DEMO_HOST) pf list
 
 test: deps
 	$(PY) -m pytest -q
