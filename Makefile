@@ -7,7 +7,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 APT_STAMP := $(VENV)/.apt-installed
 # Debian packages the tests and the demo use. Each is checked with dpkg before apt runs.
-APT_PACKAGES := iproute2 kmod util-linux
+APT_PACKAGES := iproute2 kmod util-linux qemu-system-x86 ipxe-qemu umockdev \
+    gir1.2-umockdev-1.0 python3-gi
 
 .PHONY: all demo test lint bench deps apt clean
 
@@ -61,6 +62,7 @@ lint: deps
 
 bench: deps
 	$(PY) tests/bench.py
+	$(PY) tests/bench_report.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo-host

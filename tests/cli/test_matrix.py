@@ -132,6 +132,9 @@ CASES = [
     invalid("db-bad-url", 1, "error: cannot open database nonsense://: Can't load plugin: "
             "sqlalchemy.dialects:nonsense", "--db", "nonsense://", "db", "current",
             use_sim=False),
+    # --- watch
+    invalid("watch-sim", 2, "error: vfpool watch follows this machine's udev, and a simulated "
+            "host has none: run it without --sim (or VFPOOL_SIM)", "watch"),
     # --- global
     valid("version", "--version", stdout_has=("vfpool ",), use_sim=False),
 ]

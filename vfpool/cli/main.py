@@ -96,13 +96,16 @@ def settings() -> Settings:
 
 
 def _register() -> None:
-    from vfpool.cli import db, lease, pf, pool, reconcile, sim
+    from vfpool.cli import db, lease, pf, pool, reconcile, report, sim, vm, watch
 
     app.add_typer(sim.app, name="sim")
     app.add_typer(pf.app, name="pf")
     app.add_typer(pool.app, name="pool")
     app.add_typer(lease.app, name="lease")
+    app.add_typer(vm.app, name="vm")
     app.command("reconcile")(reconcile.reconcile)
+    app.command("watch")(watch.watch)
+    app.command("report")(report.report)
     app.add_typer(db.app, name="db")
 
 

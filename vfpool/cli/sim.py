@@ -9,6 +9,7 @@ import typer
 
 from vfpool.cli.render import emit, emit_json, note, table
 from vfpool.errors import InvalidInput
+from vfpool.host.sysfs import valid_ifname
 from vfpool.sim.host import FaultKind, SimHost
 from vfpool.sim.profiles import PROFILES
 
@@ -22,13 +23,18 @@ def create(
                                    help="A NIC to install; repeat for more. Default: a "
                                         "dual-port 82599 on NUMA 0 and an X710 on NUMA 1."),
     force: bool = typer.Option(False, "--force", help="Replace an existing simulated host."),
+    netns: str | None = typer.Option(None, "--netns", metavar="NAME",
+                                     help="A network namespace whose links stand in for the "
+                                          "VF netdevs (for real macvtap and QEMU tests)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Build a simulated host from NIC profiles.
 
     Example: vfpool sim create /tmp/host --nic intel-i350@0000:03:00.0 --nic mellanox-cx3
     """
-    host = SimHost.create(directory, nics or None, force=force)
+    if netns is not None and not valid_ifname(netns):
+        raise InvalidInput(f"invalid network namespace name {netns!r}")
+    host = SimHost.create(directory, nics or None, force=force, netns=netns)
     state = host.state()
     pfs = [{"pci": pci, "profile": pf["profile"], "netdevs": pf["netdevs"],
             "numa_node": pf["numa_node"], "totalvfs": pf["totalvfs"]}

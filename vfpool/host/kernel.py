@@ -44,6 +44,10 @@ class KernelPort(Protocol):
     def netlink(self) -> NetlinkPort:
         """VF configuration through the PF, and netdev MTU and link state."""
 
+    @property
+    def netns(self) -> str | None:
+        """The network namespace that holds the VF netdevs (None: vfpool's own)."""
+
 
 class RealKernel:
     """The machine itself, optionally under another root (a chroot-like test tree)."""
@@ -55,6 +59,10 @@ class RealKernel:
     @property
     def simulated(self) -> bool:
         return False
+
+    @property
+    def netns(self) -> str | None:
+        return None
 
     @property
     def netlink(self) -> NetlinkPort:

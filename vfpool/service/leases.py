@@ -273,6 +273,25 @@ def _acquire(ctx: Context, pool_name: str, owner: str, count: int, mac: str | No
         return results
 
 
+def preview(ctx: Context, pool_name: str, owner: str, *, count: int = 1,
+            numa_node: int | None = None, spread: bool = False) -> list[dict[str, Any]]:
+    """The VFs an acquire would choose now, without reserving anything (`--dry-run`)."""
+    _validate_acquire(owner, count, None, None, numa_node)
+    with ctx.store.session() as session:
+        pool = _pool_named(session, pool_name)
+        if pool.state != "active":
+            raise Conflict(f"pool {pool_name!r} is not active; start it with `vfpool pool start "
+                           f"{pool_name}`")
+        candidates = _free_vfs(session, pool)
+        if len(candidates) < count:
+            raise Exhausted(f"pool {pool_name!r} has {len(candidates)} free VF(s); {count} "
+                            "requested")
+        return [{"mode": pool.mode, "mac": generated_mac(pool_name, owner, c.vf.vf_index),
+                 "numa_node": c.pf.numa_node, "pf": {"pci": c.pf.pci, "netdev": c.pf.netdev},
+                 "vf": {"index": c.vf.vf_index, "pci": c.vf.pci, "netdev": c.vf.netdev}}
+                for c in choose(candidates, count, numa_node=numa_node, spread=spread)]
+
+
 def _release_quietly(ctx: Context, lease_id: int, reason: str) -> None:
     # release() marks the VF unusable itself when it cannot restore it
     with contextlib.suppress(VfpoolError):
@@ -383,6 +402,10 @@ def _activate(ctx: Context, item: _Planned, pool_name: str) -> None:
             raise
         with ctx.store.immediate() as session:
             lease = _lease(session, item.lease_id)
+            if lease.state != "reserved":
+                # `watch` marked it lost (the VF vanished) or reconcile closed it meanwhile.
+                raise Conflict(f"lease {item.lease_id} became {lease.state} while it was being "
+                               "set up")
             lease.state = "active"
             assert lease.vf is not None
             lease.vf.state = "leased"
@@ -425,8 +448,8 @@ def _group_of(key: str) -> str:
 
 
 def finish_lease(session: Session, lease: Lease, vf_state: str, vf_reason: str | None,
-            action: str, why: str | None) -> None:
-    lease.state = "released"
+                 action: str, why: str | None, *, final_state: str = "released") -> None:
+    lease.state = final_state
     lease.released_at = utcnow()
     if lease.vf is not None:
         lease.vf.state = vf_state
@@ -522,6 +545,11 @@ def show_lease(ctx: Context, lease_id: int) -> dict[str, Any]:
         record["applied_config"] = lease.applied_config
         record["boot_id"] = lease.boot_id
         return record
+
+
+def live_leases(session: Session) -> list[Lease]:
+    return list(session.scalars(select(Lease).where(Lease.state.in_(LIVE_LEASE_STATES))
+                                .order_by(Lease.id)))
 
 
 def reserved_leases(session: Session) -> list[Lease]:

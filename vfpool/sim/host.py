@@ -112,17 +112,27 @@ class SimHost:
     def simulated(self) -> bool:
         return True
 
+    @property
+    def netns(self) -> str | None:
+        """The throwaway network namespace whose veth links stand in for this host's VF
+        netdevs (`sim create --netns`), for tests with real macvtaps and QEMU."""
+        with self._locked(write=False) as state:
+            name = state.get("netns")
+            return str(name) if name else None
+
     # ------------------------------------------------------------------ building
     @classmethod
-    def create(cls, root: Path, nics: list[str] | None = None, *, force: bool = False) -> SimHost:
+    def create(cls, root: Path, nics: list[str] | None = None, *, force: bool = False,
+               netns: str | None = None) -> SimHost:
         try:
-            return cls._create(Path(root), nics, force=force)
+            return cls._create(Path(root), nics, force=force, netns=netns)
         except PermissionError as exc:
             raise PermissionDenied(f"cannot create the simulated host in {root}: "
                                    f"{(exc.strerror or 'permission denied').lower()}") from None
 
     @classmethod
-    def _create(cls, root: Path, nics: list[str] | None, *, force: bool) -> SimHost:
+    def _create(cls, root: Path, nics: list[str] | None, *, force: bool,
+                netns: str | None) -> SimHost:
         specs = [NicSpec.parse(text) for text in (nics or DEFAULT_NICS)]
         onboard = PciAddress.parse(ONBOARD_NIC.pci)
         layouts = layout_host(specs, reserved={onboard.routing_id})
@@ -152,6 +162,7 @@ class SimHost:
             "faults": [],
             "vf_config": {},
             "boot_count": 0,
+            "netns": netns,
         }
         _write(root / STATE_FILE, json.dumps(state))
         host = cls(root)

@@ -1,0 +1,42 @@
+"""`vfpool report`: the inventory report, as a table, JSON, CSV or Prometheus metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from vfpool.cli.main import settings
+from vfpool.cli.render import emit
+from vfpool.errors import InvalidInput
+from vfpool.service import report as report_service
+
+
+def report(
+    output_format: str = typer.Option("table", "--format",
+                                      metavar="table|json|csv|prometheus",
+                                      help="table for people, json for scripts, csv (one row "
+                                           "per VF) for spreadsheets, prometheus for "
+                                           "node_exporter's textfile collector."),
+    output: Path | None = typer.Option(None, "--output", metavar="FILE",
+                                       help="Write to FILE instead of stdout, atomically "
+                                            "(temp file, then rename), mode 0644."),
+    as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
+) -> None:
+    """Report pools, PFs, VFs with their leases, and the 20 newest events, from the store.
+
+    Example: vfpool report --format prometheus --output /var/lib/node_exporter/vfpool.prom
+    """
+    if output_format not in report_service.FORMATS:
+        raise InvalidInput(f"invalid --format {output_format!r}: use table, json, csv or "
+                           "prometheus")
+    if as_json:
+        if output_format not in ("table", "json"):
+            raise InvalidInput(f"give --json or --format {output_format}, not both")
+        output_format = "json"
+    with settings().context() as ctx:
+        text = report_service.render(report_service.build_report(ctx), output_format)
+    if output is not None:
+        report_service.write_atomically(output, text)
+    else:
+        emit(text.rstrip("\n"))

@@ -1,0 +1,70 @@
+"""`vfpool watch`: follow udev and keep the store in step, until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+import typer
+
+from vfpool.cli.main import settings
+from vfpool.cli.render import note
+from vfpool.errors import InvalidInput
+from vfpool.host.udev import UdevDiscovery, UdevMonitor
+from vfpool.service import watch as watch_service
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[list[str]]:
+    """SIGTERM and SIGINT set ``stop``, and the loop ends after the change in hand; yields the
+    names of the signals received. The previous handlers come back afterwards."""
+    received: list[str] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        received.append(signal.Signals(signum).name)
+        stop.set()
+
+    previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def watch(
+    once: bool = typer.Option(False, "--once", help="Exit after the first change handled."),
+    timeout: float | None = typer.Option(None, "--timeout", metavar="SECONDS", min=0,
+                                         help="Exit after SECONDS (default: run until SIGTERM "
+                                              "or SIGINT)."),
+) -> None:
+    """Follow udev and keep the store in step: a removed VF or PF makes its VFs unusable and
+    their leases lost, a VF that comes back is free again, and PF link changes are noted.
+    Each change goes to the events log and one line to stderr. Runs until SIGTERM or SIGINT,
+    then exits 0.
+
+    Example: vfpool watch --timeout 60
+    """
+    current = settings()
+    if current.sim is not None:
+        raise InvalidInput("vfpool watch follows this machine's udev, and a simulated host "
+                           "has none: run it without --sim (or VFPOOL_SIM)")
+    stop = threading.Event()
+    with _stop_on_signals(stop) as received, current.context() as ctx:
+        monitor = UdevMonitor()
+        # Listen first, then read the current state: a change in between is seen, not lost.
+        monitor.start()
+        links = watch_service.initial_links(ctx, UdevDiscovery(monitor.context).pfs())
+        pfs = len({pci for pci, _ in links})
+        note(f"watching udev for PCI and net changes ({pfs} PF(s) of the store present)")
+        count = watch_service.watch(
+            ctx, monitor, stop, links=links, once=once, timeout=timeout,
+            on_change=lambda handled: note(handled.message),
+            on_error=lambda message: note(f"error: {message}"))
+    why = f"on {received[0]}" if received else "as asked"
+    note(f"stopped {why} after {count} change(s)")

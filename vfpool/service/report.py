@@ -1,0 +1,443 @@
+"""The inventory report (`vfpool report`): pools, PFs, VFs with their live leases, and the
+newest events, read from the store alone, in one transaction and a handful of set-based
+queries, then rendered as a table, JSON, CSV or the Prometheus text exposition format.
+
+A pool's VFs are those of its members' ``used_indices`` (the first ``vfs_per_pf`` of each
+member's range), as in ``pools.info``; an inactive pool has none, so its counts are zero.
+
+CSV is one rectangle, one row per VF with its pool and PF columns repeated, because that is
+what a spreadsheet or ``csvkit`` wants; the pool and PF counts are a GROUP BY away, and the
+JSON format carries the whole report. Lines end in ``\\n`` (not RFC 4180's CRLF), like
+every other vfpool output.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import io
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import and_, bindparam, func, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from vfpool.errors import HostError, PermissionDenied, describe_oserror
+from vfpool.service.context import Context
+from vfpool.store import LIVE_LEASE_STATES, VF_STATES, Event, Lease, Pf, Pool, PoolPf, Vf, utcnow
+
+FORMATS = ("table", "json", "csv", "prometheus")
+EVENT_LIMIT = 20
+MISSING = "-"
+
+
+# ---------------------------------------------------------------- the report as data
+
+def _zero_counts() -> dict[str, int]:
+    return {"total": 0, **{state: 0 for state in VF_STATES}}
+
+
+@dataclass
+class PfSummary:
+    """One PF of one pool: where it is, and the pool's VFs on it by state."""
+
+    pci: str
+    netdev: str | None
+    driver: str | None
+    numa_node: int | None
+    range: str | None
+    vfs: dict[str, int] = field(default_factory=_zero_counts)
+
+
+@dataclass
+class PoolSummary:
+    name: str
+    state: str
+    autostart: bool
+    mode: str
+    leases: int  # live (reserved or active) leases
+    pfs: list[PfSummary] = field(default_factory=list)
+
+    @property
+    def vfs(self) -> dict[str, int]:
+        totals = _zero_counts()
+        for pf in self.pfs:
+            for key, count in pf.vfs.items():
+                totals[key] += count
+        return totals
+
+
+@dataclass(frozen=True)
+class VfRow:
+    """A VF of an active pool, with its live lease if it has one."""
+
+    pool: str
+    pf: str
+    pf_netdev: str | None
+    numa_node: int | None
+    index: int
+    pci: str
+    netdev: str | None
+    state: str
+    reason: str | None
+    lease_id: int | None
+    lease_state: str | None
+    owner: str | None
+    mac: str | None
+    vlan: int | None
+    lease_created_at: datetime | None
+    lease_age: int | None  # whole seconds since lease_created_at
+
+
+@dataclass(frozen=True)
+class EventRow:
+    id: int
+    at: datetime
+    actor: str | None
+    action: str
+    pool: str | None
+    pf: str | None
+    vf: str | None
+    lease_id: int | None
+    detail: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Report:
+    generated_at: datetime
+    pools: list[PoolSummary]
+    vfs: list[VfRow]
+    events: list[EventRow]  # newest first
+
+
+# ---------------------------------------------------------------- building it
+
+def _member_vfs() -> ColumnElement[bool]:
+    """The join condition of a pool member's VFs: its used indices on its PF."""
+    start = func.coalesce(PoolPf.range_start, 0)
+    return and_(Vf.pf_pci == PoolPf.pf_pci, Vf.vf_index >= start,
+                Vf.vf_index < start + Pool.vfs_per_pf)
+
+
+def _pools(session: Session) -> tuple[list[PoolSummary], dict[tuple[int, str], PfSummary]]:
+    live: dict[int, int] = {pool_id: count for pool_id, count in session.execute(
+        select(Lease.pool_id, func.count()).where(Lease.state.in_(LIVE_LEASE_STATES))
+        .group_by(Lease.pool_id))}
+    rows = session.execute(
+        select(Pool.id, Pool.name, Pool.state, Pool.autostart, Pool.mode, PoolPf.pf_pci,
+               PoolPf.range_start, PoolPf.range_end, Pf.netdev, Pf.driver, Pf.numa_node)
+        .select_from(Pool).outerjoin(PoolPf, PoolPf.pool_id == Pool.id)
+        .outerjoin(Pf, Pf.pci == PoolPf.pf_pci)
+        .order_by(Pool.name, PoolPf.position))
+    summaries: dict[int, PoolSummary] = {}
+    members: dict[tuple[int, str], PfSummary] = {}
+    for (pool_id, name, state, autostart, mode, pf_pci, range_start, range_end, netdev,
+         driver, numa_node) in rows:
+        summary = summaries.get(pool_id)
+        if summary is None:
+            summary = summaries[pool_id] = PoolSummary(name, state, bool(autostart), mode,
+                                                       live.get(pool_id, 0))
+        if pf_pci is None:
+            continue
+        member_range = None if range_start is None else f"{range_start}-{range_end}"
+        pf = PfSummary(pf_pci, netdev, driver, numa_node, member_range)
+        summary.pfs.append(pf)
+        members[(pool_id, pf_pci)] = pf
+    return list(summaries.values()), members
+
+
+def _count_vfs(session: Session, members: dict[tuple[int, str], PfSummary]) -> None:
+    counts = session.execute(
+        select(PoolPf.pool_id, PoolPf.pf_pci, Vf.state, func.count())
+        .select_from(PoolPf)
+        .join(Pool, and_(Pool.id == PoolPf.pool_id, Pool.state == "active"))
+        .join(Vf, _member_vfs())
+        .group_by(PoolPf.pool_id, PoolPf.pf_pci, Vf.state))
+    for pool_id, pf_pci, state, count in counts:
+        pf = members[(pool_id, pf_pci)]
+        pf.vfs[state] += count
+        pf.vfs["total"] += count
+
+
+def _age(created_at: datetime | None, now: datetime) -> int | None:
+    if created_at is None:
+        return None
+    # A lease stamped after `now` (clock skew between hosts of a fleet) is 0 s old, not negative.
+    return max(0, int((now - created_at).total_seconds()))
+
+
+def _vf_rows(session: Session, now: datetime) -> list[VfRow]:
+    rows = session.execute(
+        select(Pool.name, PoolPf.pf_pci, Pf.netdev, Pf.numa_node, Vf.vf_index, Vf.pci,
+               Vf.netdev, Vf.state, Vf.reason, Lease.id, Lease.state, Lease.owner, Lease.mac,
+               Lease.vlan, Lease.created_at)
+        .select_from(Pool)
+        .join(PoolPf, PoolPf.pool_id == Pool.id)
+        .join(Pf, Pf.pci == PoolPf.pf_pci)
+        .join(Vf, _member_vfs())
+        # At most one: the partial unique index allows one live lease per VF. The states are
+        # inlined as literals, because SQLite uses that partial index only when the query's
+        # terms imply its WHERE, which a bound parameter never does.
+        .outerjoin(Lease, and_(Lease.vf_id == Vf.id, Lease.state.in_(
+            bindparam("live_states", LIVE_LEASE_STATES, expanding=True,
+                      literal_execute=True))))
+        .where(Pool.state == "active")
+        .order_by(Pool.name, PoolPf.position, Vf.vf_index))
+    return [VfRow(pool, pf, pf_netdev, numa_node, index, pci, netdev, state, reason, lease_id,
+                  lease_state, owner, mac, vlan, created_at, _age(created_at, now))
+            for (pool, pf, pf_netdev, numa_node, index, pci, netdev, state, reason, lease_id,
+                 lease_state, owner, mac, vlan, created_at) in rows]
+
+
+def _events(session: Session) -> list[EventRow]:
+    rows = session.execute(
+        select(Event.id, Event.at, Event.actor, Event.action, Event.pool, Event.pf, Event.vf,
+               Event.lease_id, Event.detail)
+        .order_by(Event.id.desc()).limit(EVENT_LIMIT))
+    return [EventRow(*row) for row in rows]
+
+
+def build_report(ctx: Context, *, now: datetime | None = None) -> Report:
+    """The inventory at ``now`` (default: the current time; tests pass a fixed one, which
+    only lease ages depend on). Reads the store only, never the host."""
+    if now is None:
+        now = utcnow()
+    elif now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError(f"naive datetime {now.isoformat()} given as now; pass an aware one")
+    now = now.astimezone(UTC)
+    # One read transaction: the counts, rows and events are one consistent snapshot.
+    with ctx.store.session() as session:
+        pools, members = _pools(session)
+        _count_vfs(session, members)
+        vfs = _vf_rows(session, now)
+        events = _events(session)
+    return Report(now, pools, vfs, events)
+
+
+# ---------------------------------------------------------------- rendering
+
+def _timestamp(value: datetime | None) -> str | None:
+    """ISO-8601 in UTC, to the second: what a person reads in the table."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_age(seconds: int | None) -> str | None:
+    """``59s``, ``5m07s``, ``3h04m``, ``2d05h``: two units are enough to read at a glance."""
+    if seconds is None:
+        return None
+    minutes, secs = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def _cell(value: Any) -> str:
+    # As vfpool.cli.render.cell; the service layer may not import the CLI.
+    if value is None or value == "":
+        return MISSING
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """As vfpool.cli.render.table: two spaces between columns, no trailing blanks."""
+    text_rows = [[_cell(value) for value in row] for row in rows]
+    widths = [len(header) for header in headers]
+    for row in text_rows:
+        widths = [max(width, len(value)) for width, value in zip(widths, row, strict=True)]
+    return "\n".join("  ".join(value.ljust(width) for value, width in zip(row, widths,
+                                                                         strict=True)).rstrip()
+                     for row in [list(headers), *text_rows])
+
+
+def render_table(report: Report) -> str:
+    """Four sections: pools, their PFs, their VFs, and the newest events."""
+    counts = ("total", *VF_STATES)
+    count_headers = [key.upper() for key in counts]
+    pools = _table(["POOL", "STATE", "AUTOSTART", "MODE", *count_headers, "LEASES"],
+                   [[pool.name, pool.state, pool.autostart, pool.mode,
+                     *(pool.vfs[key] for key in counts), pool.leases]
+                    for pool in report.pools])
+    pfs = _table(["POOL", "PF", "NETDEV", "DRIVER", "NUMA", "RANGE", *count_headers],
+                 [[pool.name, pf.pci, pf.netdev, pf.driver, pf.numa_node, pf.range,
+                   *(pf.vfs[key] for key in counts)]
+                  for pool in report.pools for pf in pool.pfs])
+    vfs = _table(["POOL", "PF", "INDEX", "VF", "NETDEV", "STATE", "OWNER", "LEASE", "MAC",
+                  "VLAN", "AGE"],
+                 [[vf.pool, vf.pf, vf.index, vf.pci, vf.netdev, vf.state, vf.owner, vf.lease_id,
+                   vf.mac, vf.vlan, format_age(vf.lease_age)] for vf in report.vfs])
+    events = _table(["ID", "AT", "ACTOR", "ACTION", "POOL", "PF", "VF", "LEASE"],
+                    [[event.id, _timestamp(event.at), event.actor, event.action, event.pool,
+                      event.pf, event.vf, event.lease_id] for event in report.events])
+    return "\n".join([
+        f"vfpool report at {_timestamp(report.generated_at)}", "",
+        "Pools", pools, "",
+        "PFs", pfs, "",
+        "VFs", vfs, "",
+        f"Events (newest {EVENT_LIMIT})", events,
+    ]) + "\n"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def report_document(report: Report) -> dict[str, Any]:
+    """The report as JSON-ready data; pool keys follow DESIGN.md's pool object."""
+    return {
+        "generated_at": _iso(report.generated_at),
+        "pools": [{
+            "name": pool.name, "state": pool.state, "autostart": pool.autostart,
+            "mode": pool.mode, "vfs": pool.vfs, "leases": pool.leases,
+            "pfs": [{"pci": pf.pci, "netdev": pf.netdev, "driver": pf.driver,
+                     "numa_node": pf.numa_node, "range": pf.range, "vfs": dict(pf.vfs)}
+                    for pf in pool.pfs],
+        } for pool in report.pools],
+        "vfs": [{
+            "pool": vf.pool, "pf": vf.pf, "index": vf.index, "pci": vf.pci,
+            "netdev": vf.netdev, "state": vf.state, "reason": vf.reason,
+            "lease_id": vf.lease_id, "lease_state": vf.lease_state, "owner": vf.owner,
+            "mac": vf.mac, "vlan": vf.vlan, "lease_created_at": _iso(vf.lease_created_at),
+            "lease_age": vf.lease_age,
+        } for vf in report.vfs],
+        "events": [{
+            "id": event.id, "at": _iso(event.at), "actor": event.actor,
+            "action": event.action, "pool": event.pool, "pf": event.pf, "vf": event.vf,
+            "lease_id": event.lease_id, "detail": event.detail,
+        } for event in report.events],
+    }
+
+
+def render_json(report: Report) -> str:
+    return json.dumps(report_document(report), indent=2) + "\n"
+
+
+CSV_COLUMNS = ("pool", "pf", "pf_netdev", "numa_node", "index", "pci", "netdev", "state",
+               "reason", "lease_id", "lease_state", "owner", "mac", "vlan", "lease_created_at",
+               "lease_age")
+
+
+def render_csv(report: Report) -> str:
+    """One row per VF (see the module docstring); empty cells for absent values."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    writer.writerows(
+        [vf.pool, vf.pf, vf.pf_netdev, vf.numa_node, vf.index, vf.pci, vf.netdev, vf.state,
+         vf.reason, vf.lease_id, vf.lease_state, vf.owner, vf.mac, vf.vlan,
+         _iso(vf.lease_created_at), vf.lease_age]
+        for vf in report.vfs)
+    return buffer.getvalue()
+
+
+def _label(value: str) -> str:
+    """A label value escaped as the text exposition format wants: backslash, quote, newline."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render_prometheus(report: Report) -> str:
+    """The text exposition format for node_exporter's textfile collector: gauges only, a
+    sample for every pool, PF and state even when zero (so a series never vanishes just
+    because its count dropped to zero), and no timestamps, which the collector rejects."""
+    lines = [
+        "# HELP vfpool_vfs VFs of each PF of a pool, by state (0 for an inactive pool).",
+        "# TYPE vfpool_vfs gauge",
+    ]
+    for pool in report.pools:
+        for pf in pool.pfs:
+            for state in VF_STATES:
+                lines.append(f'vfpool_vfs{{pool="{_label(pool.name)}",pf="{_label(pf.pci)}",'
+                             f'state="{state}"}} {pf.vfs[state]}')
+    lines += ["# HELP vfpool_leases Live (reserved or active) leases of each pool.",
+              "# TYPE vfpool_leases gauge"]
+    lines += [f'vfpool_leases{{pool="{_label(pool.name)}"}} {pool.leases}'
+              for pool in report.pools]
+    lines += ["# HELP vfpool_pool_active 1 when the pool is active, 0 when it is inactive.",
+              "# TYPE vfpool_pool_active gauge"]
+    lines += [f'vfpool_pool_active{{pool="{_label(pool.name)}"}} '
+              f'{int(pool.state == "active")}' for pool in report.pools]
+    return "\n".join(lines) + "\n"
+
+
+RENDERERS = {
+    "table": render_table,
+    "json": render_json,
+    "csv": render_csv,
+    "prometheus": render_prometheus,
+}
+
+
+def render(report: Report, output_format: str) -> str:
+    return RENDERERS[output_format](report)
+
+
+# ---------------------------------------------------------------- writing it
+
+def _write_error(path: Path, exc: OSError) -> HostError | PermissionDenied:
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        reason = "read-only file system" if exc.errno == errno.EROFS else "permission denied"
+        return PermissionDenied(f"cannot write {path}: {reason}", path=str(path),
+                                errno=exc.errno)
+    if exc.errno == errno.ENOENT:
+        return HostError(f"cannot write {path}: directory {path.parent} does not exist",
+                         errno=exc.errno, path=str(path))
+    return HostError(f"cannot write {path}: {describe_oserror(exc)}", errno=exc.errno,
+                     path=str(path))
+
+
+def write_atomically(path: Path | str, text: str, *, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``text`` whole, or leave it as it was.
+
+    The text goes to a temp file in the same directory (so the rename cannot cross file
+    systems), is fsynced, then renamed over ``path``; a reader such as node_exporter sees the
+    old file or the new one, never half of one. The temp name starts with a dot and ends in
+    ``.tmp``, which the textfile collector (``*.prom`` only) ignores. ``mode`` is set with
+    fchmod, so the umask does not narrow it.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise HostError(f"cannot write {path}: it is a directory", errno=errno.EISDIR,
+                        path=str(path))
+    try:
+        fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                         suffix=".tmp")
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fchmod(handle.fileno(), mode)
+            os.fsync(handle.fileno())
+        os.replace(temp_name, path)
+    except BaseException as exc:
+        with suppress(OSError):
+            os.unlink(temp_name)
+        if isinstance(exc, OSError):
+            raise _write_error(path, exc) from exc
+        raise
+    # Make the rename itself durable; a file system that cannot fsync a directory still
+    # has the complete file in place.
+    with suppress(OSError):
+        directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
