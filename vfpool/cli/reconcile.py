@@ -26,5 +26,11 @@ def reconcile(
         emit("nothing to repair")
     for finding in report["findings"]:
         result = f" -> {finding['result']}" if "result" in finding else ""
-        emit(f"lease {finding['lease']} ({finding['vf']}): {finding['problem']}; "
-             f"{'would ' if dry_run else ''}{finding['action']}{result}")
+        if "lease" in finding:
+            subject = f"lease {finding['lease']} ({finding['vf']})"
+        elif "vf" in finding:
+            subject = f"pool {finding['pool']}: VF {finding['vf']}"
+        else:
+            subject = f"pool {finding['pool']}: PF {finding['pf']}"
+        emit(f"{subject}: {finding['problem']}; {'would ' if dry_run else ''}"
+             f"{finding['action']}{result}")

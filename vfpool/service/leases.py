@@ -407,6 +407,7 @@ def _activate(ctx: Context, item: _Planned, pool_name: str) -> None:
                 raise Conflict(f"lease {item.lease_id} became {lease.state} while it was being "
                                "set up")
             lease.state = "active"
+            lease.acquirer = None  # no change in progress any more
             assert lease.vf is not None
             lease.vf.state = "leased"
             lease.vf.netdev = netdev
@@ -450,6 +451,7 @@ def _group_of(key: str) -> str:
 def finish_lease(session: Session, lease: Lease, vf_state: str, vf_reason: str | None,
                  action: str, why: str | None, *, final_state: str = "released") -> None:
     lease.state = final_state
+    lease.acquirer = None
     lease.released_at = utcnow()
     if lease.vf is not None:
         lease.vf.state = vf_state
@@ -485,7 +487,12 @@ def release(ctx: Context, lease_id: int, *, token: str | None = None, force: boo
             if not hmac.compare_digest(hash_token(token), lease.token_hash):
                 raise PermissionDenied(f"wrong token for lease {lease_id}")
     ctx.require_root("lease release")
-    with _locked_live_lease(ctx, lease_id) as (session, lease):
+    with acquirer_lock(ctx.sysfs.root) as change, \
+            _locked_live_lease(ctx, lease_id) as (session, lease):
+        # Name this process's lock in the lease before touching the host: if it dies
+        # mid-restore, reconcile sees the lock free and finishes the release.
+        lease.acquirer = change
+        session.commit()
         outcome, problem = ("free", None)
         if lease.saved_config is not None:
             outcome, problem = restore_vf(ctx, lease.pf_pci, lease.vf_index, lease.saved_config,

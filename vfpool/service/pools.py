@@ -512,6 +512,12 @@ def _inventory(session: Session, pool: Pool, plans: list[PfPlan],
                                netdev=vf.netdev, state="free"))
             else:
                 known.pci, known.netdev = str(vf.pci), vf.netdev
+                if known.state == "unusable" and known.reason in ("missing on host",
+                                                                   "removed"):
+                    held = session.scalars(select(Lease.id).where(
+                        Lease.vf_id == known.id, Lease.state.in_(LIVE_LEASE_STATES))).first()
+                    if held is None:  # it was only gone, and it is back
+                        known.state, known.reason = "free", None
 
 
 def _apply(ctx: Context, name: str, *, allow_disruption: bool, timeout: float,

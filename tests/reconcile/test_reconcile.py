@@ -1,0 +1,182 @@
+"""reconcile: the store against the host after reboots, crashes and changes behind vfpool's back.
+
+Every scenario ends with a second run that finds nothing (reconcile is idempotent).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import delete, select
+
+from vfpool.model.pci import PciAddress
+from vfpool.service import leases, pools
+from vfpool.service.context import Context, open_context
+from vfpool.service.reconcile import reconcile
+from vfpool.sim.host import SimHost
+from vfpool.store import Lease, Vf
+
+VFPOOL = Path(sys.executable).parent / "vfpool"
+PF = "0000:85:00.0"
+
+
+@pytest.fixture
+def ctx(sim_root: Path) -> Context:
+    context = open_context(sim=sim_root)
+    pools.define(context, pools.parse_spec("p", ["enp133s0f0"], 3, "auto", "netdev",
+                                           pools.VfDefaults(vlan=10)))
+    pools.start(context, "p")
+    return context
+
+
+def _vf_states(ctx: Context) -> dict[int, tuple[str, str | None]]:
+    with ctx.store.session() as session:
+        return {row.vf_index: (row.state, row.reason)
+                for row in session.scalars(select(Vf).where(Vf.pf_pci == PF))}
+
+
+def _lease_state(ctx: Context, lease_id: int) -> str:
+    with ctx.store.session() as session:
+        return session.get_one(Lease, lease_id).state
+
+
+def _assert_settled(ctx: Context) -> None:
+    assert reconcile(ctx)["findings"] == []
+
+
+def test_nothing_to_do_on_a_consistent_host(ctx: Context) -> None:
+    leases.acquire(ctx, "p", "vm1")
+    _assert_settled(ctx)
+
+
+def test_after_a_reboot_start_then_reconcile_frees_stale_leases(sim: SimHost,
+                                                               ctx: Context) -> None:
+    lease = leases.acquire(ctx, "p", "vm1")[0]
+    sim.reboot()
+    pools.start(ctx, "p")  # what vfpool-autostart.service runs first
+    report = reconcile(ctx)
+    assert [(f["lease"], f["problem"]) for f in report["findings"]] == [
+        (lease["id"], "it was made before the last reboot")]
+    assert _lease_state(ctx, lease["id"]) == "stale"
+    assert _vf_states(ctx) == {0: ("free", None), 1: ("free", None), 2: ("free", None)}
+    config = sim.vf_configs("enp133s0f0")[0]
+    assert (config.vlan, config.mac) == (0, "00:00:00:00:00:00")  # the saved config is back
+    _assert_settled(ctx)
+
+
+def test_reconcile_before_start_after_a_reboot_loses_the_leases_then_start_recovers(
+        sim: SimHost, ctx: Context) -> None:
+    lease = leases.acquire(ctx, "p", "vm1")[0]
+    sim.reboot()
+    report = reconcile(ctx)
+    problems = sorted(f["problem"] for f in report["findings"])
+    assert problems.count("VF is in the store but not on the host") == 3
+    assert "PF has 0 VFs; the pool needs 3" in problems
+    assert _lease_state(ctx, lease["id"]) == "lost"
+    assert set(_vf_states(ctx).values()) == {("unusable", "missing on host")}
+    pools.start(ctx, "p")
+    assert set(_vf_states(ctx).values()) == {("free", None)}
+    _assert_settled(ctx)
+
+
+def test_a_vf_removed_behind_vfpools_back(sim: SimHost, ctx: Context) -> None:
+    lease = leases.acquire(ctx, "p", "vm1")[0]
+    pf = sim.root / "sys/bus/pci/devices" / PF / "sriov_numvfs"
+    sim.write_attr(pf, "0")
+    sim.write_attr(pf, "2")  # VF 2 is gone; 0 and 1 are back, fresh
+    dry = reconcile(ctx, dry_run=True)
+    assert {f.get("vf") for f in dry["findings"]} >= {"0000:85:02.2"}
+    assert _vf_states(ctx)[2] == ("free", None)  # the dry run changed nothing
+    reconcile(ctx)
+    assert _vf_states(ctx)[2] == ("unusable", "missing on host")
+    assert _lease_state(ctx, lease["id"]) == "active"  # VF 0 came back; its lease stays
+    # The count is reported, not repaired, until `pool start` resizes the PF.
+    assert [f["problem"] for f in reconcile(ctx)["findings"]] == [
+        "PF has 2 VFs; the pool needs 3"]
+    leases.release(ctx, lease["id"], force=True)
+    pools.start(ctx, "p")
+    assert set(_vf_states(ctx).values()) == {("free", None)}
+    _assert_settled(ctx)
+
+
+def test_a_vf_on_the_host_but_not_in_the_store_is_added(ctx: Context) -> None:
+    with ctx.store.session() as session:
+        session.execute(delete(Vf).where(Vf.pf_pci == PF, Vf.vf_index == 1))
+    report = reconcile(ctx)
+    assert [(f["vf"], f["problem"]) for f in report["findings"]] == [
+        ("0000:85:02.1", "VF is on the host but not in the store")]
+    assert _vf_states(ctx)[1] == ("free", None)
+    _assert_settled(ctx)
+
+
+def test_a_lease_whose_owner_process_is_gone_is_stale(sim: SimHost, ctx: Context) -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    lease = leases.acquire(ctx, "p", "vm1", owner_pid=child.pid)[0]
+    report = reconcile(ctx)
+    assert [(f["lease"], f["problem"]) for f in report["findings"]] == [
+        (lease["id"], f"its owner process {child.pid} is gone")]
+    assert _lease_state(ctx, lease["id"]) == "stale"
+    assert sim.vf_configs("enp133s0f0")[0].vlan == 0
+    _assert_settled(ctx)
+
+
+def test_a_lease_whose_owner_lives_is_left_alone(ctx: Context) -> None:
+    leases.acquire(ctx, "p", "vm1", owner_pid=os.getpid())
+    _assert_settled(ctx)
+
+
+def test_sigkill_during_release_is_finished_by_reconcile(sim_root: Path, sim: SimHost,
+                                                         ctx: Context) -> None:
+    lease = leases.acquire(ctx, "p", "vm1")[0]
+    sim.inject_fault("netlink:enp133s0f0", kind="hang")
+    releaser = subprocess.Popen([str(VFPOOL), "--sim", str(sim_root), "lease", "release",
+                                 str(lease["id"]), "--token", lease["token"]],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # until the releaser has named its lock in the lease (it then hangs)
+            with ctx.store.session() as session:
+                if session.get_one(Lease, lease["id"]).acquirer is not None:
+                    break
+            assert time.monotonic() < deadline, "the release never started"
+            time.sleep(0.05)
+        time.sleep(0.3)
+        releaser.kill()
+        releaser.wait(30)
+    finally:
+        if releaser.poll() is None:
+            releaser.kill()
+            releaser.wait(30)
+        sim.clear_faults()
+    assert _lease_state(ctx, lease["id"]) == "active"
+    report = reconcile(ctx)
+    assert [(f["lease"], f["problem"]) for f in report["findings"]] == [
+        (lease["id"], "its release was interrupted")]
+    assert _lease_state(ctx, lease["id"]) == "released"
+    assert sim.vf_configs("enp133s0f0")[0].vlan == 0
+    assert _vf_states(ctx)[0] == ("free", None)
+    _assert_settled(ctx)
+
+
+def test_cli_reconcile_json_and_text(sim_root: Path, sim: SimHost, ctx: Context) -> None:
+    leases.acquire(ctx, "p", "vm1")
+    sim.reboot()
+    pools.start(ctx, "p")
+    dry = subprocess.run([str(VFPOOL), "--sim", str(sim_root), "reconcile", "--dry-run"],
+                         capture_output=True, text=True, timeout=60, check=True)
+    assert dry.stdout.startswith("lease 1 (0000:85:02.0): it was made before the last reboot; "
+                                 "would restore the VF's saved config and driver, free it")
+    done = subprocess.run([str(VFPOOL), "--sim", str(sim_root), "reconcile", "--json"],
+                          capture_output=True, text=True, timeout=60, check=True)
+    assert json.loads(done.stdout)["findings"][0]["result"] == "free"
+    again = subprocess.run([str(VFPOOL), "--sim", str(sim_root), "reconcile"],
+                           capture_output=True, text=True, timeout=60, check=True)
+    assert again.stdout == "nothing to repair\n"
+    assert PciAddress.parse("0000:85:02.0")
