@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 APT_STAMP := $(VENV)/.apt-installed
 # Debian packages the tests and the demo use. Each is checked with dpkg before apt runs.
 APT_PACKAGES := iproute2 kmod util-linux qemu-system-x86 ipxe-qemu umockdev \
-    gir1.2-umockdev-1.0 python3-gi
+    gir1.2-umockdev-1.0 python3-gi jq
 
 .PHONY: all demo test lint bench deps apt clean
 
