@@ -23,13 +23,19 @@ ABSENT_REASONS = ("missing on host", "removed")
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether a process still runs. A zombie does not: it has exited and only waits for a
+    parent (or an init that does not reap, in some containers) to collect it."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # it exists; it is someone else's
-    return True
+        pass  # it exists; it is someone else's
+    try:
+        stat = open(f"/proc/{pid}/stat").read()  # noqa: SIM115 - one read
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def _stale_reason(lease: Lease, boot_id: str, root: Any) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -157,9 +158,9 @@ def launch(ctx: Context, owner: str, pool: str, *, count: int = 1,
     killed, or this process is interrupted (the caller turns SIGTERM into an exception).
     """
     extra = list(qemu_args or [])
-    folder = Path(workdir or tempfile.mkdtemp(prefix="vfpool-vm-"))
-    qmp_socket = folder / "qmp.sock"
     if dry_run:
+        # Nothing is made: the socket path shows where a real launch would put it.
+        qmp_socket = Path(tempfile.gettempdir()) / "vfpool-vm-XXXXXX" / "qmp.sock"
         preview = lease_service.preview(ctx, pool, owner, count=count, numa_node=numa_node)
         # Nothing is leased, so the NICs are numbered 1..K where lease ids would stand.
         nics = [NicHandoff(lease_id=number, mode=p["mode"], vf_pci=p["vf"]["pci"],
@@ -169,6 +170,8 @@ def launch(ctx: Context, owner: str, pool: str, *, count: int = 1,
                                binary=binary)
         return LaunchResult(argv, None, preview, ["dry run: nothing was leased or started"])
     ctx.require_root("vm launch")
+    folder = Path(workdir or tempfile.mkdtemp(prefix="vfpool-vm-"))
+    qmp_socket = folder / "qmp.sock"
     with _leased(ctx, pool, owner, count, numa_node) as records:
         prepared = Prepared()
         try:
@@ -192,6 +195,8 @@ def launch(ctx: Context, owner: str, pool: str, *, count: int = 1,
             return LaunchResult(argv, code, records, prepared.notes)
         finally:
             teardown(ctx, prepared)
+            if workdir is None:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def _record_pid(ctx: Context, lease_ids: list[int], pid: int | None) -> None:
@@ -250,6 +255,9 @@ def detach(ctx: Context, qmp_socket: Path, lease_id: int, *,
             raise Conflict(f"lease {lease_id} is {lease.state}, not active")
         mode = lease.mode
         recorded = (lease.applied_config or {}).get("macvtap")
+    if mode == "netdev":
+        raise InvalidInput(f"lease {lease_id} is in netdev mode; QEMU has nothing of it to "
+                           "remove")
     ctx.require_root("vm detach")
     wanted = device_id(lease_id)
     with Qmp(qmp_socket) as qmp:
