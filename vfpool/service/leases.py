@@ -148,6 +148,19 @@ def choose(candidates: list[_Candidate], count: int, *, numa_node: int | None,
     return sorted(candidates, key=key)[:count]
 
 
+def _leasable(session: Session, pool_name: str, count: int) -> tuple[Pool, list[_Candidate]]:
+    """An active pool and its free VFs, at least ``count`` of them."""
+    pool = _pool_named(session, pool_name)
+    if pool.state != "active":
+        raise Conflict(f"pool {pool_name!r} is not active; start it with `vfpool pool start "
+                       f"{pool_name}`")
+    candidates = _free_vfs(session, pool)
+    if len(candidates) < count:
+        raise Exhausted(f"pool {pool_name!r} has {len(candidates)} free VF(s); {count} "
+                        "requested")
+    return pool, candidates
+
+
 @dataclass
 class _Planned:
     lease_id: int
@@ -183,14 +196,7 @@ def _reserve(ctx: Context, pool_name: str, owner: str, count: int, mac: str | No
              owner_pid: int | None, acquirer: str) -> tuple[list[_Planned], bool | None]:
     boot_id = ctx.sysfs.boot_id()
     with ctx.store.immediate() as session:
-        pool = _pool_named(session, pool_name)
-        if pool.state != "active":
-            raise Conflict(f"pool {pool_name!r} is not active; start it with `vfpool pool start "
-                           f"{pool_name}`")
-        candidates = _free_vfs(session, pool)
-        if len(candidates) < count:
-            raise Exhausted(f"pool {pool_name!r} has {len(candidates)} free VF(s); {count} "
-                            "requested")
+        pool, candidates = _leasable(session, pool_name, count)
         chosen = choose(candidates, count, numa_node=numa_node, spread=spread)
         numa_met = None if numa_node is None else all(
             candidate.pf.numa_node == numa_node for candidate in chosen)
@@ -278,14 +284,7 @@ def preview(ctx: Context, pool_name: str, owner: str, *, count: int = 1,
     """The VFs an acquire would choose now, without reserving anything (`--dry-run`)."""
     _validate_acquire(owner, count, None, None, numa_node)
     with ctx.store.session() as session:
-        pool = _pool_named(session, pool_name)
-        if pool.state != "active":
-            raise Conflict(f"pool {pool_name!r} is not active; start it with `vfpool pool start "
-                           f"{pool_name}`")
-        candidates = _free_vfs(session, pool)
-        if len(candidates) < count:
-            raise Exhausted(f"pool {pool_name!r} has {len(candidates)} free VF(s); {count} "
-                            "requested")
+        pool, candidates = _leasable(session, pool_name, count)
         return [{"mode": pool.mode, "mac": generated_mac(pool_name, owner, c.vf.vf_index),
                  "numa_node": c.pf.numa_node, "pf": {"pci": c.pf.pci, "netdev": c.pf.netdev},
                  "vf": {"index": c.vf.vf_index, "pci": c.vf.pci, "netdev": c.vf.netdev}}
