@@ -51,6 +51,11 @@ demo: deps
 	    --numa-node 1
 	$(VENV)/bin/vfpool --sim $(DEMO_HOST) lease list
 	$(VENV)/bin/vfpool --sim $(DEMO_HOST) lease release --owner vm1
+	@echo "== the QEMU command line a launch of vm2 with two macvtap VFs would run"
+	$(VENV)/bin/vfpool --sim $(DEMO_HOST) vm launch --owner vm2 --pool tenant-a --count 2 \
+	    --dry-run -- -m 512 -accel tcg
+	@echo "== the inventory report"
+	$(VENV)/bin/vfpool --sim $(DEMO_HOST) report
 	$(VENV)/bin/vfpool --sim $(DEMO_HOST) pf list
 
 test: deps

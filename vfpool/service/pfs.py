@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from vfpool.model.snapshot import PfSnapshot
 from vfpool.service.context import Context
 from vfpool.store.models import Pool, PoolPf
+
+if TYPE_CHECKING:
+    from vfpool.host.udev import UdevPf
 
 
 def pool_of_pfs(ctx: Context) -> dict[str, str]:
@@ -41,9 +47,41 @@ def pf_record(pf: PfSnapshot, pool: str | None) -> dict[str, Any]:
     }
 
 
+def merge_udev(sysfs_pfs: list[PfSnapshot], udev_pfs: list[UdevPf]) -> list[PfSnapshot]:
+    """PFs as udev enumerates them, detailed by the sysfs reader.
+
+    udev decides which PFs there are (a PF udev has not processed yet is not ready to use),
+    and gives model names from its hwdb where no pci.ids names them.
+    """
+    by_pci = {pf.pci: pf for pf in sysfs_pfs}
+    merged = []
+    for seen in sorted(udev_pfs, key=lambda pf: pf.pci):
+        snapshot = by_pci.get(seen.pci)
+        if snapshot is None:
+            continue  # gone between the two reads
+        if snapshot.model is None and seen.model:
+            snapshot = replace(snapshot, model=seen.model)
+        merged.append(snapshot)
+    return merged
+
+
+def discover(ctx: Context) -> list[PfSnapshot]:
+    """The host's PFs: through pyudev on a real host, through sysfs on a simulated one."""
+    snapshots = ctx.sysfs.pfs()
+    if ctx.kernel.simulated or ctx.sysfs.root != Path("/"):
+        return snapshots
+    try:
+        from vfpool.host.udev import UdevDiscovery
+
+        return merge_udev(snapshots, UdevDiscovery().pfs())
+    except (ImportError, OSError) as exc:  # no udev database (a bare container)
+        logging.getLogger(__name__).debug("udev unavailable, using sysfs only: %s", exc)
+        return snapshots
+
+
 def list_pfs(ctx: Context) -> list[dict[str, Any]]:
     pools = pool_of_pfs(ctx)
-    return [pf_record(pf, pools.get(str(pf.pci))) for pf in ctx.sysfs.pfs()]
+    return [pf_record(pf, pools.get(str(pf.pci))) for pf in discover(ctx)]
 
 
 def show_pf(ctx: Context, name: str) -> dict[str, Any]:
