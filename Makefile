@@ -58,8 +58,9 @@ demo: deps
 	$(VENV)/bin/vfpool --sim $(DEMO_HOST) report
 	$(VENV)/bin/vfpool --sim $(DEMO_HOST) pf list
 
+# Two workers: the machines have two cores; every test has its own tmp dir, sim and netns.
 test: deps
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 lint: deps
 	$(VENV)/bin/ruff check vfpool tests migrations

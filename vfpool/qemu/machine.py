@@ -95,7 +95,7 @@ class QemuMachine:
                 except HostError:
                     pass
             if time.monotonic() >= deadline:
-                self.shutdown()
+                self.shutdown(timeout=2.0)  # QMP is not answering: escalate quickly
                 raise QemuError(f"QEMU's QMP socket did not answer within {timeout:g} s",
                                 argv=self.argv, exitcode=self._exitcode, output=self.output())
             time.sleep(0.05)
