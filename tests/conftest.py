@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +18,20 @@ from vfpool.host.sysfs import Sysfs
 from vfpool.sim.host import SimHost
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
+VFPOOL = Path(sys.executable).parent / "vfpool"
+
+
+def run_as_nobody(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The installed `vfpool ARGS` as user nobody (65534): the suite itself runs as root."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("setpriv (util-linux) is not installed, so no process can drop root here")
+    if os.geteuid() != 0:
+        pytest.skip("the suite is not running as root, so it cannot switch to another user")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "LANG": "C.UTF-8"}
+    return subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+                           str(VFPOOL), *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=60, check=False)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer.main
@@ -140,6 +141,22 @@ CASES = [
 ]
 
 
+def check_result(result: CliResult, case: Any, fill: Callable[[str], str],
+                 golden: Callable[[str, str], None]) -> None:
+    """What every CLI matrix checks: the exit code, no traceback, the exact error line, the
+    golden stdout (parsed when it is JSON) and the expected pieces of stdout."""
+    assert result.exit_code == case.exit_code, result.stderr
+    assert "Traceback" not in result.stderr
+    if case.stderr is not None:
+        assert result.stderr.rstrip("\n") == fill(case.stderr)
+    if case.golden is not None:
+        golden(case.golden, result.stdout)
+        if case.golden.endswith(".json"):
+            json.loads(result.stdout)
+    for expected in case.stdout_has:
+        assert fill(expected) in result.stdout
+
+
 def _fill(text: str, sim: Path, tmp: Path) -> str:
     return text.replace("{sim}", str(sim)).replace("{tmp}", str(tmp))
 
@@ -151,16 +168,7 @@ def test_cli(case: Case, cli: Callable[..., CliResult], sim_root: Path, tmp_path
     if case.use_sim:
         args = ["--sim", str(sim_root), *args]
     result = cli(*args)
-    assert result.exit_code == case.exit_code, result.stderr
-    if case.stderr is not None:
-        assert result.stderr.rstrip("\n") == _fill(case.stderr, sim_root, tmp_path)
-        assert "Traceback" not in result.stderr
-    if case.golden is not None:
-        golden(case.golden, result.stdout)
-        if case.golden.endswith(".json"):
-            json.loads(result.stdout)
-    for expected in case.stdout_has:
-        assert expected in result.stdout
+    check_result(result, case, lambda text: _fill(text, sim_root, tmp_path), golden)
 
 
 def _leaf_commands() -> list[tuple[str, object]]:

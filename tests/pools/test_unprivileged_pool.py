@@ -7,27 +7,11 @@ itself runs as root in CI.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-VFPOOL = Path(sys.executable).parent / "vfpool"
-
-
-def run_as_nobody(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("setpriv (util-linux) is not installed, so no process can drop root here")
-    if os.geteuid() != 0:
-        pytest.skip("the suite is not running as root, so it cannot switch to another user")
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "LANG": "C.UTF-8"}
-    return subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
-                           str(VFPOOL), *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=60, check=False)
+from tests.conftest import run_as_nobody
 
 
 @pytest.mark.parametrize(("args", "action"), [

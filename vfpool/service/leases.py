@@ -558,7 +558,3 @@ def live_leases(session: Session) -> list[Lease]:
                                 .order_by(Lease.id)))
 
 
-def reserved_leases(session: Session) -> list[Lease]:
-    return list(session.scalars(select(Lease).where(Lease.state == "reserved")
-                                .order_by(Lease.id)))
-

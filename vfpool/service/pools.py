@@ -276,10 +276,6 @@ def define(ctx: Context, spec: PoolSpec) -> dict[str, Any]:
         return _record(ctx, session, pool)
 
 
-def define_from_file(ctx: Context, text: str, source: str) -> dict[str, Any]:
-    return define(ctx, from_toml(text, source))
-
-
 def undefine(ctx: Context, name: str) -> None:
     with ctx.store.immediate() as session:
         pool = _pool(session, name)
@@ -739,6 +735,6 @@ def parse_spec(name: str, pfs: list[str], vfs: int, method: str, mode: str,
                     defaults=defaults).validate()
 
 
-__all__ = ["Method", "Mode", "define", "define_from_file", "destroy", "dumpconfig", "from_toml",
+__all__ = ["Method", "Mode", "define", "destroy", "dumpconfig", "from_toml",
            "info", "list_pools", "parse_spec", "replace_name", "resize", "set_autostart", "start",
            "start_autostarted", "undefine"]
