@@ -72,3 +72,6 @@ bench: deps
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo-host
+
+# Tiers with set-up of their own (the real-kernel guest, PostgreSQL, ...) live in mk/*.mk.
+-include mk/*.mk
