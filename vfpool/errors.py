@@ -45,6 +45,22 @@ class Conflict(VfpoolError):
     exit_code = 4
 
 
+class Busy(Conflict):
+    """A lock or the store stayed busy past its deadline. Nothing was changed by the step that
+    waited. The user retries, or the administrator finds the process that holds it."""
+
+
+class LockTimeout(Busy):
+    """A vfpool lock was held by another process for longer than ``--lock-timeout``.
+
+    ``lock`` is the lock's path, ``holders`` the PIDs that held it when the wait ended."""
+
+
+class StoreBusy(Busy):
+    """The store's write lock (SQLite) or its rows (PostgreSQL) stayed busy past the
+    deadline, or kept failing with serialization errors."""
+
+
 class Exhausted(VfpoolError):
     """The pool has no free VF that fits. The administrator must grow the pool or wait."""
 

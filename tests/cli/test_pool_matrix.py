@@ -152,7 +152,7 @@ CASES = [
     plain(invalid("define-pf-twice", 2,
                   "error: PF 0000:05:00.0 (enp5s0f0) is listed twice (enp5s0f0 and "
                   "0000:05:00.0); give each PF once", *define("a", "enp5s0f0", "0000:05:00.0"))),
-    plain(invalid("define-vfs-0", 2, "error: --vfs must be at least 1, not 0",
+    plain(invalid("define-vfs-0", 2, "error: --vfs must be 1-65535, not 0",
                   *define("a", "enp5s0f0", vfs=0))),
     plain(invalid("define-vlan-0", 2, "error: VLAN 0 is outside 1-4094",
                   *define("a", "enp5s0f0", extra=("--vlan", "0")))),
@@ -294,7 +294,7 @@ CASES = [
           expect(1, *start("a", "--timeout", "0.5"))),
     given(invalid("start-igb-disruption", 4,
                   "error: reloading igb takes down every port it serves: interfaces enp5s0f1 "
-                  "are up and not in a vfpool pool; pass --allow-disruption to reload anyway",
+                  "are up and not in an active vfpool pool; pass --allow-disruption to reload anyway",
                   *start("a")),
           define("a", "enp5s0f0", vfs=3, extra=("--method", "module-param")), nics=I350),
     given(valid("start-igb-allow-disruption", *start("a", "--allow-disruption"),
@@ -326,7 +326,7 @@ CASES = [
                 stdout_has=("destroyed pool a\n",)), A, start("a")),
     given(invalid("destroy-igb-disruption", 4,
                   "error: reloading igb takes down every port it serves: interfaces enp5s0f1 "
-                  "are up and not in a vfpool pool; pass --allow-disruption to reload anyway",
+                  "are up and not in an active vfpool pool; pass --allow-disruption to reload anyway",
                   "pool", "destroy", "a"),
           define("a", "enp5s0f0", vfs=3, extra=("--method", "module-param")),
           start("a", "--allow-disruption"), nics=I350),
@@ -369,7 +369,7 @@ CASES = [
     given(valid("resize-mlx4", "pool", "resize", "m", "--vfs", "6",
                 stdout_has=("pool m now has 6 VFs per PF\n",)),
           define("m", "enp5s0"), start("m"), nics=CX3),
-    given(invalid("resize-0", 2, "error: --vfs must be at least 1, not 0",
+    given(invalid("resize-0", 2, "error: --vfs must be 1-65535, not 0",
                   "pool", "resize", "a", "--vfs", "0"), A),
     given(invalid("resize-above-totalvfs", 2,
                   "error: PF 0000:05:00.0 (enp5s0f0) supports at most 63 VFs; 64 requested",

@@ -111,7 +111,7 @@ CASES = [
             *LAUNCH, "--pool", "nope"),
     invalid("launch-exhausted", "leases", 5, "error: pool 'v' has 1 free VF(s); 2 requested",
             *LAUNCH, "--pool", "v", "--count", "2"),
-    invalid("launch-count-zero", "leases", 2, "error: --count must be at least 1, not 0",
+    invalid("launch-count-zero", "leases", 2, "error: --count must be 1-4096, not 0",
             *LAUNCH, "--pool", "v", "--count", "0"),
     invalid("launch-owner-empty", "leases", 2, "error: owner must not be empty",
             "vm", "launch", "--owner", "", "--pool", "v", "--dry-run"),

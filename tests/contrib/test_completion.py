@@ -55,7 +55,7 @@ def tree_commands(*path: str) -> list[str]:
     ("vfpool lease ", ["acquire", "list", "release", "show"]),
     ("vfpool --sim /tmp/host pool def", ["define"]),
     ("vfpool --debug --db sqlite:///x.db lease rel", ["release"]),
-    ("vfpool --", ["--db", "--debug", "--help", "--sim", "--version"]),
+    ("vfpool --", ["--db", "--debug", "--help", "--lock-timeout", "--sim", "--version"]),
     ("vfpool lease release 3 --t", ["--token"]),
     ("vfpool pool define p --pf enp5s0f0 --me", ["--method"]),
     ("vfpool pool define p --method ", ["auto", "module-param", "sysfs"]),

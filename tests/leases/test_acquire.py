@@ -350,9 +350,9 @@ def test_a_mac_held_by_another_lease_is_refused_until_that_lease_ends(ctx: Conte
                                 "such as 52:54:00:12:34:56"),
     ({"vlan": 0}, "VLAN 0 is outside 1-4094"),
     ({"vlan": 4095}, "VLAN 4095 is outside 1-4094"),
-    ({"count": 0}, "--count must be at least 1, not 0"),
-    ({"count": -2}, "--count must be at least 1, not -2"),
-    ({"numa_node": -1}, "NUMA node -1 is negative"),
+    ({"count": 0}, "--count must be 1-4096, not 0"),
+    ({"count": -2}, "--count must be 1-4096, not -2"),
+    ({"numa_node": -1}, "NUMA node -1 is outside 0-1023"),
 ])
 def test_invalid_input_is_refused_before_anything_is_reserved(
         ctx: Context, sim: SimHost, options: dict[str, Any], message: str) -> None:

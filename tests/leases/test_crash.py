@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import select
 
+from vfpool.host.lock import LOCK_DIR, holders
 from vfpool.host.sysfs import Sysfs
 from vfpool.model.pci import PciAddress
 from vfpool.model.pool import VfDefaults
@@ -87,16 +88,7 @@ def _spawned(root: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
 def _holds_flock(pid: int, path: Path) -> bool:
     """Whether process ``pid`` holds an flock on ``path`` (from /proc/locks; never touches
     the lock itself)."""
-    try:
-        inode = path.stat().st_ino
-    except FileNotFoundError:
-        return False
-    for line in Path("/proc/locks").read_text().splitlines():
-        fields = line.split()
-        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[4] == str(pid) and \
-                fields[5].rsplit(":", 1)[-1] == str(inode):
-            return True
-    return False
+    return pid in holders(path)
 
 
 def _wait_until(what: str, probe: Callable[[], T | None],
@@ -140,7 +132,7 @@ class Host:
         return self.sim.vf_configs(PF_NETDEV)[index], vf.driver, override
 
     def lock_file(self, vf_pci: str) -> Path:
-        return self.root / "run/vfpool/vf" / f"{vf_pci}.lock"
+        return self.root / LOCK_DIR / f"vf-{vf_pci}.lock"
 
     def lease(self, lease_id: int) -> dict[str, Any]:
         with open_context(sim=self.root) as ctx:

@@ -311,7 +311,7 @@ def test_resize_to_the_same_count_changes_nothing_on_the_host(ctx: Context,
 
 
 @pytest.mark.parametrize(("vfs", "message"), [
-    (0, "--vfs must be at least 1, not 0"),
+    (0, "--vfs must be 1-65535, not 0"),
     (64, "PF 0000:05:00.0 (enp5s0f0) supports at most 63 VFs; 64 requested"),
 ])
 def test_resize_to_an_invalid_count(ctx: Context, sim: SimHost, vfs: int, message: str) -> None:

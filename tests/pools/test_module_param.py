@@ -116,7 +116,7 @@ def test_mlx4_reload_refused_while_another_cards_ports_are_up(
             pools.start(ctx, "m", timeout=T)
         assert str(caught.value) == (
             "reloading mlx4_core takes down every port it serves: interfaces enp6s0, enp6s0d1 "
-            "are up and not in a vfpool pool; pass --allow-disruption to reload anyway")
+            "are up and not in an active vfpool pool; pass --allow-disruption to reload anyway")
         assert not modprobe_conf(sim, "mlx4_core").exists()
         assert pool_state(ctx, "m") == "inactive"
         pools.start(ctx, "m", timeout=T, allow_disruption=True)
@@ -142,7 +142,7 @@ def test_igb_reload_refused_while_a_port_outside_pools_is_up(
         pools.start(ctx, "a", timeout=T)
     assert str(caught.value) == (
         "reloading igb takes down every port it serves: interfaces enp5s0f1 are up and not in "
-        "a vfpool pool; pass --allow-disruption to reload anyway")
+        "an active vfpool pool; pass --allow-disruption to reload anyway")
     assert caught.value.exit_code == 4
     # Nothing changed: no options file, the driver still bound, no VFs.
     assert not modprobe_conf(sim, "igb").exists()
@@ -162,11 +162,26 @@ def test_igb_reload_allowed_when_the_other_port_is_down(igb: tuple[SimHost, Cont
     assert modprobe_conf(sim, "igb").read_text() == conf_text("igb", "max_vfs=3")
 
 
+def test_igb_reload_refused_while_an_up_port_is_only_in_an_inactive_pool(
+        igb: tuple[SimHost, Context]) -> None:
+    """An inactive pool's up port is not under vfpool's control: whoever uses it now loses it
+    in the reload, so defining an idle pool on it must not open the guard."""
+    sim, ctx = igb
+    define(ctx, "a", "enp5s0f0", vfs=3, method="module-param", mode="netdev")
+    define(ctx, "b", "enp5s0f1", vfs=3, method="module-param", mode="netdev")
+    with pytest.raises(Conflict, match="interfaces enp5s0f1 are up and not in an active "
+                                       "vfpool pool"):
+        pools.start(ctx, "a", timeout=T)
+    assert (numvfs(sim, I350_0), numvfs(sim, I350_1)) == (0, 0)
+    assert not modprobe_conf(sim, "igb").exists()
+
+
 def test_igb_reload_allowed_when_every_port_is_in_a_pool(igb: tuple[SimHost, Context]) -> None:
     sim, ctx = igb
     define(ctx, "a", "enp5s0f0", vfs=3, method="module-param", mode="netdev")
     define(ctx, "b", "enp5s0f1", vfs=3, method="module-param", mode="netdev")
-    assert pools.start(ctx, "a", timeout=T)["changed"] == [I350_0]
+    # b is not active yet, so the first reload takes its up port down: it must be asked for.
+    assert pools.start(ctx, "a", timeout=T, allow_disruption=True)["changed"] == [I350_0]
     # The scalar max_vfs sized both ports: b finds its PF in place and reloads nothing.
     assert pools.start(ctx, "b", timeout=T)["changed"] == []
     assert (numvfs(sim, I350_0), numvfs(sim, I350_1)) == (3, 3)
@@ -331,7 +346,8 @@ def test_igb_destroy_reloads_too_and_checks_for_disruption(
     define(ctx, "a", "enp5s0f0", vfs=3, method="module-param", mode="netdev")
     pools.start(ctx, "a", timeout=T, allow_disruption=True)
     with pytest.raises(Conflict, match=r"^reloading igb takes down every port it serves: "
-                                       r"interfaces enp5s0f1 are up and not in a vfpool pool"):
+                                       r"interfaces enp5s0f1 are up and not in an active "
+                                       r"vfpool pool"):
         pools.destroy(ctx, "a")
     assert (pool_state(ctx, "a"), numvfs(sim, I350_0)) == ("active", 3)
     assert modprobe_conf(sim, "igb").read_text() == conf_text("igb", "max_vfs=3")

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 from sqlalchemy.orm import Session
 
 from vfpool.store import (
+    DEFAULT_BUSY_TIMEOUT_MS,
     Event,
     Lease,
     Pf,
@@ -79,7 +80,8 @@ def test_pragmas_are_in_force_on_a_session_connection(store: Store) -> None:
         connection = session.connection()
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10_000
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == \
+            DEFAULT_BUSY_TIMEOUT_MS
         assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
 
 

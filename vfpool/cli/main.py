@@ -14,6 +14,7 @@ from typer.core import TyperGroup
 
 from vfpool import __version__
 from vfpool.errors import VfpoolError
+from vfpool.host.lock import DEFAULT_LOCK_TIMEOUT
 from vfpool.service.context import Context, open_context
 
 
@@ -22,9 +23,10 @@ class Settings:
     db: str | None = None
     sim: Path | None = None
     debug: bool = False
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
 
     def context(self) -> Context:
-        return open_context(db=self.db, sim=self.sim)
+        return open_context(db=self.db, sim=self.sim, lock_timeout=self.lock_timeout)
 
 
 _settings = Settings()
@@ -84,11 +86,16 @@ def global_options(
     sim: Path | None = typer.Option(None, "--sim", envvar="VFPOOL_SIM", metavar="DIR",
                                     help="Work on the simulated host in DIR."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+    lock_timeout: float = typer.Option(DEFAULT_LOCK_TIMEOUT, "--lock-timeout", metavar="S",
+                                       envvar="VFPOOL_LOCK_TIMEOUT", min=0.0, max=86400.0,
+                                       help="How long to wait for a vfpool lock, or for the "
+                                            "store while another process writes to it."),
     version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
                                  help="Print the version and exit."),
 ) -> None:
     """Global options."""
     _settings.db, _settings.sim, _settings.debug = db, sim, debug
+    _settings.lock_timeout = lock_timeout
 
 
 def settings() -> Settings:

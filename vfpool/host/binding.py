@@ -60,3 +60,8 @@ def bind(sysfs: Sysfs, address: PciAddress, driver: str | None) -> None:
     if now != driver or override != driver:
         raise VerificationError(f"VF {bdf}", {"driver": (driver, now),
                                               "driver_override": (driver, override)})
+
+
+def probe(sysfs: Sysfs, address: PciAddress) -> None:
+    """Ask the kernel to bind a device to the driver that matches it (``drivers_probe``)."""
+    _write(sysfs, ("bus/pci", "drivers_probe"), str(address), f"probing {address}")

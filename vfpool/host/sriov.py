@@ -60,9 +60,15 @@ def write_autoprobe(sysfs: Sysfs, pf: PfSnapshot, enabled: bool) -> None:
                         f"{describe_oserror(exc)}", errno=exc.errno, pf=str(pf.pci)) from exc
 
 
-def wait_for_vfs(sysfs: Sysfs, address: PciAddress, count: int, *, netdevs: bool,
+def all_netdevs(pf: PfSnapshot) -> bool:
+    return all(vf.netdevs for vf in pf.vfs)
+
+
+def wait_for_vfs(sysfs: Sysfs, address: PciAddress, count: int, *,
+                 ready: Callable[[PfSnapshot], bool] = lambda pf: True,
                  timeout: float, clock: Callable[[], float] = time.monotonic) -> PfSnapshot:
-    """Poll until the PF has ``count`` VFs (with netdevs when asked), or the deadline passes.
+    """Poll until the PF has ``count`` VFs and ``ready`` holds (netdevs where a pool needs
+    them), or the deadline passes.
 
     udev and the VF drivers create devices and netdevs asynchronously on a real host, so a
     successful write is not the end of the change. Returns the last snapshot either way; the
@@ -71,9 +77,7 @@ def wait_for_vfs(sysfs: Sysfs, address: PciAddress, count: int, *, netdevs: bool
     deadline = clock() + timeout
     while True:
         pf = sysfs.pf(address)
-        ready = pf.numvfs == count and len(pf.vfs) == count and (
-            not netdevs or all(vf.netdevs for vf in pf.vfs))
-        if ready or clock() >= deadline:
+        if (pf.numvfs == count and len(pf.vfs) == count and ready(pf)) or clock() >= deadline:
             return pf
         time.sleep(POLL_INTERVAL)
 

@@ -7,24 +7,37 @@ from pathlib import Path
 
 from vfpool.errors import PermissionDenied
 from vfpool.host.kernel import KernelPort, RealKernel
+from vfpool.host.lock import DEFAULT_LOCK_TIMEOUT, Locks
 from vfpool.host.sysfs import Sysfs
 from vfpool.store import Store, default_db_url, open_store
 
 
+def host_owner(kernel: KernelPort) -> int:
+    """Who owns the host's locks: root on a real host, the owner of a simulated host's tree."""
+    return kernel.root.stat().st_uid if kernel.simulated else 0
+
+
 class Context:
     """What a service function works on. The store is opened on first use, so commands that
-    only read the host never create a database."""
+    only read the host never create a database.
 
-    def __init__(self, kernel: KernelPort, db_url: str) -> None:
+    ``lock_timeout`` bounds every wait: for a vfpool lock, and for the store while another
+    process writes to it.
+    """
+
+    def __init__(self, kernel: KernelPort, db_url: str, *,
+                 lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
         self.kernel = kernel
         self.sysfs = Sysfs(kernel)
         self.db_url = db_url
+        self.lock_timeout = lock_timeout
+        self.locks = Locks(kernel.root, owner=host_owner(kernel), timeout=lock_timeout)
         self._store: Store | None = None
 
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = open_store(self.db_url)
+            self._store = open_store(self.db_url, deadline=self.lock_timeout)
         return self._store
 
     def require_root(self, action: str) -> None:
@@ -47,7 +60,8 @@ class Context:
 
 
 def open_context(db: str | None = None, sim: Path | str | None = None,
-                 root: Path | str = "/") -> Context:
+                 root: Path | str = "/", *,
+                 lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> Context:
     """A context on a simulated host (``sim``) or on the machine under ``root``."""
     kernel: KernelPort
     if sim is not None:
@@ -57,4 +71,4 @@ def open_context(db: str | None = None, sim: Path | str | None = None,
     else:
         kernel = RealKernel(Path(root))
     return Context(kernel, db or os.environ.get("VFPOOL_DB") or default_db_url(
-        Path(sim) if sim is not None else None))
+        Path(sim) if sim is not None else None), lock_timeout=lock_timeout)

@@ -13,6 +13,11 @@ Acquire is reserve → save → apply → bind → verify → activate (DESIGN.m
 On failure the host changes are undone and the VF is free again. Release restores the saved
 config and driver under the same VF lock, after re-reading the lease: a late release of a lease
 that is no longer live never touches the VF (SRIOV-FACTS.md, "what goes wrong in the field").
+
+Locks (host/lock.py): an acquire or a release holds the shared lock of the PFs it works on for
+its whole run, so no pool start, resize, destroy or module reload changes those PFs under it;
+and the VF's lock while it changes that VF. Each store transaction is short and holds no host
+I/O: the host is read or changed between transactions, never inside one.
 """
 
 from __future__ import annotations
@@ -23,8 +28,6 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +46,6 @@ from vfpool.errors import (
     describe_oserror,
 )
 from vfpool.host import binding
-from vfpool.host.lock import acquirer_lock, vf_lock
 from vfpool.host.netlink import fields_for
 from vfpool.model.drivers import driver_info
 from vfpool.model.pci import PciAddress
@@ -68,6 +70,12 @@ def member_range(member: PoolPf) -> VfRange | None:
 
 TOKEN_BYTES = 24
 NETDEV_TIMEOUT = 10.0
+# Bounds of what the kernel can hold: a PID (PID_MAX_LIMIT), a NUMA node (MAX_NUMNODES with
+# CONFIG_NODES_SHIFT=10), and a lease id (SQLite's signed 64-bit integer).
+PID_MAX = 4_194_304
+NUMA_NODES = 1024
+COUNT_MAX = 4096
+LEASE_ID_MAX = 2**63 - 1
 
 
 def hash_token(token: str) -> str:
@@ -109,7 +117,7 @@ def _pool_named(session: Session, name: str) -> Pool:
 
 
 def _lease(session: Session, lease_id: int) -> Lease:
-    lease = session.get(Lease, lease_id)
+    lease = session.get(Lease, lease_id) if 0 < lease_id <= LEASE_ID_MAX else None
     if lease is None:
         raise NotFound(f"no lease {lease_id}")
     return lease
@@ -175,14 +183,16 @@ class _Planned:
 
 
 def _validate_acquire(owner: str, count: int, mac: str | None, vlan: int | None,
-                      numa_node: int | None) -> str | None:
+                      numa_node: int | None, owner_pid: int | None = None) -> str | None:
     validate_owner(owner)
-    if count < 1:
-        raise InvalidInput(f"--count must be at least 1, not {count}")
+    if not 1 <= count <= COUNT_MAX:
+        raise InvalidInput(f"--count must be 1-{COUNT_MAX}, not {count}")
     if vlan is not None:
         validate_vlan(vlan)
-    if numa_node is not None and numa_node < 0:
-        raise InvalidInput(f"NUMA node {numa_node} is negative")
+    if numa_node is not None and not 0 <= numa_node < NUMA_NODES:
+        raise InvalidInput(f"NUMA node {numa_node} is outside 0-{NUMA_NODES - 1}")
+    if owner_pid is not None and not 0 < owner_pid <= PID_MAX:
+        raise InvalidInput(f"--owner-pid {owner_pid} is not a process id (1-{PID_MAX})")
     if mac is None:
         return None
     mac = validate_lease_mac(mac)
@@ -191,12 +201,25 @@ def _validate_acquire(owner: str, count: int, mac: str | None, vlan: int | None,
     return mac
 
 
+class _MembersChanged(Exception):
+    """The pool's PFs are not the ones locked: it was redefined meanwhile; look again."""
+
+
+def _pool_pfs(ctx: Context, pool_name: str) -> list[str]:
+    return ctx.store.read(lambda session: [member.pf_pci for member
+                                           in _pool_named(session, pool_name).members])
+
+
 def _reserve(ctx: Context, pool_name: str, owner: str, count: int, mac: str | None,
              vlan: int | None, numa_node: int | None, spread: bool,
-             owner_pid: int | None, acquirer: str) -> tuple[list[_Planned], bool | None]:
+             owner_pid: int | None, acquirer: str,
+             locked: set[str]) -> tuple[list[_Planned], bool | None]:
     boot_id = ctx.sysfs.boot_id()
-    with ctx.store.immediate() as session:
+
+    def reserve(session: Session) -> tuple[list[_Planned], bool | None]:
         pool, candidates = _leasable(session, pool_name, count)
+        if not {member.pf_pci for member in pool.members} <= locked:
+            raise _MembersChanged
         chosen = choose(candidates, count, numa_node=numa_node, spread=spread)
         numa_met = None if numa_node is None else all(
             candidate.pf.numa_node == numa_node for candidate in chosen)
@@ -239,23 +262,31 @@ def _reserve(ctx: Context, pool_name: str, owner: str, count: int, mac: str | No
                                     candidate.pf.pci, desired, driver, pool.mtu, pool.mode))
         return planned, numa_met
 
+    return ctx.store.write(reserve, operation=f"lease acquire from pool {pool_name}")
+
 
 def acquire(ctx: Context, pool_name: str, owner: str, *, count: int = 1,
             mac: str | None = None, vlan: int | None = None, numa_node: int | None = None,
             spread: bool = False, owner_pid: int | None = None) -> list[dict[str, Any]]:
     """Lease ``count`` VFs of a pool to ``owner``: all of them, or none."""
-    mac = _validate_acquire(owner, count, mac, vlan, numa_node)
+    mac = _validate_acquire(owner, count, mac, vlan, numa_node, owner_pid)
     ctx.require_root("lease acquire")
-    with acquirer_lock(ctx.sysfs.root) as acquirer:
-        return _acquire(ctx, pool_name, owner, count, mac, vlan, numa_node, spread, owner_pid,
-                        acquirer)
+    with ctx.locks.acquirer() as acquirer:
+        for _ in range(3):
+            pfs = set(_pool_pfs(ctx, pool_name))
+            # Shared: other leases go on; a start, resize, destroy or reload of these PFs waits.
+            with ctx.locks.pfs(pfs, exclusive=False):
+                try:
+                    planned, numa_met = _reserve(ctx, pool_name, owner, count, mac, vlan,
+                                                 numa_node, spread, owner_pid, acquirer, pfs)
+                except _MembersChanged:
+                    continue
+                return _set_up(ctx, pool_name, planned, numa_met)
+    raise Conflict(f"pool {pool_name!r} kept changing while this acquire waited for it; retry")
 
 
-def _acquire(ctx: Context, pool_name: str, owner: str, count: int, mac: str | None,
-             vlan: int | None, numa_node: int | None, spread: bool, owner_pid: int | None,
-             acquirer: str) -> list[dict[str, Any]]:
-    planned, numa_met = _reserve(ctx, pool_name, owner, count, mac, vlan, numa_node, spread,
-                                 owner_pid, acquirer)
+def _set_up(ctx: Context, pool_name: str, planned: list[_Planned],
+            numa_met: bool | None) -> list[dict[str, Any]]:
     activated: list[int] = []
     try:
         for item in planned:
@@ -269,7 +300,8 @@ def _acquire(ctx: Context, pool_name: str, owner: str, count: int, mac: str | No
             else:
                 _cancel_reserved(ctx, item.lease_id, "acquire failed before setting it up")
         raise
-    with ctx.store.session() as session:
+
+    def records(session: Session) -> list[dict[str, Any]]:
         results = []
         for item in planned:
             record = lease_record(ctx, _lease(session, item.lease_id), pool_name,
@@ -278,32 +310,42 @@ def _acquire(ctx: Context, pool_name: str, owner: str, count: int, mac: str | No
             results.append(record)
         return results
 
+    return ctx.store.read(records)
+
 
 def preview(ctx: Context, pool_name: str, owner: str, *, count: int = 1,
             numa_node: int | None = None, spread: bool = False) -> list[dict[str, Any]]:
     """The VFs an acquire would choose now, without reserving anything (`--dry-run`)."""
     _validate_acquire(owner, count, None, None, numa_node)
-    with ctx.store.session() as session:
+
+    def choose_now(session: Session) -> list[dict[str, Any]]:
         pool, candidates = _leasable(session, pool_name, count)
         return [{"mode": pool.mode, "mac": generated_mac(pool_name, owner, c.vf.vf_index),
                  "numa_node": c.pf.numa_node, "pf": {"pci": c.pf.pci, "netdev": c.pf.netdev},
                  "vf": {"index": c.vf.vf_index, "pci": c.vf.pci, "netdev": c.vf.netdev}}
                 for c in choose(candidates, count, numa_node=numa_node, spread=spread)]
 
+    return ctx.store.read(choose_now)
+
 
 def _release_quietly(ctx: Context, lease_id: int, reason: str) -> None:
-    # release() marks the VF unusable itself when it cannot restore it
+    # release marks the VF unusable itself when it cannot restore it
     with contextlib.suppress(VfpoolError):
-        release(ctx, lease_id, force=True, reason=reason)
+        release_locked(ctx, lease_id, reason=reason)
 
 
 def _cancel_reserved(ctx: Context, lease_id: int, reason: str) -> None:
-    """Free a reserved lease whose VF was never touched."""
-    with ctx.store.immediate() as session:
+    """Free a reserved lease whose VF was never touched. If the store stays busy, the lease
+    stays reserved under this process's acquirer lock, and reconcile frees it once this
+    process is gone."""
+    def cancel(session: Session) -> None:
         lease = _lease(session, lease_id)
         if lease.state != "reserved" or lease.saved_config is not None:
             return
         finish_lease(session, lease, "free", None, "lease.cancel", reason)
+
+    with contextlib.suppress(VfpoolError):
+        ctx.store.write(cancel, operation=f"cancelling reserved lease {lease_id}")
 
 
 def _pf_and_vf(ctx: Context, pf_pci: str, vf_index: int) -> tuple[PfSnapshot, VfSnapshot]:
@@ -361,20 +403,21 @@ def _wait_for_netdev(ctx: Context, pf_pci: str, index: int) -> VfSnapshot:
 
 def _activate(ctx: Context, item: _Planned, pool_name: str) -> None:
     """Steps 2-6 for one reserved lease, under its VF's lock."""
-    root = ctx.sysfs.root
-    with vf_lock(root, item.vf_pci):
-        with ctx.store.immediate() as session:
-            lease = _lease(session, item.lease_id)
-            if lease.state != "reserved":
-                raise Conflict(f"lease {item.lease_id} was cancelled while it was being set up "
-                               f"(now {lease.state})")
+    with ctx.locks.vf(item.vf_pci):
+        state = ctx.store.read(lambda session: _lease(session, item.lease_id).state)
+        if state != "reserved":
+            raise Conflict(f"lease {item.lease_id} was cancelled while it was being set up "
+                           f"(now {state})")
         pf, vf = _pf_and_vf(ctx, item.pf_pci, item.vf_index)
         saved = _read_config(ctx, pf, item.vf_index).as_dict()
         saved["driver"] = vf.driver
         saved["driver_override"] = ctx.sysfs.driver_override(vf.pci)
         saved["mtu"] = vf.netdevs[0].mtu if vf.netdevs else None
-        with ctx.store.immediate() as session:
+
+        def save(session: Session) -> None:
             _lease(session, item.lease_id).saved_config = saved
+
+        ctx.store.write(save, operation=f"saving the config of VF {item.vf_pci}")
         try:
             _apply_config(ctx, pf, item.vf_index, item.desired, fields_for(item.desired))
             binding.bind(ctx.sysfs, vf.pci, item.driver)
@@ -391,28 +434,39 @@ def _activate(ctx: Context, item: _Planned, pool_name: str) -> None:
             diff = item.desired.differences(_read_config(ctx, pf, item.vf_index))
             if diff:
                 raise VerificationError(f"VF {item.vf_index} of PF {pf.label}", diff)
+
+            def activate(session: Session) -> None:
+                lease = _lease(session, item.lease_id)
+                if lease.state != "reserved":
+                    # `watch` marked it lost (the VF vanished) or reconcile closed it meanwhile.
+                    raise Conflict(f"lease {item.lease_id} became {lease.state} while it was "
+                                   "being set up")
+                lease.state = "active"
+                lease.acquirer = None  # no change in progress any more
+                assert lease.vf is not None
+                lease.vf.state = "leased"
+                lease.vf.netdev = netdev
+                events.record(session, "lease.acquire", pool=pool_name, pf=item.pf_pci,
+                              vf=item.vf_pci, lease_id=item.lease_id, owner=lease.owner,
+                              mode=item.mode, mac=item.desired.mac)
+
+            ctx.store.write(activate, operation=f"activating lease {item.lease_id}")
         except BaseException as exc:
             outcome, reason = restore_vf(ctx, item.pf_pci, item.vf_index, saved,
-                                       applied={**item.desired.as_dict(),
-                                                "driver": item.driver, "mtu": item.mtu})
-            with ctx.store.immediate() as session:
-                finish_lease(session, _lease(session, item.lease_id), outcome, reason,
-                        "lease.acquire.failed", str(exc) or type(exc).__name__)
+                                         applied={**item.desired.as_dict(),
+                                                  "driver": item.driver, "mtu": item.mtu})
+            why = str(exc) or type(exc).__name__
+
+            def fail(session: Session) -> None:
+                lease = _lease(session, item.lease_id)
+                if lease.state in LIVE_LEASE_STATES:
+                    finish_lease(session, lease, outcome, reason, "lease.acquire.failed", why)
+
+            # If the store stays busy here, the lease stays reserved under this process's
+            # acquirer lock, and reconcile finishes it once the process is gone.
+            with contextlib.suppress(VfpoolError):
+                ctx.store.write(fail, operation=f"undoing lease {item.lease_id}")
             raise
-        with ctx.store.immediate() as session:
-            lease = _lease(session, item.lease_id)
-            if lease.state != "reserved":
-                # `watch` marked it lost (the VF vanished) or reconcile closed it meanwhile.
-                raise Conflict(f"lease {item.lease_id} became {lease.state} while it was being "
-                               "set up")
-            lease.state = "active"
-            lease.acquirer = None  # no change in progress any more
-            assert lease.vf is not None
-            lease.vf.state = "leased"
-            lease.vf.netdev = netdev
-            events.record(session, "lease.acquire", pool=pool_name, pf=item.pf_pci,
-                          vf=item.vf_pci, lease_id=item.lease_id, owner=lease.owner,
-                          mode=item.mode, mac=item.desired.mac)
 
 
 def restore_vf(ctx: Context, pf_pci: str, vf_index: int, saved: dict[str, Any],
@@ -462,22 +516,20 @@ def finish_lease(session: Session, lease: Lease, vf_state: str, vf_reason: str |
 
 # ---------------------------------------------------------------- release
 
-@contextmanager
-def _locked_live_lease(ctx: Context, lease_id: int) -> Iterator[tuple[Session, Lease]]:
-    """The lease, re-read under its VF's lock; refuses one that is no longer live."""
-    with ctx.store.session() as session:
-        vf_pci = _lease(session, lease_id).vf_pci
-    with vf_lock(ctx.sysfs.root, vf_pci), ctx.store.immediate() as session:
-        lease = _lease(session, lease_id)
-        if lease.state not in LIVE_LEASE_STATES:
-            raise Conflict(f"lease {lease_id} is {lease.state}, not active; nothing to release")
-        yield session, lease
+@dataclass(frozen=True)
+class _Claimed:
+    pool: str
+    pf_pci: str
+    vf_pci: str
+    vf_index: int
+    saved: dict[str, Any] | None
+    applied: dict[str, Any] | None
 
 
 def release(ctx: Context, lease_id: int, *, token: str | None = None, force: bool = False,
             reason: str | None = None) -> dict[str, Any]:
     """Restore the VF's saved config and driver, free it, and close the lease."""
-    with ctx.store.session() as session:
+    def check(session: Session) -> tuple[str, str]:
         lease = _lease(session, lease_id)
         if not force:
             if token is None:
@@ -485,20 +537,48 @@ def release(ctx: Context, lease_id: int, *, token: str | None = None, force: boo
                                    "for administrators)")
             if not hmac.compare_digest(hash_token(token), lease.token_hash):
                 raise PermissionDenied(f"wrong token for lease {lease_id}")
+        return lease.pf_pci, lease.vf_pci
+
+    pf_pci, _ = ctx.store.read(check)
     ctx.require_root("lease release")
-    with acquirer_lock(ctx.sysfs.root) as change, \
-            _locked_live_lease(ctx, lease_id) as (session, lease):
-        # Name this process's lock in the lease before touching the host: if it dies
-        # mid-restore, reconcile sees the lock free and finishes the release.
-        lease.acquirer = change
-        session.commit()
-        outcome, problem = ("free", None)
-        if lease.saved_config is not None:
-            outcome, problem = restore_vf(ctx, lease.pf_pci, lease.vf_index, lease.saved_config,
-                                        lease.applied_config)
-        finish_lease(session, lease, outcome, problem, "lease.release",
-                reason or ("forced" if force else "released by its owner"))
-        record = lease_record(ctx, lease, lease.pool.name)
+    with ctx.locks.acquirer(), ctx.locks.pfs([pf_pci], exclusive=False):
+        return release_locked(ctx, lease_id,
+                              reason=reason or ("forced" if force else "released by its owner"))
+
+
+def release_locked(ctx: Context, lease_id: int, *, reason: str) -> dict[str, Any]:
+    """Release a lease; the caller holds this process's acquirer lock and the lease's PF lock
+    (shared, or exclusive for a pool destroy). Takes the VF lock, re-reads the lease under it,
+    and refuses one that is no longer live."""
+    with ctx.locks.acquirer() as change:
+        vf_pci = ctx.store.read(lambda session: _lease(session, lease_id).vf_pci)
+        with ctx.locks.vf(vf_pci):
+            def claim(session: Session) -> _Claimed:
+                lease = _lease(session, lease_id)
+                if lease.state not in LIVE_LEASE_STATES:
+                    raise Conflict(f"lease {lease_id} is {lease.state}, not active; nothing to "
+                                   "release")
+                # Name this process's lock in the lease before touching the host: if it dies
+                # mid-restore, reconcile sees the lock free and finishes the release.
+                lease.acquirer = change
+                return _Claimed(lease.pool.name, lease.pf_pci, lease.vf_pci, lease.vf_index,
+                                lease.saved_config, lease.applied_config)
+
+            claimed = ctx.store.write(claim, operation=f"lease release {lease_id}")
+            outcome, problem = ("free", None)
+            if claimed.saved is not None:
+                outcome, problem = restore_vf(ctx, claimed.pf_pci, claimed.vf_index,
+                                              claimed.saved, claimed.applied)
+
+            def finish(session: Session) -> dict[str, Any]:
+                lease = _lease(session, lease_id)
+                # `watch` may have marked it lost meanwhile (its VF vanished): that stands.
+                if lease.state in LIVE_LEASE_STATES and lease.acquirer == change:
+                    finish_lease(session, lease, outcome, problem, "lease.release", reason)
+                return lease_record(ctx, lease, lease.pool.name)
+
+            record = ctx.store.write(finish, operation=f"recording the release of lease "
+                                                       f"{lease_id}")
     if problem:
         raise HostError(f"lease {lease_id} is released, but VF {record['vf']['pci']} is now "
                         f"unusable: {problem}")
@@ -508,9 +588,8 @@ def release(ctx: Context, lease_id: int, *, token: str | None = None, force: boo
 def release_owner(ctx: Context, owner: str, *, reason: str | None = None) -> list[dict[str, Any]]:
     """Release every live lease of ``owner``; the owner's name stands in for the tokens."""
     validate_owner(owner)
-    with ctx.store.session() as session:
-        ids = list(session.scalars(select(Lease.id).where(
-            Lease.owner == owner, Lease.state.in_(LIVE_LEASE_STATES)).order_by(Lease.id)))
+    ids = ctx.store.read(lambda session: list(session.scalars(select(Lease.id).where(
+        Lease.owner == owner, Lease.state.in_(LIVE_LEASE_STATES)).order_by(Lease.id))))
     if not ids:
         raise NotFound(f"owner {owner!r} holds no leases")
     records, problems = [], []
@@ -527,30 +606,84 @@ def release_owner(ctx: Context, owner: str, *, reason: str | None = None) -> lis
     return records
 
 
+# ---------------------------------------------------------------- drift
+
+def drift(applied: dict[str, Any] | None, current: VfConfig | None,
+          driver: str | None) -> dict[str, tuple[object, object]]:
+    """What of a lease's applied config a VF no longer has: field -> (desired, current).
+
+    ``current`` None means the VF is not on the host at all."""
+    if applied is None:
+        return {}
+    wanted = VfConfig.from_dict(applied)
+    if current is None:
+        return {"present": (True, False)}
+    diff = wanted.differences(current)
+    if "driver" in applied and applied["driver"] != driver:
+        diff["driver"] = (applied["driver"], driver)
+    return diff
+
+
+def host_drift(ctx: Context, pf_pci: str, vf_index: int,
+               applied: dict[str, Any] | None) -> dict[str, tuple[object, object]]:
+    """``drift()`` against the VF as the host has it now."""
+    try:
+        pf, vf = _pf_and_vf(ctx, pf_pci, vf_index)
+    except (HostError, NotFound):
+        return drift(applied, None, None)
+    return drift(applied, _read_config(ctx, pf, vf_index), vf.driver)
+
+
+def settle_resets(ctx: Context, lease_ids: list[int]) -> dict[int, tuple[str, str | None]]:
+    """After a disruptive step failed: the leases whose VF it did reset (gone, or no longer
+    carrying the lease's config), with the VF state to record: ``free`` for a VF that came
+    back fresh, ``unusable`` ("missing on host") for one that is gone."""
+    settled: dict[int, tuple[str, str | None]] = {}
+    for lease_id in lease_ids:
+        def where(session: Session, lease_id: int = lease_id) -> tuple[str, int, Any]:
+            lease = _lease(session, lease_id)
+            return lease.pf_pci, lease.vf_index, lease.applied_config
+
+        pf_pci, vf_index, applied = ctx.store.read(where)
+        diff = host_drift(ctx, pf_pci, vf_index, applied)
+        if "present" in diff:
+            settled[lease_id] = ("unusable", "missing on host")
+        elif diff:
+            settled[lease_id] = ("free", None)
+    return settled
+
+
 # ---------------------------------------------------------------- reading
 
 def list_leases(ctx: Context, *, pool: str | None = None, owner: str | None = None,
                 include_finished: bool = False) -> list[dict[str, Any]]:
-    with ctx.store.session() as session:
-        query = select(Lease, Pool.name).join(Pool, Pool.id == Lease.pool_id).order_by(Lease.id)
-        if pool is not None:
-            _pool_named(session, pool)
-            query = query.where(Pool.name == pool)
-        if owner is not None:
-            query = query.where(Lease.owner == owner)
-        if not include_finished:
-            query = query.where(Lease.state.in_(LIVE_LEASE_STATES))
-        return [lease_record(ctx, lease, name) for lease, name in session.execute(query)]
+    return ctx.store.read(lambda session: _list_leases(ctx, session, pool, owner,
+                                                       include_finished))
+
+
+def _list_leases(ctx: Context, session: Session, pool: str | None, owner: str | None,
+                 include_finished: bool) -> list[dict[str, Any]]:
+    query = select(Lease, Pool.name).join(Pool, Pool.id == Lease.pool_id).order_by(Lease.id)
+    if pool is not None:
+        _pool_named(session, pool)
+        query = query.where(Pool.name == pool)
+    if owner is not None:
+        query = query.where(Lease.owner == owner)
+    if not include_finished:
+        query = query.where(Lease.state.in_(LIVE_LEASE_STATES))
+    return [lease_record(ctx, lease, name) for lease, name in session.execute(query)]
 
 
 def show_lease(ctx: Context, lease_id: int) -> dict[str, Any]:
-    with ctx.store.session() as session:
+    def show(session: Session) -> dict[str, Any]:
         lease = _lease(session, lease_id)
         record = lease_record(ctx, lease, lease.pool.name)
         record["saved_config"] = lease.saved_config
         record["applied_config"] = lease.applied_config
         record["boot_id"] = lease.boot_id
         return record
+
+    return ctx.store.read(show)
 
 
 def live_leases(session: Session) -> list[Lease]:

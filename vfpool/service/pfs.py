@@ -21,11 +21,11 @@ def pool_of_pfs(ctx: Context) -> dict[str, str]:
     """``{pf pci: pool name}`` for every PF in a pool; a PF split by VF ranges between pools
     lists them all, comma-separated."""
     names: dict[str, list[str]] = {}
-    with ctx.store.session() as session:
-        rows = session.execute(select(PoolPf.pf_pci, Pool.name)
-                               .join(Pool, Pool.id == PoolPf.pool_id).order_by(Pool.name))
-        for pci, name in rows:
-            names.setdefault(pci, []).append(name)
+    rows = ctx.store.read(lambda session: list(session.execute(
+        select(PoolPf.pf_pci, Pool.name).join(Pool, Pool.id == PoolPf.pool_id)
+        .order_by(Pool.name))))
+    for pci, name in rows:
+        names.setdefault(pci, []).append(name)
     return {pci: ",".join(pool_names) for pci, pool_names in names.items()}
 
 

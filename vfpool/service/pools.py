@@ -1,11 +1,17 @@
 """The pool lifecycle, with libvirt's semantics: define, start, destroy, undefine, autostart,
-resize. Every change reads the host back and verifies it, and writes an `events` row."""
+resize. Every change reads the host back and verifies it, and writes an `events` row.
+
+Each change that sizes PFs or rebinds their VFs runs as snapshot -> plan -> apply -> verify
+under the exclusive locks of every PF it touches (for a module reload, every PF of the
+driver), so no lease acquire or release runs on those PFs meanwhile. Store transactions are
+short and never span host I/O: the state is read, the host changed, then the outcome written.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -18,10 +24,22 @@ from vfpool.errors import (
     VerificationError,
     VfpoolError,
 )
-from vfpool.host import sriov
-from vfpool.host.lock import host_lock
-from vfpool.model.drivers import DriverInfo, driver_info, module_options
+from vfpool.host import binding, sriov
+from vfpool.model.drivers import DriverInfo, driver_info
 from vfpool.model.pci import PciAddress
+from vfpool.model.plan import (
+    LiveLease,
+    ModuleStep,
+    PfUse,
+    SysfsStep,
+    in_place,
+    in_place_or_more,
+    netdevs_missing,
+    plan_inventory,
+    plan_module,
+    plan_sysfs,
+    wanted_count,
+)
 from vfpool.model.pool import (
     Method,
     Mode,
@@ -46,6 +64,8 @@ from vfpool.store import LIVE_LEASE_STATES, Lease, Pf, Pool, PoolPf, Vf, utcnow
 
 Progress = Callable[[str], None]
 DEFAULT_TIMEOUT = 30.0
+T = TypeVar("T")
+Snapshots = Mapping[str, PfSnapshot | None]
 
 
 def _quiet(_: str) -> None:
@@ -92,28 +112,53 @@ def _vf_counts(session: Session, pool: Pool) -> dict[str, int]:
     return counts
 
 
-def _host_pf(ctx: Context, pci: str) -> PfSnapshot | None:
-    address = PciAddress.parse(pci)
-    try:
-        return ctx.sysfs.pf(address)
-    except NotFound:
-        return None
+def _snapshots(ctx: Context, pcis: Iterable[str]) -> dict[str, PfSnapshot | None]:
+    """One read of each PF on the host (None when it is gone)."""
+    found: dict[str, PfSnapshot | None] = {}
+    for pci in pcis:
+        try:
+            found[pci] = ctx.sysfs.pf(PciAddress.parse(pci))
+        except NotFound:
+            found[pci] = None
+    return found
 
 
-def _in_place(pf: PfSnapshot | None, wanted: int, netdevs: bool) -> bool:
-    """The PF has exactly the wanted VFs, each present (with a netdev when the mode needs)."""
-    return (pf is not None and pf.numvfs == wanted and len(pf.vfs) == wanted
-            and (not netdevs or all(vf.netdevs for vf in pf.vfs)))
+def _uses(session: Session, pcis: Iterable[str]) -> dict[str, list[PfUse]]:
+    """Every pool's membership of the PFs ``pcis``, by PF."""
+    wanted = list(pcis)
+    uses: dict[str, list[PfUse]] = {pci: [] for pci in wanted}
+    rows = session.execute(select(Pool, PoolPf).join(PoolPf, PoolPf.pool_id == Pool.id)
+                           .where(PoolPf.pf_pci.in_(wanted)).order_by(Pool.name))
+    for pool, member in rows:
+        uses[member.pf_pci].append(_use(pool, member))
+    return uses
 
 
-def _record(ctx: Context, session: Session, pool: Pool) -> dict[str, Any]:
+def _use(pool: Pool, member: PoolPf) -> PfUse:
+    return PfUse(pool=pool.name, pool_id=pool.id, active=pool.state == "active",
+                 mode=pool.mode, method=pool.method,  # type: ignore[arg-type]
+                 vf_range=range_of(member), vfs=pool.vfs_per_pf)
+
+
+def _live(session: Session, pcis: Iterable[str]) -> list[LiveLease]:
+    rows = session.execute(
+        select(Lease, Pool.name).join(Pool, Pool.id == Lease.pool_id)
+        .where(Lease.pf_pci.in_(list(pcis)), Lease.state.in_(LIVE_LEASE_STATES))
+        .order_by(Lease.id))
+    return [LiveLease(lease.id, name, lease.owner, lease.pf_pci, lease.vf_pci, lease.vf_index)
+            for lease, name in rows]
+
+
+def _record(session: Session, pool: Pool, snapshots: Snapshots) -> dict[str, Any]:
+    """A pool with the keys from DESIGN.md, its PFs as ``snapshots`` show them."""
     pfs = []
     needs_start = False
+    uses = _uses(session, [member.pf_pci for member in pool.members])
     for member in pool.members:
-        host = _host_pf(ctx, member.pf_pci)
+        host = snapshots.get(member.pf_pci)
         member_range = range_of(member)
-        wanted = _wanted_count(session, member.pf_pci, pool.id, member_range, pool.vfs_per_pf)
-        if pool.state == "active" and not _in_place_or_more(host, wanted):
+        if pool.state == "active" and not in_place_or_more(host,
+                                                           wanted_count(uses[member.pf_pci])):
             needs_start = True
         pfs.append({
             "pci": member.pf_pci,
@@ -140,27 +185,31 @@ def _record(ctx: Context, session: Session, pool: Pool) -> dict[str, Any]:
     }
 
 
-def _in_place_or_more(pf: PfSnapshot | None, wanted: int) -> bool:
-    return pf is not None and pf.numvfs >= wanted and len(pf.vfs) == pf.numvfs
+def _member_pcis(session: Session, name: str) -> list[str]:
+    return [member.pf_pci for member in _pool(session, name).members]
 
 
 def info(ctx: Context, name: str) -> dict[str, Any]:
-    with ctx.store.session() as session:
-        return _record(ctx, session, _pool(session, name))
+    snapshots = _snapshots(ctx, ctx.store.read(lambda s: _member_pcis(s, name)))
+    return ctx.store.read(lambda s: _record(s, _pool(s, name), snapshots))
 
 
 def list_pools(ctx: Context, *, include_inactive: bool = False) -> list[dict[str, Any]]:
     """Active pools, as `virsh net-list`; with ``include_inactive``, all of them."""
-    with ctx.store.session() as session:
+    def listed(session: Session) -> list[Pool]:
         query = select(Pool).order_by(Pool.name)
         if not include_inactive:
             query = query.where(Pool.state == "active")
-        return [_record(ctx, session, pool) for pool in session.scalars(query)]
+        return list(session.scalars(query))
+
+    pcis = ctx.store.read(lambda s: sorted({member.pf_pci for pool in listed(s)
+                                            for member in pool.members}))
+    snapshots = _snapshots(ctx, pcis)
+    return ctx.store.read(lambda s: [_record(s, pool, snapshots) for pool in listed(s)])
 
 
 def dumpconfig(ctx: Context, name: str) -> str:
-    with ctx.store.session() as session:
-        return to_toml(spec_of(_pool(session, name)))
+    return ctx.store.read(lambda s: to_toml(spec_of(_pool(s, name))))
 
 
 # ---------------------------------------------------------------- define and undefine
@@ -253,7 +302,9 @@ def define(ctx: Context, spec: PoolSpec) -> dict[str, Any]:
     """Validate a definition against the host and store it, inactive."""
     spec.validate()
     members = _resolve_members(ctx, spec)
-    with ctx.store.immediate() as session:
+    snapshots = {str(pf.pci): pf for _, pf in members}
+
+    def store_it(session: Session) -> dict[str, Any]:
         if session.scalars(select(Pool.id).where(Pool.name == spec.name)).first() is not None:
             raise Conflict(f"pool {spec.name!r} already exists")
         _check_overlaps(session, members)
@@ -273,181 +324,159 @@ def define(ctx: Context, spec: PoolSpec) -> dict[str, Any]:
         resolved = spec.with_pfs(tuple(ref for ref, _ in members))
         events.record(session, "pool.define", pool=spec.name, definition=to_toml(resolved))
         session.flush()
-        return _record(ctx, session, pool)
+        return _record(session, pool, snapshots)
+
+    return ctx.store.write(store_it, operation=f"pool define {spec.name}")
 
 
 def undefine(ctx: Context, name: str) -> None:
-    with ctx.store.immediate() as session:
+    pcis = ctx.store.read(lambda s: _member_pcis(s, name))
+
+    def forget(session: Session) -> None:
         pool = _pool(session, name)
         if pool.state == "active":
             raise Conflict(f"pool {name!r} is active; destroy it before undefining it")
         session.delete(pool)
         events.record(session, "pool.undefine", pool=name)
 
+    # Exclusive, so that no start of this pool is half-way through when it goes.
+    with ctx.locks.pfs(pcis, exclusive=True):
+        ctx.store.write(forget, operation=f"pool undefine {name}")
+
 
 def set_autostart(ctx: Context, name: str, enabled: bool) -> dict[str, Any]:
-    with ctx.store.immediate() as session:
+    snapshots = _snapshots(ctx, ctx.store.read(lambda s: _member_pcis(s, name)))
+
+    def mark(session: Session) -> dict[str, Any]:
         pool = _pool(session, name)
         pool.autostart = enabled
         events.record(session, "pool.autostart", pool=name, enabled=enabled)
-        return _record(ctx, session, pool)
+        return _record(session, pool, snapshots)
+
+    return ctx.store.write(mark, operation=f"pool autostart {name}")
 
 
-# ---------------------------------------------------------------- sizing PFs
+# ---------------------------------------------------------------- the locked changes
 
-@dataclass
-class PfPlan:
-    """What one PF of a pool must look like, and how to get it there."""
-
+@dataclass(frozen=True)
+class _Member:
     pci: str
-    range: VfRange | None
-    wanted: int  # sriov_numvfs the PF needs
-    method: Literal["sysfs", "module-param"]
+    vf_range: VfRange | None
+    method: str  # "sysfs" or "module-param"
     info: DriverInfo
-    snapshot: PfSnapshot
 
 
-def _wanted_count(session: Session, pci: str, pool_id: int, member_range: VfRange | None,
-                  vfs: int) -> int:
-    """The PF's VF count: what every pool defined on it uses, active or not.
+@dataclass(frozen=True)
+class _State:
+    """What a start needs from the store, read in one transaction under the PF locks."""
 
-    Sizing a shared PF for all its pools at the first start means the others start without
-    another N→0→M, which would take the first pool's VFs away.
-    """
-    wanted = used_indices(member_range, vfs).stop
-    others = session.execute(
-        select(PoolPf, Pool.vfs_per_pf).join(Pool, Pool.id == PoolPf.pool_id)
-        .where(PoolPf.pf_pci == pci, Pool.id != pool_id))
-    for member, other_vfs in others:
-        wanted = max(wanted, used_indices(range_of(member), other_vfs).stop)
-    return wanted
+    pool_id: int
+    active: bool
+    mode: Mode
+    method: Method
+    vfs: int
+    members: tuple[tuple[str, VfRange | None], ...]
+    uses: dict[str, list[PfUse]]
+    leases: tuple[LiveLease, ...]
 
-
-def _sharing_pools(session: Session, pci: str, pool_id: int) -> list[str]:
-    return list(session.scalars(
-        select(Pool.name).join(PoolPf, PoolPf.pool_id == Pool.id)
-        .where(PoolPf.pf_pci == pci, Pool.state == "active", Pool.id != pool_id)))
+    def use_of(self, pci: str) -> PfUse:
+        return next(use for use in self.uses[pci] if use.pool_id == self.pool_id)
 
 
-def _live_leases(session: Session, pf_pcis: Iterable[str]) -> list[Lease]:
-    return list(session.scalars(select(Lease).where(
-        Lease.pf_pci.in_(list(pf_pcis)), Lease.state.in_(LIVE_LEASE_STATES))
-        .order_by(Lease.id)))
+def _lock_set(ctx: Context, name: str) -> tuple[list[str], set[str]]:
+    """The PFs a change of pool ``name`` may touch: its own, and for a module-param PF every
+    PF its driver serves (a reload takes them all down). Returns (members, lock set)."""
+    def read(session: Session) -> tuple[list[str], dict[str, str | None], str]:
+        pool = _pool(session, name)
+        return ([m.pf_pci for m in pool.members], {m.pf_pci: m.pf.driver for m in pool.members},
+                pool.method)
+
+    members, stored_drivers, method = ctx.store.read(read)
+    on_host = {str(pf.pci): pf.driver for pf in ctx.sysfs.pfs(with_vfs=False)}
+    locked = set(members)
+    for pci in members:
+        driver = on_host.get(pci, stored_drivers.get(pci))
+        if resolve_method(method, driver_info(driver)) == "module-param":  # type: ignore[arg-type]
+            locked |= {other for other, other_driver in on_host.items()
+                       if other_driver == driver}
+    return members, locked
 
 
-def _owners(leases: list[Lease]) -> str:
-    return ", ".join(sorted({lease.owner for lease in leases}))
+def _locked(ctx: Context, name: str, change: Callable[[set[str]], T]) -> T:
+    """Run ``change(lock set)`` holding the exclusive locks of every PF it may touch."""
+    for _ in range(3):
+        _, locked = _lock_set(ctx, name)
+        with ctx.locks.pfs(locked, exclusive=True):
+            # The pool may have been redefined while this process waited for the locks.
+            if set(ctx.store.read(lambda s: _member_pcis(s, name))) <= locked:
+                return change(locked)
+    raise Conflict(f"pool {name!r} kept changing while this command waited for it; retry")
 
 
-def _plans(ctx: Context, session: Session, pool: Pool) -> list[PfPlan]:
-    plans = []
-    for member in pool.members:
-        snapshot = _host_pf(ctx, member.pf_pci)
-        if snapshot is None:
-            raise NotFound(f"PF {member.pf_pci} of pool {pool.name!r} is not on this host; "
-                           "was the card removed?")
-        member_range = range_of(member)
-        info_ = driver_info(snapshot.driver)
-        plans.append(PfPlan(
-            pci=member.pf_pci, range=member_range,
-            wanted=_wanted_count(session, member.pf_pci, pool.id, member_range,
-                                 pool.vfs_per_pf),
-            method=resolve_method(pool.method, info_),  # type: ignore[arg-type]
-            info=info_, snapshot=snapshot))
-    return plans
+def _gather(session: Session, name: str, locked: set[str]) -> _State:
+    pool = _pool(session, name)
+    return _State(pool_id=pool.id, active=pool.state == "active",
+                  mode=pool.mode, method=pool.method,  # type: ignore[arg-type]
+                  vfs=pool.vfs_per_pf,
+                  members=tuple((m.pf_pci, range_of(m)) for m in pool.members),
+                  uses=_uses(session, locked), leases=tuple(_live(session, locked)))
 
 
-def _resize_sysfs(ctx: Context, session: Session, pool: Pool, plan: PfPlan,
-                  progress: Progress) -> bool:
-    """N→0→M through sriov_numvfs, only when the PF is not already right."""
-    pf = plan.snapshot
-    netdevs = pool.mode != "vfio"
-    if _in_place(pf, plan.wanted, netdevs):
-        return False
-    if pf.numvfs:
-        sharing = _sharing_pools(session, plan.pci, pool.id)
-        if sharing:
-            raise Conflict(f"PF {pf.label} must go through 0 VFs to reach {plan.wanted}, which "
-                           f"would remove the VFs of active pool {sharing[0]!r}; destroy it "
-                           "first")
-        leases = _live_leases(session, [plan.pci])
-        if leases:
-            raise Conflict(f"PF {pf.label} must go through 0 VFs to reach {plan.wanted}, which "
-                           f"would take away leased VFs (owners: {_owners(leases)}); release "
-                           "them first")
-    if pf.drivers_autoprobe != netdevs:
+def _members(state: _State, snapshots: Snapshots, name: str) -> list[_Member]:
+    found = []
+    for pci, vf_range in state.members:
+        pf = snapshots.get(pci)
+        if pf is None:
+            raise NotFound(f"PF {pci} of pool {name!r} is not on this host; was the card "
+                           "removed?")
+        info_ = driver_info(pf.driver)
+        found.append(_Member(pci, vf_range, resolve_method(state.method, info_), info_))
+    return found
+
+
+def _needs_start(state: _State, snapshots: Snapshots) -> bool:
+    return any(not in_place_or_more(snapshots.get(pci), wanted_count(state.uses[pci]))
+               for pci, _ in state.members)
+
+
+def _probe(ctx: Context, pf: PfSnapshot, vf_pci: PciAddress) -> None:
+    """Offer one VF without a netdev to its net driver. A VF bound elsewhere (vfio-pci, after
+    an earlier vfio pool), or bound without a netdev (a driver whose probe half failed), is
+    unbound first and its override cleared, so that the kernel probes it afresh."""
+    vf = next(vf for vf in pf.vfs if vf.pci == vf_pci)
+    if vf.driver is not None:
+        binding.bind(ctx.sysfs, vf_pci, None)
+    binding.probe(ctx.sysfs, vf_pci)
+
+
+def _apply_sysfs(ctx: Context, step: SysfsStep, info_: DriverInfo,
+                 progress: Progress) -> bool:
+    pf = step.pf
+    if step.autoprobe is not None:
         # vfio hand-off wants VFs unbound; macvtap and netdev want their net driver's netdevs.
-        sriov.write_autoprobe(ctx.sysfs, pf, netdevs)
-    if pf.numvfs:
-        progress(f"PF {pf.label}: {pf.numvfs} -> 0 VFs")
-        sriov.write_numvfs(ctx.sysfs, pf, 0)
-    progress(f"PF {pf.label}: 0 -> {plan.wanted} VFs")
-    sriov.write_numvfs(ctx.sysfs, pf, plan.wanted)
-    return True
+        sriov.write_autoprobe(ctx.sysfs, pf, step.autoprobe)
+    if step.resize:
+        if pf.numvfs:
+            progress(f"PF {pf.label}: {pf.numvfs} -> 0 VFs")
+            sriov.write_numvfs(ctx.sysfs, pf, 0)
+        progress(f"PF {pf.label}: 0 -> {step.wanted} VFs")
+        sriov.write_numvfs(ctx.sysfs, pf, step.wanted)
+    for vf_pci in step.probe:
+        progress(f"PF {pf.label}: binding VF {vf_pci} to {info_.vf_driver}")
+        _probe(ctx, pf, vf_pci)
+    return step.resize
 
 
-def _driver_ports(ctx: Context, driver: str) -> list[PfSnapshot]:
-    return [pf for pf in ctx.sysfs.pfs(with_vfs=True) if pf.driver == driver]
-
-
-def _check_disruption(ctx: Context, session: Session, info_: DriverInfo,
-                      ports: list[PfSnapshot]) -> None:
-    """Before a module reload: every netdev of the driver goes down with it."""
-    in_pools = set(session.scalars(select(PoolPf.pf_pci)))
-    exposed = [netdev.name for pf in ports if str(pf.pci) not in in_pools
-               for netdev in pf.netdevs if netdev.operstate == "up"]
-    leases = _live_leases(session, [str(pf.pci) for pf in ports])
-    problems = []
-    if exposed:
-        problems.append(f"interfaces {', '.join(exposed)} are up and not in a vfpool pool")
-    if leases:
-        problems.append(f"VFs {', '.join(lease.vf_pci for lease in leases)} are leased "
-                        f"(owners: {_owners(leases)})")
-    if problems:
-        raise Conflict(f"reloading {info_.name} takes down every port it serves: "
-                       f"{'; '.join(problems)}; pass --allow-disruption to reload anyway")
-
-
-def _check_other_pools(session: Session, pool: Pool, info_: DriverInfo,
-                       ports: list[PfSnapshot], count: int) -> None:
-    """A reload re-creates every port's VFs at ``count``: refuse when that would change the
-    VF count another active pool relies on (a sysfs pool on another port, say)."""
-    by_pci = {str(pf.pci): pf for pf in ports}
-    rows = session.execute(select(Pool, PoolPf).join(PoolPf, PoolPf.pool_id == Pool.id).where(
-        PoolPf.pf_pci.in_(list(by_pci)), Pool.state == "active", Pool.id != pool.id))
-    for other, member in rows:
-        needed = used_indices(range_of(member), other.vfs_per_pf).stop
-        if needed != count:
-            pf = by_pci[member.pf_pci]
-            raise Conflict(f"reloading {info_.name} would re-create PF {pf.label} with {count} "
-                           f"VFs, but active pool {other.name!r} needs {needed} there; destroy "
-                           "it first")
-
-
-def _resize_module(ctx: Context, session: Session, pool: Pool, plans: list[PfPlan], *,
-                   allow_disruption: bool, progress: Progress,
-                   count_override: int | None = None) -> bool:
+def _apply_module(ctx: Context, step: ModuleStep, progress: Progress) -> None:
     """Write options to modprobe.d and reload the driver; restore the old file on failure."""
-    info_ = plans[0].info
-    module = info_.name
-    netdevs = pool.mode != "vfio"
-    count = count_override if count_override is not None else max(p.wanted for p in plans)
-    ports = _driver_ports(ctx, module)
-    if all(_in_place(pf, count, netdevs) for pf in ports if str(pf.pci) in
-           {p.pci for p in plans}) and count_override is None:
-        return False
-    _check_other_pools(session, pool, info_, ports, count)
-    if not allow_disruption:
-        _check_disruption(ctx, session, info_, ports)
-    for pf in ports:
-        if pf.drivers_autoprobe != netdevs and info_.param_kind == "scalar":
-            sriov.write_autoprobe(ctx.sysfs, pf, netdevs)
+    module = step.info.name
+    for pf in step.autoprobe:
+        sriov.write_autoprobe(ctx.sysfs, pf, step.netdevs)
     root = ctx.sysfs.root
     previous = sriov.read_modprobe_conf(root, module)
-    text = sriov.conf_text(module, module_options(info_, count, probe=netdevs)) if count \
-        else None
+    text = sriov.conf_text(module, step.options) if step.count else None
     sriov.write_modprobe_conf(root, module, text)
-    progress(f"driver {module}: reloading with {module_options(info_, count, probe=netdevs)}")
+    progress(f"driver {module}: reloading with {step.options}")
     try:
         sriov.reload_module(ctx.sysfs, module)
     except HostError as exc:
@@ -459,101 +488,156 @@ def _resize_module(ctx: Context, session: Session, pool: Pool, plans: list[PfPla
                             argv=exc.fields.get("argv")) from exc
         raise HostError(f"{exc}; restored the previous {sriov.modprobe_conf(root, module)} "
                         "and reloaded the driver with it", argv=exc.fields.get("argv")) from exc
-    return True
 
 
-def _verify(ctx: Context, pool: Pool, plans: list[PfPlan], timeout: float) -> dict[str,
-                                                                                   PfSnapshot]:
-    netdevs = pool.mode != "vfio"
+def _verify(ctx: Context, state: _State, members: list[_Member], timeout: float) -> dict[
+        str, PfSnapshot]:
+    """The one read-back: wait (with a deadline) until each PF has its VFs, with netdevs in
+    this pool's range where its mode needs them."""
     result = {}
-    for plan in plans:
-        pf = sriov.wait_for_vfs(ctx.sysfs, plan.snapshot.pci, plan.wanted, netdevs=netdevs,
+    leased = [lease.vf_pci for lease in state.leases]
+    for member in members:
+        wanted = wanted_count(state.uses[member.pci])
+        use = state.use_of(member.pci)
+        def ready(pf: PfSnapshot, use: PfUse = use) -> bool:
+            return not netdevs_missing(pf, use, leased)
+
+        pf = sriov.wait_for_vfs(ctx.sysfs, PciAddress.parse(member.pci), wanted, ready=ready,
                                 timeout=timeout)
-        if not _in_place(pf, plan.wanted, netdevs):
+        if not in_place(pf, wanted, use, leased):
             diff: dict[str, tuple[object, object]] = {}
-            if pf.numvfs != plan.wanted:
-                diff["sriov_numvfs"] = (plan.wanted, pf.numvfs)
-            if len(pf.vfs) != plan.wanted:
-                diff["VFs present"] = (plan.wanted, len(pf.vfs))
-            missing = [str(vf.pci) for vf in pf.vfs if not vf.netdevs]
-            if netdevs and missing:
+            if pf.numvfs != wanted:
+                diff["sriov_numvfs"] = (wanted, pf.numvfs)
+            if len(pf.vfs) != wanted:
+                diff["VFs present"] = (wanted, len(pf.vfs))
+            missing = netdevs_missing(pf, use, leased)
+            if missing:
                 diff["VFs without a netdev"] = (0, len(missing))
             raise VerificationError(f"PF {pf.label} (after {timeout:g} s)", diff)
-        result[plan.pci] = pf
+        result[member.pci] = pf
     return result
 
 
-def _inventory(session: Session, pool: Pool, plans: list[PfPlan],
-               snapshots: dict[str, PfSnapshot]) -> None:
+def _inventory(session: Session, pool: Pool, members: list[_Member],
+               verified: Mapping[str, PfSnapshot]) -> None:
     """Record the pool's VFs: new ones free, known ones updated, vanished ones unusable."""
-    for plan in plans:
-        pf = snapshots[plan.pci]
+    for member in members:
+        pf = verified[member.pci]
         _upsert_pf(session, pf)
-        indices = used_indices(plan.range, pool.vfs_per_pf)
-        present = {vf.index: vf for vf in pf.vfs if vf.index in indices}
-        claimed = claimed_range(plan.range, pf.totalvfs)
+        claimed = claimed_range(member.vf_range, pf.totalvfs)
         rows = {row.vf_index: row for row in session.scalars(select(Vf).where(
-            Vf.pf_pci == plan.pci, Vf.vf_index >= claimed.start, Vf.vf_index <= claimed.end))}
-        for index, row in rows.items():
-            if index not in present:
-                if row.state in ("leased", "reserved"):
-                    row.state, row.reason = "unusable", "VF vanished while leased"
-                else:
-                    session.delete(row)
+            Vf.pf_pci == member.pci, Vf.vf_index >= claimed.start, Vf.vf_index <= claimed.end))}
+        held = {row.vf_index for row in rows.values() if session.scalars(
+            select(Lease.id).where(Lease.vf_id == row.id,
+                                   Lease.state.in_(LIVE_LEASE_STATES))).first() is not None}
+        changes = plan_inventory(pf, used_indices(member.vf_range, pool.vfs_per_pf),
+                                 {index: (row.state, row.reason) for index, row in rows.items()},
+                                 held)
+        for change in changes:
+            row = rows.get(change.index)
+            if change.action == "delete" and row is not None:
+                session.delete(row)
+            elif change.action == "vanished" and row is not None:
+                row.state, row.reason = "unusable", "VF vanished while leased"
         session.flush()
-        for index, vf in present.items():
-            known = rows.get(index)
-            if known is None:
-                session.add(Vf(pf_pci=plan.pci, vf_index=index, pci=str(vf.pci),
-                               netdev=vf.netdev, state="free"))
+        for change in changes:
+            row = rows.get(change.index)
+            if change.action == "add":
+                assert change.pci is not None
+                session.add(Vf(pf_pci=member.pci, vf_index=change.index, pci=change.pci,
+                               netdev=change.netdev, state="free"))
+            elif change.action in ("update", "back") and row is not None:
+                assert change.pci is not None
+                row.pci, row.netdev = change.pci, change.netdev
+                if change.action == "back":  # it was only gone, and it is back
+                    row.state, row.reason = "free", None
+
+
+def _lose(session: Session, lease_ids: Iterable[int], why: str, *, vf_state: str = "free",
+          vf_reason: str | None = None) -> None:
+    """Leases whose VF a disruptive change reset: closed as lost, the VF free again (it came
+    back with fresh config, so there is nothing to restore)."""
+    for lease_id in lease_ids:
+        lease = session.get(Lease, lease_id)
+        if lease is not None and lease.state in LIVE_LEASE_STATES:
+            lease_service.finish_lease(session, lease, vf_state, vf_reason, "lease.lost", why,
+                                       final_state="lost")
+
+
+def _apply(ctx: Context, name: str, locked: set[str], *, allow_disruption: bool,
+           timeout: float, progress: Progress, action: str,
+           snapshots: Snapshots | None = None) -> dict[str, Any]:
+    """Bring the host to the pool's definition, verify, inventory, and mark the pool active.
+    Runs under the exclusive locks of ``locked``."""
+    state = ctx.store.read(lambda s: _gather(s, name, locked))
+    if snapshots is None:
+        snapshots = _snapshots(ctx, sorted(locked))
+    changed: list[str] = []
+    reset: list[LiveLease] = []  # leases whose VF a step about to run may reset
+    try:
+        members = _members(state, snapshots, name)
+        by_driver: dict[str, list[_Member]] = {}
+        for member in members:
+            pf = snapshots[member.pci]
+            assert pf is not None
+            if member.method == "sysfs":
+                step = plan_sysfs(pf, state.uses[member.pci], state.use_of(member.pci),
+                                  [lease for lease in state.leases
+                                   if lease.pf_pci == member.pci],
+                                  allow_disruption=allow_disruption)
+                reset += step.resets
+                if _apply_sysfs(ctx, step, member.info, progress):
+                    changed.append(member.pci)
             else:
-                known.pci, known.netdev = str(vf.pci), vf.netdev
-                if known.state == "unusable" and known.reason in ("missing on host",
-                                                                   "removed"):
-                    held = session.scalars(select(Lease.id).where(
-                        Lease.vf_id == known.id, Lease.state.in_(LIVE_LEASE_STATES))).first()
-                    if held is None:  # it was only gone, and it is back
-                        known.state, known.reason = "free", None
+                by_driver.setdefault(member.info.name, []).append(member)
+        for driver, driver_members in by_driver.items():
+            ports = [pf for pci, pf in sorted(snapshots.items())
+                     if pf is not None and pf.driver == driver]
+            module_step = plan_module(
+                driver_members[0].info, ports, [m.pci for m in driver_members],
+                max(wanted_count(state.uses[m.pci]) for m in driver_members),
+                state.use_of(driver_members[0].pci), state.uses, state.leases,
+                allow_disruption=allow_disruption)
+            if module_step is not None:
+                reset += module_step.resets
+                _apply_module(ctx, module_step, progress)
+                changed.extend(m.pci for m in driver_members)
+        verified = _verify(ctx, state, members, timeout)
+    except VfpoolError as exc:
+        # A step may have reset leased VFs before it failed: look at each, and close the
+        # leases whose VF is gone or no longer carries their config.
+        settled = lease_service.settle_resets(ctx, [lease.id for lease in reset])
+        error = str(exc)
 
+        def failed(session: Session) -> None:
+            events.record(session, f"{action}.failed", pool=name, error=error)
+            for lease_id, (vf_state, vf_reason) in settled.items():
+                _lose(session, [lease_id], f"its VF was reset by a failed {action} with "
+                      "--allow-disruption", vf_state=vf_state, vf_reason=vf_reason)
 
-def _apply(ctx: Context, name: str, *, allow_disruption: bool, timeout: float,
-           progress: Progress, action: str) -> dict[str, Any]:
-    """Bring the host to the pool's definition, verify, inventory, and mark the pool active."""
-    with ctx.store.session() as session:
-        pool = _pool(session, name)
-        plans = _plans(ctx, session, pool)
-        changed: list[str] = []
-        try:
-            for plan in plans:
-                if plan.method == "sysfs" and _resize_sysfs(ctx, session, pool, plan, progress):
-                    changed.append(plan.pci)
-            by_driver: dict[str, list[PfPlan]] = {}
-            for plan in plans:
-                if plan.method == "module-param":
-                    by_driver.setdefault(plan.info.name, []).append(plan)
-            for driver_plans in by_driver.values():
-                if _resize_module(ctx, session, pool, driver_plans,
-                                  allow_disruption=allow_disruption, progress=progress):
-                    changed.extend(plan.pci for plan in driver_plans)
-            snapshots = _verify(ctx, pool, plans, timeout)
-        except VfpoolError as exc:
-            session.rollback()
-            with ctx.store.session() as log:
-                events.record(log, f"{action}.failed", pool=name, error=str(exc))
-            raise
-    with ctx.store.immediate() as session:
+        ctx.store.write(failed, operation=f"recording the failed {action} of {name}")
+        raise
+
+    lost = sorted({lease.id for lease in reset})
+
+    def activate(session: Session) -> dict[str, Any]:
         pool = _pool(session, name)
         was_active = pool.state == "active"
-        _inventory(session, pool, plans, snapshots)
+        _lose(session, lost, f"its VF was reset by {action} {name} with --allow-disruption")
+        _inventory(session, pool, members, verified)
         pool.state = "active"
         for pci in changed:
-            events.record(session, "pf.resize", pool=name, pf=pci,
-                          numvfs=snapshots[pci].numvfs)
-        events.record(session, action, pool=name, changed=changed, was_active=was_active)
+            events.record(session, "pf.resize", pool=name, pf=pci, numvfs=verified[pci].numvfs
+                          if pci in verified else None)
+        events.record(session, action, pool=name, changed=changed, was_active=was_active,
+                      lost=lost)
         session.flush()
-        record = _record(ctx, session, pool)
+        record = _record(session, pool, {**snapshots, **verified})
         record["changed"] = changed
+        record["lost"] = lost
         return record
+
+    return ctx.store.write(activate, operation=f"recording {action} {name}")
 
 
 def start(ctx: Context, name: str, *, allow_disruption: bool = False,
@@ -562,27 +646,30 @@ def start(ctx: Context, name: str, *, allow_disruption: bool = False,
     result says so (``already_active``); an active pool whose VFs are gone (after a reboot)
     is brought back with the same VF indices and addresses."""
     ctx.require_root(f"pool start {name}")
-    with host_lock(ctx.sysfs.root):
-        with ctx.store.session() as session:
-            pool = _pool(session, name)
-            if pool.state == "active" and not _record(ctx, session, pool)["needs_start"]:
-                record = _record(ctx, session, pool)
-                record["already_active"] = True
-                return record
-        record = _apply(ctx, name, allow_disruption=allow_disruption, timeout=timeout,
-                        progress=progress, action="pool.start")
+
+    def change(locked: set[str]) -> dict[str, Any]:
+        snapshots = _snapshots(ctx, sorted(locked))
+        state = ctx.store.read(lambda s: _gather(s, name, locked))
+        if state.active and not _needs_start(state, snapshots):
+            record = ctx.store.read(lambda s: _record(s, _pool(s, name), snapshots))
+            record["already_active"] = True
+            return record
+        record = _apply(ctx, name, locked, allow_disruption=allow_disruption, timeout=timeout,
+                        progress=progress, action="pool.start", snapshots=snapshots)
         record["already_active"] = False
         return record
+
+    return _locked(ctx, name, change)
 
 
 def start_autostarted(ctx: Context, *, allow_disruption: bool = False,
                       timeout: float = DEFAULT_TIMEOUT,
                       progress: Progress = _quiet) -> list[dict[str, Any]]:
-    """Start every autostart pool; one failure does not stop the others."""
+    """Start every autostart pool; one failure does not stop the others. Starts do not depend
+    on each other's order: a PF is sized for every pool defined on it at its first start."""
     ctx.require_root("pool start --autostarted")
-    with ctx.store.session() as session:
-        names = list(session.scalars(select(Pool.name).where(Pool.autostart.is_(True))
-                                     .order_by(Pool.name)))
+    names = ctx.store.read(lambda s: list(s.scalars(
+        select(Pool.name).where(Pool.autostart.is_(True)).order_by(Pool.name))))
     results: list[dict[str, Any]] = []
     for name in names:
         try:
@@ -600,26 +687,30 @@ def destroy(ctx: Context, name: str, *, force: bool = False, keep_vfs: bool = Fa
             allow_disruption: bool = False, progress: Progress = _quiet) -> dict[str, Any]:
     """Deactivate a pool; refused while it has leases unless ``force`` releases them."""
     ctx.require_root(f"pool destroy {name}")
-    with host_lock(ctx.sysfs.root):
-        with ctx.store.session() as session:
-            pool = _pool(session, name)
-            if pool.state != "active":
-                raise Conflict(f"pool {name!r} is not active")
-            leases = list(session.scalars(select(Lease).where(
-                Lease.pool_id == pool.id, Lease.state.in_(LIVE_LEASE_STATES))))
-            if leases and not force:
-                raise Conflict(f"pool {name!r} has {len(leases)} active lease(s) (owners: "
-                               f"{_owners(leases)}); release them or pass --force")
-            lease_ids = [lease.id for lease in leases]
-        if lease_ids:
-            for lease_id in lease_ids:
-                lease_service.release(ctx, lease_id, force=True,
-                                      reason=f"pool destroy --force {name}")
+
+    def leases_of(session: Session) -> list[int]:
+        pool = _pool(session, name)
+        if pool.state != "active":
+            raise Conflict(f"pool {name!r} is not active")
+        leases = list(session.scalars(select(Lease).where(
+            Lease.pool_id == pool.id, Lease.state.in_(LIVE_LEASE_STATES))))
+        if leases and not force:
+            raise Conflict(f"pool {name!r} has {len(leases)} active lease(s) (owners: "
+                           f"{', '.join(sorted({lease.owner for lease in leases}))}); release "
+                           "them or pass --force")
+        return sorted(lease.id for lease in leases)
+
+    def change(locked: set[str]) -> dict[str, Any]:
+        lease_ids = ctx.store.read(leases_of)
+        for lease_id in lease_ids:
+            lease_service.release_locked(ctx, lease_id, reason=f"pool destroy --force {name}")
         emptied: list[str] = []
         if not keep_vfs:
-            emptied = _empty_pfs(ctx, name, allow_disruption=allow_disruption,
+            emptied = _empty_pfs(ctx, name, locked, allow_disruption=allow_disruption,
                                  progress=progress)
-        with ctx.store.immediate() as session:
+        snapshots = _snapshots(ctx, ctx.store.read(lambda s: _member_pcis(s, name)))
+
+        def deactivate(session: Session) -> dict[str, Any]:
             pool = _pool(session, name)
             for pci in emptied:
                 for row in session.scalars(select(Vf).where(Vf.pf_pci == pci)):
@@ -628,48 +719,52 @@ def destroy(ctx: Context, name: str, *, force: bool = False, keep_vfs: bool = Fa
             events.record(session, "pool.destroy", pool=name, force=force, keep_vfs=keep_vfs,
                           released=lease_ids, emptied=emptied)
             session.flush()
-            record = _record(ctx, session, pool)
+            record = _record(session, pool, snapshots)
             record["released"] = lease_ids
             return record
 
+        return ctx.store.write(deactivate, operation=f"recording pool destroy {name}")
 
-def _empty_pfs(ctx: Context, name: str, *, allow_disruption: bool,
+    with ctx.locks.acquirer():  # its releases name this process in their leases
+        return _locked(ctx, name, change)
+
+
+def _empty_pfs(ctx: Context, name: str, locked: set[str], *, allow_disruption: bool,
                progress: Progress) -> list[str]:
     """Set the pool's PFs back to 0 VFs, except those another active pool still uses."""
+    state = ctx.store.read(lambda s: _gather(s, name, locked))
+    snapshots = _snapshots(ctx, sorted(locked))
+    members = _members(state, snapshots, name)
     emptied = []
-    with ctx.store.session() as session:
-        pool = _pool(session, name)
-        plans = _plans(ctx, session, pool)
-        module_plans: dict[str, list[PfPlan]] = {}
-        for plan in plans:
-            if _sharing_pools(session, plan.pci, pool.id):
-                progress(f"PF {plan.snapshot.label}: kept, another active pool uses it")
-                continue
-            if plan.method == "sysfs":
-                if plan.snapshot.numvfs:
-                    progress(f"PF {plan.snapshot.label}: {plan.snapshot.numvfs} -> 0 VFs")
-                    sriov.write_numvfs(ctx.sysfs, plan.snapshot, 0)
-                emptied.append(plan.pci)
-            else:
-                module_plans.setdefault(plan.info.name, []).append(plan)
-        for driver, driver_plans in module_plans.items():
-            users = _module_users(session, driver, exclude_pool=pool.id)
-            if users:
-                progress(f"driver {driver}: kept its VFs, active pool {users[0]!r} uses them")
-                continue
-            _resize_module(ctx, session, pool, driver_plans, allow_disruption=allow_disruption,
-                           progress=progress, count_override=0)
-            emptied.extend(plan.pci for plan in driver_plans)
+    by_driver: dict[str, list[_Member]] = {}
+    for member in members:
+        pf = snapshots[member.pci]
+        assert pf is not None
+        if any(use.active and use.pool_id != state.pool_id for use in state.uses[member.pci]):
+            progress(f"PF {pf.label}: kept, another active pool uses it")
+            continue
+        if member.method == "sysfs":
+            if pf.numvfs:
+                progress(f"PF {pf.label}: {pf.numvfs} -> 0 VFs")
+                sriov.write_numvfs(ctx.sysfs, pf, 0)
+            emptied.append(member.pci)
+        else:
+            by_driver.setdefault(member.info.name, []).append(member)
+    for driver, driver_members in by_driver.items():
+        ports = [pf for pf in snapshots.values() if pf is not None and pf.driver == driver]
+        users = sorted({use.pool for pf in ports for use in state.uses.get(str(pf.pci), ())
+                        if use.active and use.pool_id != state.pool_id and resolve_method(
+                            use.method, driver_members[0].info) == "module-param"})
+        if users:
+            progress(f"driver {driver}: kept its VFs, active pool {users[0]!r} uses them")
+            continue
+        step = plan_module(driver_members[0].info, ports, [m.pci for m in driver_members], 0,
+                           state.use_of(driver_members[0].pci), state.uses, state.leases,
+                           allow_disruption=allow_disruption, emptying=True)
+        if step is not None:
+            _apply_module(ctx, step, progress)
+        emptied.extend(m.pci for m in driver_members)
     return emptied
-
-
-def _module_users(session: Session, driver: str, *, exclude_pool: int) -> list[str]:
-    rows = session.execute(select(Pool).join(PoolPf, PoolPf.pool_id == Pool.id)
-                           .join(Pf, Pf.pci == PoolPf.pf_pci)
-                           .where(Pf.driver == driver, Pool.state == "active",
-                                  Pool.id != exclude_pool))
-    return sorted({pool.name for (pool,) in rows
-                   if resolve_method(pool.method, driver_info(driver)) == "module-param"})  # type: ignore[arg-type]
 
 
 def resize(ctx: Context, name: str, vfs: int, *, allow_disruption: bool = False,
@@ -677,15 +772,18 @@ def resize(ctx: Context, name: str, vfs: int, *, allow_disruption: bool = False,
     """Change a pool's VFs per PF. An active pool is resized on the host at once, but never
     below a leased VF."""
     ctx.require_root(f"pool resize {name}")
-    with host_lock(ctx.sysfs.root):
-        with ctx.store.immediate() as session:
+
+    def change(locked: set[str]) -> dict[str, Any]:
+        snapshots = _snapshots(ctx, sorted(locked))
+
+        def set_count(session: Session) -> tuple[int, bool, dict[str, Any] | None]:
             pool = _pool(session, name)
             spec = spec_of(pool)
             new_spec = PoolSpec(spec.name, spec.pfs, vfs, spec.method, spec.mode,
                                 spec.defaults, spec.autostart).validate()
             members = []
             for ref in new_spec.pfs:
-                pf = _host_pf(ctx, ref.pf)
+                pf = snapshots.get(ref.pf)
                 if pf is None:
                     raise NotFound(f"PF {ref.pf} of pool {name!r} is not on this host")
                 info_ = driver_info(pf.driver)
@@ -697,18 +795,28 @@ def resize(ctx: Context, name: str, vfs: int, *, allow_disruption: bool = False,
             old = pool.vfs_per_pf
             pool.vfs_per_pf = vfs
             events.record(session, "pool.resize", pool=name, old=old, new=vfs)
-            active = pool.state == "active"
-            if not active:
-                session.flush()
-                return _record(ctx, session, pool)
+            if pool.state == "active":
+                return old, True, None
+            session.flush()
+            return old, False, _record(session, pool, snapshots)
+
+        old, active, record = ctx.store.write(set_count, operation=f"pool resize {name}")
+        if not active:
+            assert record is not None
+            return record
         try:
-            return _apply(ctx, name, allow_disruption=allow_disruption, timeout=timeout,
-                          progress=progress, action="pool.resize.apply")
+            return _apply(ctx, name, locked, allow_disruption=allow_disruption,
+                          timeout=timeout, progress=progress, action="pool.resize.apply",
+                          snapshots=snapshots)
         except VfpoolError:
-            with ctx.store.immediate() as session:
+            def revert(session: Session) -> None:
                 _pool(session, name).vfs_per_pf = old
                 events.record(session, "pool.resize.revert", pool=name, old=vfs, new=old)
+
+            ctx.store.write(revert, operation=f"reverting pool resize {name}")
             raise
+
+    return _locked(ctx, name, change)
 
 
 def _check_shrink(session: Session, pool: Pool, vfs: int) -> None:

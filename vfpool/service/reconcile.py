@@ -1,21 +1,40 @@
-"""Compare the store with the host and repair what a crash or a reboot left behind."""
+"""Compare the store with the host and repair what a crash, a reboot or a change behind
+vfpool's back left behind.
+
+It runs under the shared locks of every PF it looks at, so no pool start, resize or module
+reload changes a PF between the snapshot and the repairs; lease acquires and releases go on
+beside it. The host is read once, before any store transaction; repairs to one VF happen under
+that VF's lock, taken without waiting: a VF another process is changing is left for the next
+run.
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from vfpool.errors import NotFound
-from vfpool.host import macvtap
-from vfpool.host.lock import acquirer_alive, vf_lock
+from vfpool.errors import HostError, VfpoolError, describe_oserror
+from vfpool.host import binding, macvtap
+from vfpool.host.netlink import fields_for
 from vfpool.model.pci import PciAddress
+from vfpool.model.plan import Repair, VfRow, plan_repairs
 from vfpool.model.pool import used_indices
+from vfpool.model.snapshot import PfSnapshot
+from vfpool.model.vfconfig import VfConfig
 from vfpool.service import events
 from vfpool.service.context import Context
-from vfpool.service.leases import finish_lease, live_leases, member_range, restore_vf
+from vfpool.service.leases import (
+    _apply_config,
+    drift,
+    finish_lease,
+    host_drift,
+    member_range,
+    restore_vf,
+)
 from vfpool.store import LIVE_LEASE_STATES, Lease, Pool, Vf
 
 # Reasons under which a VF is unusable only because it was not there; it comes back when seen.
@@ -38,139 +57,336 @@ def pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
-def _stale_reason(lease: Lease, boot_id: str, root: Any) -> str | None:
+@dataclass(frozen=True)
+class _Live:
+    """A live lease as reconcile needs it."""
+
+    id: int
+    state: str
+    owner: str
+    pf_pci: str
+    vf_pci: str
+    vf_index: int
+    boot_id: str
+    acquirer: str | None
+    owner_pid: int | None
+    saved: dict[str, Any] | None
+    applied: dict[str, Any] | None
+
+
+def _live(session: Session) -> list[_Live]:
+    return [_Live(lease.id, lease.state, lease.owner, lease.pf_pci, lease.vf_pci,
+                  lease.vf_index, lease.boot_id, lease.acquirer, lease.owner_pid,
+                  lease.saved_config, lease.applied_config)
+            for lease in session.scalars(select(Lease).where(
+                Lease.state.in_(LIVE_LEASE_STATES)).order_by(Lease.id))]
+
+
+def _stale_reason(ctx: Context, lease: _Live, boot_id: str) -> str | None:
     if lease.boot_id != boot_id:
         return "it was made before the last reboot"
     if lease.state == "reserved":
-        if not acquirer_alive(root, lease.acquirer):
+        if not ctx.locks.acquirer_alive(lease.acquirer):
             return "reserved, but the process that acquired it is gone"
         return None
-    if lease.acquirer is not None and not acquirer_alive(root, lease.acquirer):
+    if lease.acquirer is not None and not ctx.locks.acquirer_alive(lease.acquirer):
         return "its release was interrupted"
     if lease.owner_pid is not None and not pid_alive(lease.owner_pid):
         return f"its owner process {lease.owner_pid} is gone"
     return None
 
 
+@dataclass(frozen=True)
+class _Member:
+    pool: str
+    pf_pci: str
+    indices: range
+
+
+def _members(session: Session) -> list[_Member]:
+    found = []
+    for pool in session.scalars(select(Pool).where(Pool.state == "active").order_by(Pool.name)):
+        for member in pool.members:
+            found.append(_Member(pool.name, member.pf_pci,
+                                 used_indices(member_range(member), pool.vfs_per_pf)))
+    return found
+
+
+def _rows(session: Session, member: _Member) -> dict[int, VfRow]:
+    rows = {}
+    for row in session.scalars(select(Vf).where(
+            Vf.pf_pci == member.pf_pci, Vf.vf_index >= member.indices.start,
+            Vf.vf_index < member.indices.stop)):
+        lease = session.scalars(select(Lease.id).where(
+            Lease.vf_id == row.id, Lease.state.in_(LIVE_LEASE_STATES))).first()
+        rows[row.vf_index] = VfRow(row.vf_index, row.pci, row.state, row.reason, lease)
+    return rows
+
+
+def _snapshot(ctx: Context, pci: str) -> PfSnapshot | None:
+    try:
+        return ctx.sysfs.pf(PciAddress.parse(pci))
+    except VfpoolError:
+        return None
+
+
+def _configs(ctx: Context, pf: PfSnapshot | None) -> dict[int, VfConfig] | None:
+    """One dump of the PF's VF table; None when it cannot be read."""
+    if pf is None or pf.netdev is None:
+        return None
+    try:
+        return ctx.kernel.netlink.vf_configs(pf.netdev)
+    except OSError:
+        return None
+
+
 def reconcile(ctx: Context, *, dry_run: bool = False) -> dict[str, Any]:
-    """Find leases nobody holds any more and give their VFs back.
+    """Find what the store and the host disagree on, and repair it. Idempotent: a second
+    run finds nothing.
 
-    - ``reserved`` leases whose acquirer died: every acquirer holds a lock of its own from
-      before its reservation until it is done, and each lease names it; flock locks die with
-      their process, so a lock that can be taken means the acquirer is gone;
-    - leases from an earlier boot, and leases whose owner process (QEMU) is gone: stale.
-
-    Each is repaired under its VF's lock: the saved config and driver are restored, a macvtap
-    vfpool made for it is removed, and the VF is freed. Idempotent: a second run finds nothing.
+    - VFs the store has but the host lost: unusable, their leases lost; VFs that came back:
+      free; VFs the host has but the store never recorded: added;
+    - ``reserved`` leases whose acquirer died (every acquirer holds a lock of its own, named in
+      its leases, so a lock that can be taken means it is gone), releases that were
+      interrupted, leases from an earlier boot and leases whose owner process (QEMU) is gone:
+      the VF's saved config and driver restored, a macvtap vfpool made for it removed, the VF
+      freed;
+    - active leases whose VF no longer carries their config (MAC, VLAN, QoS, trust, spoof
+      check, link state, rates) or driver: the lease's config re-applied; when that fails,
+      the lease is lost.
     """
     if not dry_run:
         ctx.require_root("reconcile")
-    root = ctx.sysfs.root
     boot_id = ctx.sysfs.boot_id()
+
+    def pcis(session: Session) -> list[str]:
+        return sorted({m.pf_pci for m in _members(session)} |
+                      {lease.pf_pci for lease in _live(session)})
+
+    wanted = ctx.store.read(pcis)
+    if dry_run:
+        return _run(ctx, boot_id, wanted, dry_run=True)
+    with ctx.locks.acquirer() as me, ctx.locks.pfs(wanted, exclusive=False):
+        return _run(ctx, boot_id, wanted, dry_run=False, me=me)
+
+
+def _run(ctx: Context, boot_id: str, pcis: list[str], *, dry_run: bool,
+         me: str | None = None) -> dict[str, Any]:
+    snapshots = {pci: _snapshot(ctx, pci) for pci in pcis}
     findings: list[dict[str, Any]] = []
-    with ctx.store.immediate() as session:
-        findings += _inventory(ctx, session, dry_run)
-        if dry_run:
-            session.rollback()
-    with ctx.store.session() as session:
-        suspects = [(lease.id, lease.vf_pci, lease.state, _stale_reason(lease, boot_id, root),
-                     lease.acquirer) for lease in live_leases(session)]
-    for lease_id, vf_pci, state, reason, acquirer in suspects:
-        if reason is None:
-            if state == "reserved":
-                findings.append({"lease": lease_id, "vf": vf_pci,
-                                 "problem": "reserved; its acquire is still running",
-                                 "action": "none"})
+
+    def inventory(session: Session) -> list[dict[str, Any]]:
+        found = []
+        for member in _members(session):
+            for repair in plan_repairs(member.pool, member.pf_pci, member.indices,
+                                       snapshots.get(member.pf_pci), _rows(session, member)):
+                found.append(_finding(repair))
+                if not dry_run:
+                    _repair(session, repair)
+        return found
+
+    if dry_run:
+        findings += ctx.store.read(inventory)
+    else:
+        findings += ctx.store.write(inventory, operation="reconcile")
+    live = ctx.store.read(_live)
+    configs = {pci: _configs(ctx, pf) for pci, pf in snapshots.items()
+               if any(lease.pf_pci == pci and lease.state == "active" for lease in live)}
+    for lease in live:
+        reason = _stale_reason(ctx, lease, boot_id)
+        if reason is not None:
+            findings += _free_stale(ctx, lease, reason, dry_run=dry_run, me=me)
             continue
-        # The VF lock orders this after any release or acquire still touching the VF.
-        with vf_lock(root, vf_pci), ctx.store.immediate() as session:
-            lease = session.get(Lease, lease_id)
-            if lease is None or lease.state != state or lease.acquirer != acquirer:
-                continue
-            recorded = (lease.applied_config or {}).get("macvtap")
-            action = ("restore the VF's saved config and driver, free it"
-                      if lease.saved_config else "free the VF (nothing was changed on it)")
-            if recorded:
-                action += f", remove macvtap {recorded['name']}"
-            finding: dict[str, Any] = {"lease": lease_id, "vf": vf_pci, "owner": lease.owner,
-                                       "problem": reason, "action": action}
-            if not dry_run:
-                if recorded:
-                    macvtap.delete(recorded["name"], recorded.get("netns"))
-                outcome, why = ("free", None)
-                if lease.saved_config is not None:
-                    outcome, why = restore_vf(ctx, lease.pf_pci, lease.vf_index,
-                                              lease.saved_config, lease.applied_config)
-                finished = "stale" if state == "active" and "interrupted" not in reason \
-                    else "released"
-                finish_lease(session, lease, outcome, why, "reconcile.release", reason,
-                             final_state=finished)
-                finding["result"] = outcome if why is None else f"{outcome}: {why}"
-            findings.append(finding)
+        if lease.state == "reserved":
+            findings.append({"lease": lease.id, "vf": lease.vf_pci,
+                             "problem": "reserved; its acquire is still running",
+                             "action": "none"})
+            continue
+        if lease.acquirer is not None:
+            continue  # a release is under way
+        pf = snapshots.get(lease.pf_pci)
+        vf = next((vf for vf in pf.vfs if vf.index == lease.vf_index), None) if pf else None
+        table = configs.get(lease.pf_pci)
+        if vf is None or table is None or lease.vf_index not in table:
+            continue  # a missing VF was handled above; an unreadable table is not drift
+        diff = drift(lease.applied, table[lease.vf_index], vf.driver)
+        if diff:
+            findings.append(_reapply(ctx, lease, diff, dry_run=dry_run))
     return {"dry_run": dry_run, "findings": findings}
 
 
-def _inventory(ctx: Context, session: Session, dry_run: bool) -> list[dict[str, Any]]:
-    """The store's VFs against the host's, for every active pool."""
-    findings: list[dict[str, Any]] = []
-    for pool in session.scalars(select(Pool).where(Pool.state == "active").order_by(Pool.name)):
-        for member in pool.members:
-            try:
-                pf = ctx.sysfs.pf(PciAddress.parse(member.pf_pci))
-            except NotFound:
-                pf = None
-            indices = used_indices(member_range(member), pool.vfs_per_pf)
-            on_host = {vf.index: vf for vf in (pf.vfs if pf else ()) if vf.index in indices}
-            rows = {row.vf_index: row for row in session.scalars(select(Vf).where(
-                Vf.pf_pci == member.pf_pci, Vf.vf_index >= indices.start,
-                Vf.vf_index < indices.stop))}
-            if pf is not None and pf.numvfs < indices.stop:
-                findings.append({"pool": pool.name, "pf": member.pf_pci,
-                                 "problem": f"PF has {pf.numvfs} VFs; the pool needs "
-                                            f"{indices.stop}",
-                                 "action": f"none here: run `vfpool pool start {pool.name}`"})
-            for index, row in sorted(rows.items()):
-                vf = on_host.get(index)
-                if vf is None and not (row.state == "unusable"
-                                       and row.reason in ABSENT_REASONS):
-                    findings.append(_missing(session, pool.name, row, dry_run))
-                elif vf is not None and row.state == "unusable" and \
-                        row.reason in ABSENT_REASONS and not _held(session, row):
-                    findings.append({"pool": pool.name, "vf": row.pci,
-                                     "problem": "VF is back on the host",
-                                     "action": "mark it free"})
-                    if not dry_run:
-                        row.state, row.reason, row.netdev = "free", None, vf.netdev
-                        events.record(session, "reconcile.vf.back", pool=pool.name,
-                                      pf=row.pf_pci, vf=row.pci)
-            for index, vf in sorted(on_host.items()):
-                if index not in rows:
-                    findings.append({"pool": pool.name, "vf": str(vf.pci),
-                                     "problem": "VF is on the host but not in the store",
-                                     "action": "add it, free"})
-                    if not dry_run:
-                        session.add(Vf(pf_pci=member.pf_pci, vf_index=index, pci=str(vf.pci),
-                                       netdev=vf.netdev, state="free"))
-                        events.record(session, "reconcile.vf.added", pool=pool.name,
-                                      pf=member.pf_pci, vf=str(vf.pci))
-    return findings
+def _finding(repair: Repair) -> dict[str, Any]:
+    if repair.kind == "short":
+        return {"pool": repair.pool, "pf": repair.pf,
+                "problem": f"PF has {repair.numvfs} VFs; the pool needs {repair.needed}",
+                "action": f"none here: run `vfpool pool start {repair.pool}`"}
+    if repair.kind == "missing":
+        return {"pool": repair.pool, "vf": repair.vf,
+                "problem": "VF is in the store but not on the host",
+                "action": "mark it unusable" + (f"; lease {repair.lease} lost"
+                                                if repair.lease is not None else "")}
+    if repair.kind == "back":
+        return {"pool": repair.pool, "vf": repair.vf, "problem": "VF is back on the host",
+                "action": "mark it free"}
+    return {"pool": repair.pool, "vf": repair.vf,
+            "problem": "VF is on the host but not in the store", "action": "add it, free"}
 
 
-def _held(session: Session, row: Vf) -> bool:
-    return session.scalars(select(Lease.id).where(
-        Lease.vf_id == row.id, Lease.state.in_(LIVE_LEASE_STATES))).first() is not None
+def _repair(session: Session, repair: Repair) -> None:
+    if repair.kind == "short":
+        return
+    if repair.kind == "added":
+        assert repair.vf is not None and repair.index is not None
+        session.add(Vf(pf_pci=repair.pf, vf_index=repair.index, pci=repair.vf,
+                       netdev=repair.netdev, state="free"))
+        events.record(session, "reconcile.vf.added", pool=repair.pool, pf=repair.pf,
+                      vf=repair.vf)
+        return
+    row = session.scalars(select(Vf).where(Vf.pf_pci == repair.pf,
+                                           Vf.vf_index == repair.index)).one()
+    if repair.kind == "back":
+        row.state, row.reason, row.netdev = "free", None, repair.netdev
+        events.record(session, "reconcile.vf.back", pool=repair.pool, pf=row.pf_pci,
+                      vf=row.pci)
+        return
+    for lease in session.scalars(select(Lease).where(
+            Lease.vf_id == row.id, Lease.state.in_(LIVE_LEASE_STATES))):
+        finish_lease(session, lease, "unusable", "missing on host", "lease.lost",
+                     "its VF is missing on the host", final_state="lost")
+    row.state, row.reason = "unusable", "missing on host"
+    events.record(session, "reconcile.vf.missing", pool=repair.pool, pf=row.pf_pci, vf=row.pci)
 
 
-def _missing(session: Session, pool: str, row: Vf, dry_run: bool) -> dict[str, Any]:
-    leases = list(session.scalars(select(Lease).where(
-        Lease.vf_id == row.id, Lease.state.in_(LIVE_LEASE_STATES))))
+def _unchanged(session: Session, lease: _Live) -> Lease | None:
+    """The lease, if it is still as reconcile saw it."""
+    row = session.get(Lease, lease.id)
+    if row is None or row.state != lease.state or row.acquirer != lease.acquirer:
+        return None
+    return row
+
+
+def _busy(lease: _Live, problem: str) -> dict[str, Any]:
+    return {"lease": lease.id, "vf": lease.vf_pci, "owner": lease.owner, "problem": problem,
+            "action": "none: another vfpool process is changing the VF; left for the next run"}
+
+
+def _free_stale(ctx: Context, lease: _Live, reason: str, *, dry_run: bool,
+                me: str | None) -> list[dict[str, Any]]:
+    recorded = (lease.applied or {}).get("macvtap")
+    action = ("restore the VF's saved config and driver, free it" if lease.saved
+              else "free the VF (nothing was changed on it)")
+    if recorded:
+        action += f", remove macvtap {recorded['name']}"
+    finding: dict[str, Any] = {"lease": lease.id, "vf": lease.vf_pci, "owner": lease.owner,
+                               "problem": reason, "action": action}
+    if dry_run:
+        return [finding]
+    with ctx.locks.vf(lease.vf_pci, wait=False) as held:
+        if not held:
+            return [_busy(lease, reason)]
+
+        def claim(session: Session) -> bool:
+            row = _unchanged(session, lease)
+            if row is None:
+                return False
+            row.acquirer = me  # if this process dies mid-restore, the next run finishes it
+            return True
+
+        if not ctx.store.write(claim, operation=f"reconcile of lease {lease.id}"):
+            return []
+        if recorded:
+            macvtap.delete(recorded["name"], recorded.get("netns"))
+        outcome, why = ("free", None)
+        if lease.saved is not None:
+            outcome, why = restore_vf(ctx, lease.pf_pci, lease.vf_index, lease.saved,
+                                      lease.applied)
+        finished = "stale" if lease.state == "active" and "interrupted" not in reason \
+            else "released"
+
+        def finish(session: Session) -> None:
+            row = session.get(Lease, lease.id)
+            if row is not None and row.state in LIVE_LEASE_STATES and row.acquirer == me:
+                finish_lease(session, row, outcome, why, "reconcile.release", reason,
+                             final_state=finished)
+
+        ctx.store.write(finish, operation=f"reconcile of lease {lease.id}")
+    finding["result"] = outcome if why is None else f"{outcome}: {why}"
+    return [finding]
+
+
+def _describe(diff: dict[str, tuple[object, object]]) -> str:
+    return "; ".join(f"{key}: desired {want!r}, current {have!r}"
+                     for key, (want, have) in diff.items())
+
+
+def _reapply(ctx: Context, lease: _Live, diff: dict[str, tuple[object, object]], *,
+             dry_run: bool) -> dict[str, Any]:
+    """Put a drifted lease's config back on its VF; when that fails, the lease is lost."""
     finding: dict[str, Any] = {
-        "pool": pool, "vf": row.pci, "problem": "VF is in the store but not on the host",
-        "action": "mark it unusable" + (f"; lease {leases[0].id} lost" if leases else "")}
-    if not dry_run:
-        for lease in leases:
-            finish_lease(session, lease, "unusable", "missing on host", "lease.lost",
-                         "its VF is missing on the host", final_state="lost")
-        row.state, row.reason = "unusable", "missing on host"
-        events.record(session, "reconcile.vf.missing", pool=pool, pf=row.pf_pci, vf=row.pci)
+        "lease": lease.id, "vf": lease.vf_pci, "owner": lease.owner,
+        "problem": f"its VF no longer has the lease's config ({_describe(diff)})",
+        "action": "re-apply the lease's config",
+        "diff": {key: {"desired": want, "current": have} for key, (want, have) in diff.items()}}
+    if dry_run:
+        return finding
+    with ctx.locks.vf(lease.vf_pci, wait=False) as held:
+        if not held:
+            return _busy(lease, finding["problem"])
+        if ctx.store.read(lambda session: _unchanged(session, lease) is None):
+            finding["result"] = "skipped: the lease changed meanwhile"
+            return finding
+        current = host_drift(ctx, lease.pf_pci, lease.vf_index, lease.applied)
+        if not current:
+            finding["result"] = "already back in place"
+            return finding
+        try:
+            _put_back(ctx, lease, current)
+            left = host_drift(ctx, lease.pf_pci, lease.vf_index, lease.applied)
+            if left:
+                raise HostError(f"the VF still differs after re-applying ({_describe(left)})")
+        except VfpoolError as exc:
+            outcome, why = ("unusable", "missing on host") if "present" in current else \
+                restore_vf(ctx, lease.pf_pci, lease.vf_index, lease.saved or {}, lease.applied)
+            problem = str(exc)
+
+            def lose(session: Session) -> None:
+                row = _unchanged(session, lease)
+                if row is not None:
+                    finish_lease(session, row, outcome, why, "lease.lost",
+                                 f"its config could not be re-applied: {problem}",
+                                 final_state="lost")
+
+            ctx.store.write(lose, operation=f"reconcile of lease {lease.id}")
+            finding["result"] = f"lost: {problem}"
+            return finding
+
+        def note(session: Session) -> None:
+            row = session.get(Lease, lease.id)
+            events.record(session, "reconcile.lease.reapplied",
+                          pool=row.pool.name if row else None, pf=lease.pf_pci, vf=lease.vf_pci,
+                          lease_id=lease.id, owner=lease.owner,
+                          diff={key: [str(want), str(have)] for key, (want, have)
+                                in current.items()})
+
+        ctx.store.write(note, operation=f"reconcile of lease {lease.id}")
+    finding["result"] = "re-applied"
     return finding
+
+
+def _put_back(ctx: Context, lease: _Live, diff: dict[str, tuple[object, object]]) -> None:
+    if "present" in diff:
+        raise HostError(f"VF {lease.vf_pci} is not on the host")
+    applied = lease.applied or {}
+    wanted = VfConfig.from_dict(applied)
+    pf = ctx.sysfs.pf(PciAddress.parse(lease.pf_pci), with_vfs=False)
+    groups = [group for group in fields_for(wanted)
+              if any(key == group or (group == "vlan" and key == "qos") or
+                     (group == "rate" and key in ("min_tx_rate", "max_tx_rate"))
+                     for key in diff)]
+    _apply_config(ctx, pf, lease.vf_index, wanted, groups)
+    if "driver" in diff:
+        try:
+            binding.bind(ctx.sysfs, PciAddress.parse(lease.vf_pci), applied.get("driver"))
+        except OSError as exc:
+            raise HostError(f"binding VF {lease.vf_pci} failed with {describe_oserror(exc)}",
+                            errno=exc.errno) from exc

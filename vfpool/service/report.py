@@ -214,12 +214,12 @@ def build_report(ctx: Context, *, now: datetime | None = None) -> Report:
         raise ValueError(f"naive datetime {now.isoformat()} given as now; pass an aware one")
     now = now.astimezone(UTC)
     # One read transaction: the counts, rows and events are one consistent snapshot.
-    with ctx.store.session() as session:
+    def read(session: Session) -> Report:
         pools, members = _pools(session)
         _count_vfs(session, members)
-        vfs = _vf_rows(session, now)
-        events = _events(session)
-    return Report(now, pools, vfs, events)
+        return Report(now, pools, _vf_rows(session, now), _events(session))
+
+    return ctx.store.read(read)
 
 
 # ---------------------------------------------------------------- rendering

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from vfpool.errors import Conflict, InvalidInput, NotFound, VfpoolError
 from vfpool.host import macvtap
 from vfpool.model.qemu import (
@@ -44,13 +46,15 @@ def _nic(lease: Lease) -> NicHandoff:
 
 
 def _live_lease(ctx: Context, lease_id: int) -> NicHandoff:
-    with ctx.store.session() as session:
-        lease = session.get(Lease, lease_id)
+    def read(session: Session) -> NicHandoff:
+        lease = session.get(Lease, lease_id) if 0 < lease_id < 2**63 else None
         if lease is None:
             raise NotFound(f"no lease {lease_id}")
         if lease.state != "active":
             raise Conflict(f"lease {lease_id} is {lease.state}, not active")
         return _nic(lease)
+
+    return ctx.store.read(read)
 
 
 def args(ctx: Context, lease_ids: list[int]) -> list[dict[str, Any]]:
@@ -80,7 +84,7 @@ class Prepared:
 def _remember_macvtap(ctx: Context, lease_id: int, name: str | None,
                       namespace: str | None) -> None:
     """Record the macvtap in the lease, so reconcile can remove it after a crash."""
-    with ctx.store.immediate() as session:
+    def remember(session: Session) -> None:
         lease = session.get_one(Lease, lease_id)
         applied = dict(lease.applied_config or {})
         if name is None:
@@ -88,6 +92,8 @@ def _remember_macvtap(ctx: Context, lease_id: int, name: str | None,
         else:
             applied["macvtap"] = {"name": name, "netns": namespace}
         lease.applied_config = applied
+
+    ctx.store.write(remember, operation=f"recording the macvtap of lease {lease_id}")
 
 
 def _open_macvtap(ctx: Context, nic: NicHandoff, prepared: Prepared,
@@ -201,12 +207,14 @@ def launch(ctx: Context, owner: str, pool: str, *, count: int = 1,
 
 def _record_pid(ctx: Context, lease_ids: list[int], pid: int | None) -> None:
     """The leases now belong to the QEMU process: reconcile frees them once it is gone."""
-    with ctx.store.immediate() as session:
+    def record(session: Session) -> None:
         for lease_id in lease_ids:
             lease = session.get_one(Lease, lease_id)
             lease.owner_pid = pid
             events.record(session, "vm.launch", pool=lease.pool.name, vf=lease.vf_pci,
                           lease_id=lease_id, qemu_pid=pid)
+
+    ctx.store.write(record, operation="recording the QEMU process of the leases")
 
 
 # ---------------------------------------------------------------- hotplug
@@ -236,10 +244,12 @@ def attach(ctx: Context, qmp_socket: Path, lease_id: int, *, bus: str | None = N
             raise
         for fd in prepared.fds:  # QEMU holds its own copy now (getfd)
             os.close(fd)
-    with ctx.store.session() as session:
+    def attached(session: Session) -> None:
         lease = session.get_one(Lease, lease_id)
         events.record(session, "vm.attach", pool=lease.pool.name, vf=lease.vf_pci,
                       lease_id=lease_id, qmp=str(qmp_socket), device=device_id(lease_id))
+
+    ctx.store.write(attached, operation=f"recording vm attach of lease {lease_id}")
     return {"lease": lease_id, "device_id": device_id(lease_id), "mode": nic.mode,
             "macvtap": nic.macvtap}
 
@@ -247,14 +257,15 @@ def attach(ctx: Context, qmp_socket: Path, lease_id: int, *, bus: str | None = N
 def detach(ctx: Context, qmp_socket: Path, lease_id: int, *,
            timeout: float = DETACH_TIMEOUT) -> dict[str, Any]:
     """Hot-remove a leased VF: device_del, wait for DEVICE_DELETED, then drop its backend."""
-    with ctx.store.session() as session:
-        lease = session.get(Lease, lease_id)
+    def read(session: Session) -> tuple[str, Any]:
+        lease = session.get(Lease, lease_id) if 0 < lease_id < 2**63 else None
         if lease is None:
             raise NotFound(f"no lease {lease_id}")
         if lease.state not in LIVE_LEASE_STATES:
             raise Conflict(f"lease {lease_id} is {lease.state}, not active")
-        mode = lease.mode
-        recorded = (lease.applied_config or {}).get("macvtap")
+        return lease.mode, (lease.applied_config or {}).get("macvtap")
+
+    mode, recorded = ctx.store.read(read)
     if mode == "netdev":
         raise InvalidInput(f"lease {lease_id} is in netdev mode; QEMU has nothing of it to "
                            "remove")
@@ -268,8 +279,10 @@ def detach(ctx: Context, qmp_socket: Path, lease_id: int, *,
     if recorded:
         macvtap.delete(recorded["name"], recorded.get("netns"))
         _remember_macvtap(ctx, lease_id, None, None)
-    with ctx.store.session() as session:
+    def detached(session: Session) -> None:
         held = session.get_one(Lease, lease_id)
         events.record(session, "vm.detach", pool=held.pool.name, vf=held.vf_pci,
                       lease_id=lease_id, qmp=str(qmp_socket), device=wanted)
+
+    ctx.store.write(detached, operation=f"recording vm detach of lease {lease_id}")
     return {"lease": lease_id, "device_id": wanted, "mode": mode}

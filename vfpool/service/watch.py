@@ -13,10 +13,10 @@ Each handled change is one transaction and writes ``events`` rows. Everything is
 address; netdev names only label the messages. ``handle()`` is the decision, on a session and a
 ``DeviceChange``; ``watch()`` is the loop around a monitor.
 
-The watcher takes no VF locks: those live under /run/vfpool and would need root, and the store
-needs none. Each change runs in a ``BEGIN IMMEDIATE`` transaction that re-reads its rows, and a
-release re-reads its lease in a transaction of its own, so a release and a removal are ordered
-by the store and never both win.
+The watcher takes no vfpool locks and does no host I/O inside a transaction: a udev event is
+already the news, so each change is one short write transaction (retried while the store is
+busy) that re-reads its rows. A release re-reads its lease in a transaction of its own, so a
+release and a removal are ordered by the store and never both win.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from vfpool.errors import VfpoolError
@@ -209,16 +208,15 @@ def handle(session: Session, change: DeviceChange, links: Links) -> list[Handled
 def initial_links(ctx: Context, pfs: Iterable[UdevPf]) -> dict[tuple[str, str], LinkState]:
     """The link state of every netdev of the PFs the store knows, as udev sees it now; the
     watcher notes changes from here on."""
-    with ctx.store.session() as session:
-        known = set(session.scalars(select(Pf.pci)))
+    known = set(ctx.store.read(lambda session: list(session.scalars(select(Pf.pci)))))
     return {(str(pf.pci), netdev.name): LinkState(netdev.operstate, netdev.carrier)
             for pf in pfs if str(pf.pci) in known for netdev in pf.netdevs}
 
 
 def apply(ctx: Context, change: DeviceChange, links: Links) -> list[Handled]:
     """``handle()`` in a transaction of its own, then remember the link states it noted."""
-    with ctx.store.immediate() as session:
-        handled = handle(session, change, links)
+    handled = ctx.store.write(lambda session: handle(session, change, links),
+                              operation=f"watch: {change.action} of {change.sys_name}")
     for item in handled:
         if item.link is not None:
             key, state = item.link
@@ -260,10 +258,9 @@ def watch(ctx: Context, source: ChangeSource, stop: threading.Event | Callable[[
             continue
         try:
             handled = apply(ctx, change, memory)
-        except (VfpoolError, OperationalError) as exc:
-            reason = str(exc.orig) if isinstance(exc, OperationalError) else str(exc)
+        except VfpoolError as exc:
             on_error(f"{change.action} of {change.subsystem} device {change.sys_name} was not "
-                     f"recorded: {reason}")
+                     f"recorded: {exc}")
             continue
         for item in handled:
             on_change(item)

@@ -11,23 +11,31 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import os
+import random
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
 import vfpool
-from vfpool.errors import PermissionDenied, StoreError, describe_oserror
+from vfpool.errors import (
+    InvalidInput,
+    PermissionDenied,
+    StoreBusy,
+    StoreError,
+    describe_oserror,
+)
 
 if TYPE_CHECKING:
     # Alembic costs ~100 ms to import; it is loaded only when a migration runs.
@@ -35,7 +43,16 @@ if TYPE_CHECKING:
     from alembic.script import ScriptDirectory
 
 DB_FILENAME = "vfpool.db"
-DEFAULT_BUSY_TIMEOUT_MS = 10_000
+# SQLite waits this long for the write lock in one attempt; Store.write() then retries, with
+# jitter, until its deadline. Short attempts keep one stuck writer from lining up the others.
+DEFAULT_BUSY_TIMEOUT_MS = 1_000
+DEFAULT_DEADLINE = 30.0
+_RETRY_FIRST, _RETRY_MAX = 0.005, 0.25
+T = TypeVar("T")
+# PostgreSQL SQLSTATEs worth another try: serialization failure, deadlock, lock not available.
+_RETRY_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+# The one constraint whose violation means "another transaction took that VF first".
+_LIVE_LEASE_INDEX = "uq_leases_one_live_per_vf"
 
 # Execution option, set on the engine behind Store.immediate(), read by the "begin" hook.
 _BEGIN_IMMEDIATE = "vfpool_begin_immediate"
@@ -107,18 +124,44 @@ def _alembic_config(connection: Connection) -> Config:
     return config
 
 
-class Store:
-    """An open vfpool database. Use ``open_store()`` to make one."""
+def is_transient(exc: BaseException) -> bool:
+    """Whether a database error means "busy, try again": SQLite's locked database, or
+    PostgreSQL's serialization failures, deadlocks and lock timeouts."""
+    if isinstance(exc, IntegrityError):
+        return _LIVE_LEASE_INDEX in str(exc.orig)
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    if isinstance(orig, sqlite3.OperationalError):
+        # Extended codes (SQLITE_BUSY_SNAPSHOT, ...) carry the primary code in the low byte.
+        code = getattr(orig, "sqlite_errorcode", None)
+        return (code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)) \
+            or "database is locked" in str(orig)
+    return getattr(orig, "sqlstate", None) in _RETRY_SQLSTATES
 
-    def __init__(self, url: str, engine: Engine) -> None:
+
+class Store:
+    """An open vfpool database. Use ``open_store()`` to make one.
+
+    Service code reads with ``read()`` and writes with ``write()``. Both take a function of a
+    session, run it in one transaction, and run it again when the database says "busy", with
+    a jittered backoff, until ``deadline`` seconds have passed; then ``StoreBusy``. The
+    function must therefore do nothing but database work: no host I/O, ever, inside a
+    transaction.
+    """
+
+    def __init__(self, url: str, engine: Engine, *, deadline: float = DEFAULT_DEADLINE) -> None:
         self.url = url
         self.engine = engine
+        self.deadline = deadline
         self._display_url = engine.url.render_as_string(hide_password=True)
         self._is_sqlite = engine.dialect.name == "sqlite"
         # An engine that shares the pool and hooks, but whose transactions BEGIN IMMEDIATE.
         self._immediate_engine = engine.execution_options(**{_BEGIN_IMMEDIATE: True})
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._immediate_sessions = sessionmaker(self._immediate_engine, expire_on_commit=False)
+        self._write_sessions = self._immediate_sessions if self._is_sqlite else sessionmaker(
+            engine.execution_options(isolation_level="SERIALIZABLE"), expire_on_commit=False)
 
     def __repr__(self) -> str:
         return f"Store({self._display_url!r})"
@@ -160,6 +203,41 @@ class Store:
         with _transaction(self._immediate_sessions, begin_now=True) as session:
             yield session
 
+    def read(self, work: Callable[[Session], T], *, operation: str = "reading the store") -> T:
+        """Run ``work`` in a read transaction (retried while the database is busy)."""
+        return self._retry(work, operation, write=False)
+
+    def write(self, work: Callable[[Session], T], *, operation: str) -> T:
+        """Run ``work`` in one write transaction that commits when it returns: ``BEGIN
+        IMMEDIATE`` on SQLite, so it holds the write lock from its first read;
+        ``SERIALIZABLE`` on PostgreSQL. Retried from the start while the database is busy;
+        ``StoreBusy`` (exit 4) names ``operation`` once the deadline has passed, and then
+        nothing of it was written."""
+        return self._retry(work, operation, write=True)
+
+    def _retry(self, work: Callable[[Session], T], operation: str, *, write: bool) -> T:
+        deadline = time.monotonic() + self.deadline
+        pause = _RETRY_FIRST
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                sessions = self._write_sessions if write else self._sessions
+                with _transaction(sessions, begin_now=write) as session:
+                    return work(session)
+            except DBAPIError as exc:
+                if not is_transient(exc):
+                    raise
+                now = time.monotonic()
+                if now >= deadline:
+                    raise StoreBusy(
+                        f"the store is busy: {operation} waited {self.deadline:g} s for "
+                        f"{self._display_url} ({attempts} attempts; another process keeps it "
+                        "locked); nothing was changed by this step, retry it",
+                        operation=operation, attempts=attempts) from exc
+                time.sleep(min(pause * random.uniform(0.5, 1.5), deadline - now))
+                pause = min(pause * 2, _RETRY_MAX)
+
     def current_revision(self) -> str | None:
         """The schema revision of the database; None when it has no vfpool schema."""
         with self.engine.connect() as connection:
@@ -184,9 +262,19 @@ class Store:
             raise StoreError(f"no migrations found in {location}")
         return head
 
+    def _refuse_foreign(self) -> None:
+        foreign = self.foreign_tables()
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+            raise InvalidInput(f"database {self._display_url} holds tables of another "
+                               f"application ({shown}); give vfpool a database of its own",
+                               tables=foreign)
+
     def upgrade(self, revision: str = "head") -> None:
-        """Migrate the schema up to ``revision``."""
+        """Migrate the schema up to ``revision``; refused on another application's database."""
         from alembic import command
+
+        self._refuse_foreign()
 
         self._run_alembic(lambda config: command.upgrade(config, revision))
 
@@ -196,11 +284,32 @@ class Store:
 
         self._run_alembic(lambda config: command.downgrade(config, revision))
 
+    def _open_retrying(self, migrate: bool) -> None:
+        """Check (and bring up to date) the schema, waiting while another process holds the
+        database, as when many processes open a new store at once."""
+        def check(_: Session) -> None:
+            if migrate:
+                self._migrate_if_needed()
+            else:
+                with self.engine.connect():
+                    pass
+
+        self._retry(check, "opening the store", write=False)
+
+    def foreign_tables(self) -> list[str]:
+        """Tables that are not vfpool's: a database of another application."""
+        from vfpool.store.models import Base
+
+        with self.engine.connect() as connection:
+            names = set(inspect(connection).get_table_names())
+        return sorted(names - set(Base.metadata.tables) - {"alembic_version"})
+
     def _migrate_if_needed(self) -> None:
         head = self.head_revision()
         current = self.current_revision()
         if current == head:
             return
+        self._refuse_foreign()
         if current is not None:
             known = {script.revision for script in _script_directory(migrations_dir())
                      .walk_revisions()}
@@ -320,7 +429,8 @@ def _create_sqlite_file(path: Path) -> None:
 
 
 def open_store(
-    url: str, *, migrate: bool = True, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS
+    url: str, *, migrate: bool = True, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+    deadline: float = DEFAULT_DEADLINE,
 ) -> Store:
     """Open the database at ``url``, creating it and migrating it to the newest schema.
 
@@ -347,13 +457,9 @@ def open_store(
     except (ArgumentError, ImportError) as exc:
         raise StoreError(f"cannot open database {shown}: {exc}") from exc
 
-    store = Store(url, engine)
+    store = Store(url, engine, deadline=deadline)
     try:
-        if migrate:
-            store._migrate_if_needed()
-        else:
-            with engine.connect():
-                pass
+        store._open_retrying(migrate)
     except DBAPIError as exc:
         store.close()
         reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else str(exc)
