@@ -294,7 +294,8 @@ CASES = [
           expect(1, *start("a", "--timeout", "0.5"))),
     given(invalid("start-igb-disruption", 4,
                   "error: reloading igb takes down every port it serves: interfaces enp5s0f1 "
-                  "are up and not in an active vfpool pool; pass --allow-disruption to reload anyway",
+                  "are up and not in an active vfpool pool; pass --allow-disruption to reload "
+                  "anyway",
                   *start("a")),
           define("a", "enp5s0f0", vfs=3, extra=("--method", "module-param")), nics=I350),
     given(valid("start-igb-allow-disruption", *start("a", "--allow-disruption"),
@@ -326,7 +327,8 @@ CASES = [
                 stdout_has=("destroyed pool a\n",)), A, start("a")),
     given(invalid("destroy-igb-disruption", 4,
                   "error: reloading igb takes down every port it serves: interfaces enp5s0f1 "
-                  "are up and not in an active vfpool pool; pass --allow-disruption to reload anyway",
+                  "are up and not in an active vfpool pool; pass --allow-disruption to reload "
+                  "anyway",
                   "pool", "destroy", "a"),
           define("a", "enp5s0f0", vfs=3, extra=("--method", "module-param")),
           start("a", "--allow-disruption"), nics=I350),
