@@ -16,11 +16,32 @@ from vfpool.service import pools as pool_service
 app = typer.Typer(no_args_is_help=True, help="Network pools of VFs.")
 
 JSON = typer.Option(False, "--json", help="Print JSON.")
-TIMEOUT = typer.Option(pool_service.DEFAULT_TIMEOUT, "--timeout", min=0.0, metavar="SECONDS",
+TIMEOUT = typer.Option(pool_service.DEFAULT_TIMEOUT, "--timeout", min=0.0, max=86400.0,
+                       metavar="SECONDS",
                        help="How long to wait for VFs and their netdevs to appear.")
 DISRUPT = typer.Option(False, "--allow-disruption",
                        help="Reload a driver module even if it takes down interfaces that "
                             "are up or VFs that are leased.")
+
+
+DEFINITION_MAX = 1 << 20  # a pool definition is a few hundred bytes; refuse anything huge
+
+
+def read_definition(file: Path) -> str:
+    """A TOML pool definition's text: UTF-8, at most 1 MiB."""
+    try:
+        with open(file, "rb") as handle:
+            raw = handle.read(DEFINITION_MAX + 1)
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {file}: {exc.strerror}") from None
+    if len(raw) > DEFINITION_MAX:
+        raise InvalidInput(f"{file} is larger than {DEFINITION_MAX} bytes; a pool definition "
+                           "is a few lines of TOML")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{file} is not UTF-8 text (byte {exc.start}); TOML must be "
+                           "UTF-8") from None
 
 
 def _progress() -> pool_service.Progress:
@@ -75,10 +96,7 @@ def define(
         if file is not None:
             if pfs or vfs is not None:
                 raise InvalidInput("give either --file or --pf/--vfs, not both")
-            try:
-                text = file.read_text()
-            except OSError as exc:
-                raise InvalidInput(f"cannot read {file}: {exc.strerror}") from None
+            text = read_definition(file)
             spec = pool_service.from_toml(text, str(file))
             if name is not None:
                 spec = pool_service.replace_name(spec, name)

@@ -95,7 +95,8 @@ def fault(
                                    help="VFs appear without netdevs (sriov_numvfs only)."),
     hang: bool = typer.Option(False, "--hang",
                               help="Block the write until `sim fault DIR --clear`."),
-    count: int = typer.Option(1, "--count", min=1, help="How many writes misbehave."),
+    count: int = typer.Option(1, "--count", min=1, max=1_000_000,
+                               help="How many writes misbehave."),
     clear: bool = typer.Option(False, "--clear", help="Remove every injected fault."),
 ) -> None:
     """Make the next writes to a file of a simulated host fail.
@@ -118,7 +119,7 @@ def fault(
     code = None
     if errno is not None:
         code = getattr(errno_module, errno.upper(), None) if not errno.isdigit() else int(errno)
-        if not isinstance(code, int) or code <= 0:
+        if not isinstance(code, int) or not 0 < code < 4096:  # the kernel's MAX_ERRNO
             raise InvalidInput(f"unknown errno {errno!r}; use a name such as EIO or EBUSY")
     made = SimHost(directory).inject_fault(target, kind=kinds[0], errno_code=code, count=count)
     note(f"the next {made.remaining} write(s) to {made.target} will {made.kind}"

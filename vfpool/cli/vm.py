@@ -108,6 +108,7 @@ def detach(
     qmp_socket: Path = typer.Argument(..., metavar="QMP_SOCKET"),
     lease_id: int = typer.Argument(..., metavar="LEASE_ID"),
     timeout: float = typer.Option(vm_service.DETACH_TIMEOUT, "--timeout", metavar="SECONDS",
+                                  min=0.0, max=86400.0,
                                   help="How long to wait for the guest to let go."),
     as_json: bool = JSON,
 ) -> None:

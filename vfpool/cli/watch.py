@@ -40,6 +40,7 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[list[str]]:
 def watch(
     once: bool = typer.Option(False, "--once", help="Exit after the first change handled."),
     timeout: float | None = typer.Option(None, "--timeout", metavar="SECONDS", min=0,
+                                         max=10**9,
                                          help="Exit after SECONDS (default: run until SIGTERM "
                                               "or SIGINT)."),
 ) -> None:

@@ -17,13 +17,17 @@ Method = Literal["auto", "sysfs", "module-param"]
 Mode = Literal["vfio", "macvtap", "netdev"]
 METHODS: tuple[Method, ...] = ("auto", "sysfs", "module-param")
 MODES: tuple[Mode, ...] = ("vfio", "macvtap", "netdev")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_RANGE = re.compile(r"^(\d{1,4})-(\d{1,4})$")
+# A pool name: 1 to 64 ASCII letters, digits, '_', '.' and '-', starting with a letter or digit.
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+_NAME = re.compile(NAME_PATTERN, re.ASCII)
+_RANGE = re.compile(r"(\d{1,4})-(\d{1,4})", re.ASCII)
 MTU_MIN, MTU_MAX = 68, 9216
+RATE_MAX = 2**32 - 1  # ifla_vf_rate's min_tx_rate and max_tx_rate are __u32 Mbps
+VFS_MAX = 2**16 - 1  # sriov_numvfs is a u16
 
 
 def validate_name(name: str) -> str:
-    if not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InvalidInput(f"invalid pool name {name!r}: use 1 to 64 letters, digits, '_', '.' "
                            "or '-', starting with a letter or digit")
     return name
@@ -38,7 +42,7 @@ class VfRange:
 
     @classmethod
     def parse(cls, text: str, context: str) -> VfRange:
-        match = _RANGE.match(text.strip())
+        match = _RANGE.fullmatch(text.strip())
         if match is None:
             raise InvalidInput(f"invalid VF range {text!r} in {context!r}: expected START-END, "
                                "such as 0-7")
@@ -100,8 +104,8 @@ class VfDefaults:
                 raise InvalidInput("QoS needs a VLAN: give --vlan too")
         for key in ("min_tx_rate", "max_tx_rate"):
             value = getattr(self, key)
-            if value is not None and value < 0:
-                raise InvalidInput(f"{key} must not be negative")
+            if value is not None and not 0 <= value <= RATE_MAX:
+                raise InvalidInput(f"{key} {value} Mbps is outside 0-{RATE_MAX}")
         if (self.min_tx_rate is not None and self.max_tx_rate is not None
                 and self.max_tx_rate != 0 and self.min_tx_rate > self.max_tx_rate):
             raise InvalidInput(f"min TX rate {self.min_tx_rate} Mbps is above max TX rate "
@@ -139,8 +143,8 @@ class PoolSpec:
         validate_name(self.name)
         if not self.pfs:
             raise InvalidInput("a pool needs at least one --pf")
-        if self.vfs < 1:
-            raise InvalidInput(f"--vfs must be at least 1, not {self.vfs}")
+        if not 1 <= self.vfs <= VFS_MAX:
+            raise InvalidInput(f"--vfs must be 1-{VFS_MAX}, not {self.vfs}")
         if self.method not in METHODS:
             raise InvalidInput(f"invalid method {self.method!r}: use one of "
                                f"{', '.join(METHODS)}")
@@ -231,6 +235,8 @@ def from_toml(text: str, source: str) -> PoolSpec:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InvalidInput(f"{source} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise InvalidInput(f"{source} is nested too deeply to be a pool definition") from None
     unknown = sorted(set(document) - _TOP_KEYS)
     if unknown:
         raise InvalidInput(f"{source}: unknown key {unknown[0]!r}")

@@ -102,8 +102,13 @@ class SimHost:
     """A simulated host rooted at ``root``; implements ``vfpool.host.kernel.KernelPort``."""
 
     def __init__(self, root: Path) -> None:
-        self.root = Path(os.path.realpath(root))
-        if not (self.root / STATE_FILE).is_file():
+        try:
+            self.root = Path(os.path.realpath(root))
+            found = (self.root / STATE_FILE).is_file()
+        except PermissionError:
+            raise PermissionDenied(f"cannot read the simulated host {root}: permission "
+                                   "denied") from None
+        if not found:
             raise NotFound(f"{root} is not a simulated host (no {STATE_FILE}); create one with "
                            f"`vfpool sim create {root}`")
         self._state: dict[str, Any] = {}
@@ -234,7 +239,13 @@ class SimHost:
     def _locked(self, *, write: bool = True) -> Iterator[dict[str, Any]]:
         """The state under the sim's lock; saved again on the way out unless ``write`` is off
         (readers take a shared lock and never rewrite it)."""
-        with open(self.root / ".sim.lock", "a+") as lock:
+        try:
+            lock = open(self.root / ".sim.lock", "a+")  # noqa: SIM115 - closed below
+        except PermissionError:
+            raise PermissionDenied(f"the simulated host {self.root} belongs to uid "
+                                   f"{self.root.stat().st_uid}; run as that user or as "
+                                   "root") from None
+        with lock:
             fcntl.flock(lock, fcntl.LOCK_EX if write else fcntl.LOCK_SH)
             before = (self.root / STATE_FILE).read_text()
             self._state = json.loads(before)
@@ -563,6 +574,11 @@ class SimHost:
         if module not in drivers:
             return CommandResult(argv, 1, "", f"modprobe: FATAL: Module {names[0]} not found "
                                  "in directory /lib/modules/sim\n")
+        try:
+            self._wait_while_hung(f"modprobe:{module}")  # a module init that never returns
+        except OSError as exc:
+            return CommandResult(argv, 1, "", f"modprobe: ERROR: could not insert '{module}': "
+                                 f"{os.strerror(exc.errno or errno.ETIMEDOUT)}\n")
         with self._locked():
             fault = self._take_fault(f"modprobe:{module}")
             if fault is not None and fault.kind == "ignore":
