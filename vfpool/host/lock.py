@@ -178,8 +178,10 @@ class Locks:
                 pass
             now = time.monotonic()
             if now >= deadline:
-                path = self.directory / name
-                pids = [pid for pid in holders(path) if pid != os.getpid()]
+                # Name the lock, not its gate; its holders are those of either file.
+                path = self.directory / name.removesuffix(".gate")
+                pids = sorted({pid for file in (path, path.with_name(path.name + ".gate"))
+                               for pid in holders(file) if pid != os.getpid()})
                 held_by = (f", held by PID {', '.join(describe_pid(pid) for pid in pids)}"
                            if pids else "")
                 raise LockTimeout(f"timed out after {self.timeout:g} s waiting for the lock on "
