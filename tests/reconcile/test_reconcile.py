@@ -5,22 +5,26 @@ Every scenario ends with a second run that finds nothing (reconcile is idempoten
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import delete, select
 
+from vfpool.host import binding
 from vfpool.model.pci import PciAddress
+from vfpool.model.vfconfig import VfConfig
 from vfpool.service import leases, pools
 from vfpool.service.context import Context, open_context
 from vfpool.service.reconcile import reconcile
 from vfpool.sim.host import SimHost
-from vfpool.store import Lease, Vf
+from vfpool.store import Event, Lease, Vf
 
 VFPOOL = Path(sys.executable).parent / "vfpool"
 PF = "0000:85:00.0"
@@ -180,3 +184,67 @@ def test_cli_reconcile_json_and_text(sim_root: Path, sim: SimHost, ctx: Context)
                            capture_output=True, text=True, timeout=60, check=True)
     assert again.stdout == "nothing to repair\n"
     assert PciAddress.parse("0000:85:02.0")
+
+
+# --------------------------------------------------------------------------- drift
+
+def _events(ctx: Context, action: str) -> list[Any]:
+    with ctx.store.session() as session:
+        return [event.detail for event in session.scalars(
+            select(Event).where(Event.action == action).order_by(Event.id))]
+
+
+def test_a_vlan_changed_behind_vfpools_back_is_put_back(sim: SimHost, ctx: Context) -> None:
+    lease = leases.acquire(ctx, "p", "vm1")[0]
+    index = lease["vf"]["index"]
+    sim.set_vf("enp133s0f0", index, "vlan", VfConfig(vlan=99, qos=0))
+    dry = reconcile(ctx, dry_run=True)
+    assert dry["findings"] == [{
+        "lease": lease["id"], "vf": lease["vf"]["pci"], "owner": "vm1",
+        "problem": "its VF no longer has the lease's config (vlan: desired 10, current 99)",
+        "action": "re-apply the lease's config",
+        "diff": {"vlan": {"desired": 10, "current": 99}}}]
+    assert sim.vf_configs("enp133s0f0")[index].vlan == 99  # a dry run changes nothing
+    report = reconcile(ctx)
+    assert [(f["lease"], f["result"]) for f in report["findings"]] == [(lease["id"],
+                                                                          "re-applied")]
+    assert sim.vf_configs("enp133s0f0")[index].vlan == 10
+    assert _lease_state(ctx, lease["id"]) == "active"
+    assert _events(ctx, "reconcile.lease.reapplied")[-1]["diff"] == {"vlan": ["10", "99"]}
+    _assert_settled(ctx)
+
+
+def test_mac_trust_and_driver_drift_of_a_vfio_lease(sim: SimHost, sim_root: Path) -> None:
+    context = open_context(sim=sim_root)
+    pools.define(context, pools.parse_spec("v", ["enp5s0f0"], 2, "auto", "vfio",
+                                           pools.VfDefaults(trust=True)))
+    pools.start(context, "v")
+    lease = leases.acquire(context, "v", "vm1")[0]
+    vf = PciAddress.parse(lease["vf"]["pci"])
+    sim.set_vf("enp5s0f0", 0, "mac", VfConfig(mac="02:00:00:00:00:99"))
+    sim.set_vf("enp5s0f0", 0, "trust", VfConfig(trust=False))
+    binding.bind(context.sysfs, vf, None)  # an administrator unbinds it from vfio-pci
+    report = reconcile(context, dry_run=True)
+    assert set(report["findings"][0]["diff"]) == {"mac", "trust", "driver"}
+    assert reconcile(context)["findings"][0]["result"] == "re-applied"
+    config = sim.vf_configs("enp5s0f0")[0]
+    assert (config.mac, config.trust) == (lease["mac"], True)
+    assert context.sysfs.pci_function(vf).driver == "vfio-pci"
+    assert reconcile(context)["findings"] == []
+
+
+def test_a_lease_whose_config_cannot_be_put_back_is_lost(sim: SimHost, ctx: Context) -> None:
+    lease = leases.acquire(ctx, "p", "vm1")[0]
+    sim.set_vf("enp133s0f0", 0, "vlan", VfConfig(vlan=99, qos=0))
+    sim.inject_fault("netlink:enp133s0f0", errno_code=errno.EIO, count=1)
+    report = reconcile(ctx)
+    (finding,) = report["findings"]
+    assert finding["result"].startswith("lost: setting vlan on VF 0 of PF 0000:85:00.0 "
+                                        "(enp133s0f0) failed with EIO")
+    assert _lease_state(ctx, lease["id"]) == "lost"
+    # The VF got its saved config back, and is free again.
+    assert sim.vf_configs("enp133s0f0")[0].vlan == 0
+    assert _vf_states(ctx)[0] == ("free", None)
+    assert _events(ctx, "lease.lost")[-1]["reason"].startswith(
+        "its config could not be re-applied")
+    _assert_settled(ctx)
