@@ -67,8 +67,8 @@ lint: deps
 	$(VENV)/bin/mypy --strict vfpool
 
 bench: deps
-	$(PY) tests/bench.py
-	$(PY) tests/bench_report.py
+	$(PY) -m tests.bench
+	$(PY) -m tests.bench_report
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo-host

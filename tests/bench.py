@@ -125,6 +125,31 @@ def wall_times(argv: list[str], runs: int, after: Callable[[], None] | None = No
     return statistics.median(samples)
 
 
+def storm_rows(workdir: Path) -> list[tuple[str, str]]:
+    """The storm of tests/races/test_storm.py, timed: 1, 16 and 32 processes acquiring and
+    releasing while reconcile, report, pool info and pool resize loop beside them."""
+    from tests.races.storm import storm
+
+    rows = []
+    for workers, rounds in ((1, 8), (16, 2), (32, 2)):
+        root = workdir / f"storm-{workers}"
+        SimHost.create(root, ["intel-x710@0000:85:00.0:numa=1"])
+        with vfpool.connect(sim=root) as host:
+            host.define_pool("storm", ["enp133s0f0", "enp133s0f1"], 16, mode="netdev",
+                             vlan=42)
+            host.start_pool("storm")
+        result = storm(root, "storm", workers=workers, rounds=rounds)
+        figures = result.figures()
+        codes = sorted({call.returncode for call in result.calls})
+        rows.append((f"storm, {workers} process(es): acquire+release calls/s, p50, p99",
+                     f"{figures['ops_per_s']:.1f}/s, {figures['p50'] * 1e3:.0f} ms, "
+                     f"{figures['p99'] * 1e3:.0f} ms"))
+        rows.append((f"storm, {workers} process(es): errors (exit codes seen)",
+                     f"{len(result.unexpected)} ({', '.join(map(str, codes))}; "
+                     f"{len(result.calls)} calls)"))
+    return rows
+
+
 def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="vfpool-bench-"))
     try:
@@ -163,6 +188,7 @@ def main() -> None:
             ("`python3 -c pass` beside it: median", f"{bare * 1e3:.0f} ms"),
             ("ratio fresh vfpool / bare python", f"{cold / bare:.1f}x"),
         ]
+        rows += storm_rows(workdir)
         width = max(len(name) for name, _ in rows)
         print(f"{'measurement'.ljust(width)}  value")
         print(f"{'-' * width}  {'-' * 24}")
