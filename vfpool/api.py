@@ -82,15 +82,18 @@ class Host:
 
     # -- leases
     def acquire(self, pool: str, owner: str, *, mac: str | None = None, vlan: int | None = None,
-                numa_node: int | None = None, owner_pid: int | None = None) -> Lease:
+                numa_node: int | None = None, owner_pid: int | None = None,
+                link_state: str | None = None) -> Lease:
         return self.acquire_many(pool, owner, 1, mac=mac, vlan=vlan, numa_node=numa_node,
-                                 owner_pid=owner_pid)[0]
+                                 owner_pid=owner_pid, link_state=link_state)[0]
 
     def acquire_many(self, pool: str, owner: str, count: int, *, mac: str | None = None,
                      vlan: int | None = None, numa_node: int | None = None,
-                     spread: bool = False, owner_pid: int | None = None) -> list[Lease]:
+                     spread: bool = False, owner_pid: int | None = None,
+                     link_state: str | None = None) -> list[Lease]:
         records = leases.acquire(self.context, pool, owner, count=count, mac=mac, vlan=vlan,
-                                 numa_node=numa_node, spread=spread, owner_pid=owner_pid)
+                                 numa_node=numa_node, spread=spread, owner_pid=owner_pid,
+                                 link_state=link_state)
         return [Lease.from_record(record) for record in records]
 
     def release(self, lease: Lease | int, *, token: str | None = None,

@@ -179,8 +179,9 @@ def host(sim_root: Path) -> Iterator[Host]:
 
 
 def _applied(mac: str) -> VfConfig:
-    """VF 0 with the pool's defaults and the lease's MAC applied; link_state is not vfpool's."""
-    return VfConfig(mac=mac, vlan=100, qos=2, spoofchk=False, trust=True, link_state="disable",
+    """VF 0 with the pool's defaults and the lease's MAC applied; the administrator's
+    link_state "disable" gives way to "auto" while leased (and comes back on release)."""
+    return VfConfig(mac=mac, vlan=100, qos=2, spoofchk=False, trust=True, link_state="auto",
                     min_tx_rate=0, max_tx_rate=1000)
 
 

@@ -28,7 +28,8 @@ I40E0, I40E1 = "0000:85:00.0", "0000:85:00.1"
 POOL_KEYS = {"name", "state", "autostart", "method", "mode", "pfs", "vfs", "defaults"}
 PF_KEYS = {"pci", "netdev", "driver", "numvfs", "totalvfs", "range"}
 VFS_KEYS = {"total", "free", "leased", "reserved", "unusable"}
-DEFAULTS_KEYS = {"vlan", "qos", "trust", "spoofchk", "min_tx_rate", "max_tx_rate", "mtu"}
+DEFAULTS_KEYS = {"vlan", "qos", "trust", "spoofchk", "min_tx_rate", "max_tx_rate", "mtu",
+                 "link_state"}
 
 
 def spec(name: str, *pfs: str, vfs: int, method: str = "auto", mode: str = "vfio",

@@ -32,6 +32,9 @@ def acquire(
     numa_node: int | None = typer.Option(None, "--numa-node", metavar="N",
                                          help="Prefer VFs on this NUMA node."),
     spread: bool = typer.Option(False, "--spread", help="Spread the VFs across PFs."),
+    link_state: str | None = typer.Option(None, "--link-state", metavar="auto|enable|disable",
+                                          help="The VF's link state while leased (default: the "
+                                               "pool's, else auto)."),
     owner_pid: int | None = typer.Option(None, "--owner-pid", metavar="PID",
                                          help="The process using the VFs (reconcile frees "
                                               "them when it is gone)."),
@@ -43,7 +46,8 @@ def acquire(
     """
     with settings().context() as ctx:
         records = lease_service.acquire(ctx, pool, owner, count=count, mac=mac, vlan=vlan,
-                                        numa_node=numa_node, spread=spread, owner_pid=owner_pid)
+                                        numa_node=numa_node, spread=spread, owner_pid=owner_pid,
+                                        link_state=link_state)
     if records and records[0]["numa_met"] is False:
         note(f"note: not all VFs are on NUMA node {numa_node}; the pool had no free VF there")
     if as_json:

@@ -84,6 +84,9 @@ def define(
     min_tx_rate: int | None = typer.Option(None, "--min-tx-rate", metavar="MBPS"),
     max_tx_rate: int | None = typer.Option(None, "--max-tx-rate", metavar="MBPS"),
     mtu: int | None = typer.Option(None, "--mtu", metavar="N"),
+    link_state: str | None = typer.Option(None, "--link-state", metavar="auto|enable|disable",
+                                          help="Each leased VF's link state (default: auto, "
+                                               "where the driver can set it)."),
     file: Path | None = typer.Option(None, "--file", metavar="POOL.toml",
                                      help="Read the definition from TOML (see dumpconfig)."),
     as_json: bool = JSON,
@@ -107,7 +110,8 @@ def define(
             if vfs is None:
                 raise InvalidInput("missing --vfs N: how many VFs per PF")
             defaults = VfDefaults(vlan=vlan, qos=qos, trust=trust, spoofchk=spoofchk,
-                                  min_tx_rate=min_tx_rate, max_tx_rate=max_tx_rate, mtu=mtu)
+                                  min_tx_rate=min_tx_rate, max_tx_rate=max_tx_rate, mtu=mtu,
+                                  link_state=link_state)
             spec = pool_service.parse_spec(name, pfs, vfs, method, mode, defaults)
             record = pool_service.define(ctx, spec)
     if as_json:

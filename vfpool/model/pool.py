@@ -26,6 +26,16 @@ RATE_MAX = 2**32 - 1  # ifla_vf_rate's min_tx_rate and max_tx_rate are __u32 Mbp
 VFS_MAX = 2**16 - 1  # sriov_numvfs is a u16
 
 
+LINK_STATES = ("auto", "enable", "disable")
+
+
+def validate_link_state(value: str) -> str:
+    """A VF link state as ``ip link set ... vf N state`` takes it."""
+    if value not in LINK_STATES:
+        raise InvalidInput(f"invalid link state {value!r}: use one of {', '.join(LINK_STATES)}")
+    return value
+
+
 def validate_name(name: str) -> str:
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InvalidInput(f"invalid pool name {name!r}: use 1 to 64 letters, digits, '_', '.' "
@@ -93,6 +103,7 @@ class VfDefaults:
     min_tx_rate: int | None = None
     max_tx_rate: int | None = None
     mtu: int | None = None
+    link_state: str | None = None  # auto, enable, disable
 
     def validate(self) -> VfDefaults:
         if self.vlan is not None and not 1 <= self.vlan <= 4094:
@@ -112,11 +123,14 @@ class VfDefaults:
                                f"{self.max_tx_rate} Mbps")
         if self.mtu is not None and not MTU_MIN <= self.mtu <= MTU_MAX:
             raise InvalidInput(f"MTU {self.mtu} is outside {MTU_MIN}-{MTU_MAX}")
+        if self.link_state is not None:
+            validate_link_state(self.link_state)
         return self
 
     def as_dict(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in ("vlan", "qos", "trust", "spoofchk",
-                                                    "min_tx_rate", "max_tx_rate", "mtu")}
+                                                    "min_tx_rate", "max_tx_rate", "mtu",
+                                                    "link_state")}
 
     def vf_fields(self) -> set[str]:
         """The netlink VF fields these defaults set (MTU is a netdev setting, not a VF one)."""
@@ -274,7 +288,8 @@ def from_toml(text: str, source: str) -> PoolSpec:
 
 
 _DEFAULT_TYPES: dict[str, type] = {"vlan": int, "qos": int, "trust": bool, "spoofchk": bool,
-                                    "min_tx_rate": int, "max_tx_rate": int, "mtu": int}
+                                    "min_tx_rate": int, "max_tx_rate": int, "mtu": int,
+                                    "link_state": str}
 
 
 def _optional(table: dict[str, Any], key: str, kind: type, default: Any, source: str) -> Any:

@@ -47,9 +47,9 @@ from vfpool.errors import (
 )
 from vfpool.host import binding
 from vfpool.host.netlink import fields_for
-from vfpool.model.drivers import driver_info
+from vfpool.model.drivers import DriverInfo, driver_info
 from vfpool.model.pci import PciAddress
-from vfpool.model.pool import VfRange, used_indices
+from vfpool.model.pool import VfRange, used_indices, validate_link_state
 from vfpool.model.snapshot import PfSnapshot, VfSnapshot
 from vfpool.model.vfconfig import (
     VfConfig,
@@ -210,10 +210,21 @@ def _pool_pfs(ctx: Context, pool_name: str) -> list[str]:
                                            in _pool_named(session, pool_name).members])
 
 
+def _link_state(wanted: str | None, info: DriverInfo) -> str | None:
+    """The link state a leased VF gets: the lease's or the pool's, else ``auto`` (the VF's
+    link follows the PF's), so that a VF an administrator left ``disable`` is not handed out
+    disabled. Drivers without link state control (igb) are left alone unless asked."""
+    if "link_state" in info.unsupported_vf_fields:
+        if wanted is not None:
+            raise InvalidInput(f"driver {info.name} cannot set link_state on its VFs")
+        return None
+    return wanted or "auto"
+
+
 def _reserve(ctx: Context, pool_name: str, owner: str, count: int, mac: str | None,
              vlan: int | None, numa_node: int | None, spread: bool,
-             owner_pid: int | None, acquirer: str,
-             locked: set[str]) -> tuple[list[_Planned], bool | None]:
+             owner_pid: int | None, acquirer: str, locked: set[str],
+             link_state: str | None = None) -> tuple[list[_Planned], bool | None]:
     boot_id = ctx.sysfs.boot_id()
 
     def reserve(session: Session) -> tuple[list[_Planned], bool | None]:
@@ -237,11 +248,12 @@ def _reserve(ctx: Context, pool_name: str, owner: str, count: int, mac: str | No
                 lease_mac = generated_mac(pool_name, owner, candidate.vf.vf_index, attempt)
                 attempt += 1
             lease_vlan = vlan if vlan is not None else pool.vlan
+            info = driver_info(candidate.pf.driver)
             desired = VfConfig(mac=lease_mac, vlan=lease_vlan or 0,
                                qos=(pool.qos or 0) if lease_vlan else 0, spoofchk=pool.spoofchk,
-                               trust=pool.trust, min_tx_rate=pool.min_tx_rate,
-                               max_tx_rate=pool.max_tx_rate)
-            info = driver_info(candidate.pf.driver)
+                               trust=pool.trust, link_state=_link_state(
+                                   link_state or pool.link_state, info),
+                               min_tx_rate=pool.min_tx_rate, max_tx_rate=pool.max_tx_rate)
             driver = "vfio-pci" if pool.mode == "vfio" else info.vf_driver
             token = secrets.token_urlsafe(TOKEN_BYTES)
             lease = Lease(pool_id=pool.id, vf_id=candidate.vf.id, pf_pci=candidate.pf.pci,
@@ -267,9 +279,12 @@ def _reserve(ctx: Context, pool_name: str, owner: str, count: int, mac: str | No
 
 def acquire(ctx: Context, pool_name: str, owner: str, *, count: int = 1,
             mac: str | None = None, vlan: int | None = None, numa_node: int | None = None,
-            spread: bool = False, owner_pid: int | None = None) -> list[dict[str, Any]]:
+            spread: bool = False, owner_pid: int | None = None,
+            link_state: str | None = None) -> list[dict[str, Any]]:
     """Lease ``count`` VFs of a pool to ``owner``: all of them, or none."""
     mac = _validate_acquire(owner, count, mac, vlan, numa_node, owner_pid)
+    if link_state is not None:
+        validate_link_state(link_state)
     ctx.require_root("lease acquire")
     with ctx.locks.acquirer() as acquirer:
         for _ in range(3):
@@ -278,7 +293,8 @@ def acquire(ctx: Context, pool_name: str, owner: str, *, count: int = 1,
             with ctx.locks.pfs(pfs, exclusive=False):
                 try:
                     planned, numa_met = _reserve(ctx, pool_name, owner, count, mac, vlan,
-                                                 numa_node, spread, owner_pid, acquirer, pfs)
+                                                 numa_node, spread, owner_pid, acquirer, pfs,
+                                                 link_state)
                 except _MembersChanged:
                     continue
                 return _set_up(ctx, pool_name, planned, numa_met)

@@ -90,7 +90,8 @@ def spec_of(pool: Pool) -> PoolSpec:
         mode=pool.mode,  # type: ignore[arg-type]
         defaults=VfDefaults(vlan=pool.vlan, qos=pool.qos, trust=pool.trust,
                             spoofchk=pool.spoofchk, min_tx_rate=pool.min_tx_rate,
-                            max_tx_rate=pool.max_tx_rate, mtu=pool.mtu),
+                            max_tx_rate=pool.max_tx_rate, mtu=pool.mtu,
+                            link_state=pool.link_state),
         autostart=pool.autostart,
     )
 
@@ -314,7 +315,8 @@ def define(ctx: Context, spec: PoolSpec) -> dict[str, Any]:
                     method=spec.method, mode=spec.mode, vfs_per_pf=spec.vfs,
                     vlan=defaults.vlan, qos=defaults.qos, trust=defaults.trust,
                     spoofchk=defaults.spoofchk, min_tx_rate=defaults.min_tx_rate,
-                    max_tx_rate=defaults.max_tx_rate, mtu=defaults.mtu)
+                    max_tx_rate=defaults.max_tx_rate, mtu=defaults.mtu,
+                    link_state=defaults.link_state)
         for position, (ref, pf) in enumerate(members):
             pool.members.append(PoolPf(
                 pf=_upsert_pf(session, pf), position=position,

@@ -39,6 +39,7 @@ NAMING_CONVENTION = {
 POOL_STATES = ("inactive", "active")
 POOL_METHODS = ("auto", "sysfs", "module-param")
 POOL_MODES = ("vfio", "macvtap", "netdev")
+LINK_STATES = ("auto", "enable", "disable")
 VF_STATES = ("free", "leased", "reserved", "unusable")
 LEASE_STATES = ("reserved", "active", "released", "stale", "lost")
 LIVE_LEASE_STATES = ("reserved", "active")
@@ -89,6 +90,8 @@ class Pool(Base):
         CheckConstraint(_in("state", POOL_STATES), name="state"),
         CheckConstraint(_in("method", POOL_METHODS), name="method"),
         CheckConstraint(_in("mode", POOL_MODES), name="mode"),
+        CheckConstraint(f"link_state IS NULL OR {_in('link_state', LINK_STATES)}",
+                        name="link_state"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -109,6 +112,7 @@ class Pool(Base):
     mtu: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+    link_state: Mapped[str | None] = mapped_column(String(8))
 
     members: Mapped[list[PoolPf]] = relationship(
         back_populates="pool",
