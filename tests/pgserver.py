@@ -88,11 +88,15 @@ def find_bindir() -> Path:
     )
 
 
-def _drop_root_prefix() -> tuple[list[str], int | None]:
-    """The argv prefix that runs a command as nobody when we are root, and nobody's uid."""
-    if os.geteuid() != 0:
-        return [], None
+def _launcher() -> tuple[list[str], int | None]:
+    """The argv prefix for initdb and postgres, and the uid they run as (None: ours).
+
+    As root, setpriv runs them as nobody. setpriv also sets the parent-death signal (after
+    the uid change, which would clear it), so it is used when it exists, even without root.
+    """
     setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0:
+        return ([setpriv] if setpriv else []), None
     if setpriv is None:
         raise PgUnavailable("running as root, and setpriv (util-linux) is missing, so initdb "
                             "cannot be run as an unprivileged user")
@@ -140,7 +144,7 @@ class PgServer:
         """
         bindir = find_bindir()
         _import_psycopg()
-        prefix, uid = _drop_root_prefix()
+        prefix, uid = _launcher()
         base = Path(tempfile.mkdtemp(prefix="vfpool-pg-", dir=parent_dir))
         try:
             data, socket_dir = base / "data", base / "socket"
