@@ -1,4 +1,5 @@
-"""Shared fixtures: simulated hosts, the CLI runner and golden files."""
+"""Shared fixtures: simulated hosts, the CLI runner, golden files, and the store backends
+(a SQLite file, or a database on a throwaway PostgreSQL server: see tests/pgserver.py)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,18 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from tests.pgserver import PgServer, PgUnavailable
 from vfpool.cli.main import app
 from vfpool.host.sysfs import Sysfs
 from vfpool.sim.host import SimHost
+from vfpool.store import DB_FILENAME, open_store
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 VFPOOL = Path(sys.executable).parent / "vfpool"
@@ -37,6 +40,23 @@ def run_as_nobody(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--regenerate-output", action="store_true",
                      help="Rewrite the golden files in tests/data/golden/ from this run.")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "postgresql: runs against a throwaway PostgreSQL server (deselect with "
+                   "-m 'not postgresql')")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Everything that uses the server gets the marker, including store_url's postgresql case
+    # (store_url asks for pg_url at run time, so pg_server is not among its fixture names).
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params if callspec is not None else {}
+        backend = params.get("store_url", params.get("migrated_store_url"))
+        if backend == "postgresql" or "pg_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgresql)
 
 
 @pytest.fixture
@@ -104,3 +124,81 @@ def golden(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
         assert text == path.read_text(), f"output differs from golden file {name}"
 
     return compare
+
+
+# -- Store backends -------------------------------------------------------------------------------
+
+STORE_BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One throwaway PostgreSQL server per pytest process (each xdist worker has its own),
+    started on first use and stopped by its PID at the end of the session. Skips, with the
+    reason, when PostgreSQL cannot run on this machine."""
+    try:
+        server = PgServer.start()
+    except PgUnavailable as exc:
+        pytest.skip(f"PostgreSQL is not available: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The SQLAlchemy URL of a new, empty PostgreSQL database, dropped after the test."""
+    with pg_server.database(request.node.name) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def pg_head_template(pg_server: PgServer) -> str:
+    """A template database migrated to the newest schema, made once per server."""
+    name = pg_server.create_database("vfpool_head")
+    open_store(pg_server.url(name)).close()
+    pg_server.mark_template(name)
+    return name
+
+
+@pytest.fixture
+def pg_migrated_url(pg_server: PgServer, pg_head_template: str,
+                    request: pytest.FixtureRequest) -> Iterator[str]:
+    """Like pg_url, but the database already has the newest schema (a copy of a template):
+    for tests of what the store does, not of how it migrates."""
+    with pg_server.database(request.node.name, template=pg_head_template) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def sqlite_head_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite store migrated to the newest schema, made once per pytest process."""
+    path = tmp_path_factory.mktemp("sqlite-head") / DB_FILENAME
+    open_store(f"sqlite:///{path}").close()
+    return path
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty store for each backend (ids sqlite, postgresql): a SQLite file under
+    tmp_path, or a new database on the PostgreSQL server (which starts only when a postgresql
+    case runs). Opening it runs every migration."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / DB_FILENAME}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def migrated_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Like store_url, but the store already has the newest schema, copied from a template
+    made once per process: opening it migrates nothing, which saves ~0.15 s a test."""
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_head_template")
+        path = tmp_path / DB_FILENAME
+        shutil.copyfile(template, path)
+        path.chmod(0o600)
+        return f"sqlite:///{path}"
+    url: str = request.getfixturevalue("pg_migrated_url")
+    return url

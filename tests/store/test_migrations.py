@@ -1,4 +1,8 @@
-"""Alembic migrations: one head, a schema that matches the models, up and down again."""
+"""Alembic migrations: one head, a schema that matches the models, up and down again.
+
+Each test that opens a store runs on both backends (``store_url``: SQLite and a throwaway
+PostgreSQL server), except the checks of SQLite's file and file modes.
+"""
 
 from __future__ import annotations
 
@@ -24,8 +28,9 @@ def _tables(store: Store) -> set[str]:
 
 
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'vfpool.db'}"
+def db_url(store_url: str) -> str:
+    """A fresh, empty database on each backend."""
+    return store_url
 
 
 @pytest.fixture
@@ -71,11 +76,19 @@ def test_models_match_the_migrated_schema(store: Store) -> None:
 
 def test_partial_unique_index_is_migrated(store: Store) -> None:
     with store.engine.connect() as connection:
-        sql = connection.execute(
-            text("SELECT sql FROM sqlite_master WHERE name = 'uq_leases_one_live_per_vf'")
-        ).scalar_one()
-    assert "UNIQUE" in sql
-    assert "WHERE state IN ('reserved', 'active')" in sql
+        if store.engine.dialect.name == "sqlite":
+            sql = connection.execute(
+                text("SELECT sql FROM sqlite_master WHERE name = 'uq_leases_one_live_per_vf'")
+            ).scalar_one()
+            assert "UNIQUE" in sql
+            assert "WHERE state IN ('reserved', 'active')" in sql
+        else:
+            sql = connection.execute(text(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'uq_leases_one_live_per_vf'"
+            )).scalar_one()
+            # PostgreSQL prints the predicate back in its own normal form.
+            assert sql.startswith("CREATE UNIQUE INDEX uq_leases_one_live_per_vf ON public.leases")
+            assert re.search(r"WHERE \(\(state\)::text = ANY \(.*'reserved'.*'active'", sql), sql
 
 
 def test_downgrade_to_base_then_upgrade_again(store: Store) -> None:
@@ -86,6 +99,8 @@ def test_downgrade_to_base_then_upgrade_again(store: Store) -> None:
     assert _tables(store) == TABLES
     assert store.current_revision() == HEAD
 
+
+# SQLite only: the database file.
 
 def test_database_file_is_0600_and_missing_parent_is_created(tmp_path: Path) -> None:
     path = tmp_path / "missing" / "state" / "vfpool.db"

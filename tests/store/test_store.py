@@ -1,4 +1,8 @@
-"""The store's guarantees: pragmas, constraints, locking, timestamps and error mapping."""
+"""The store's guarantees: pragmas, constraints, locking, timestamps and error mapping.
+
+The constraint and timestamp tests run on both backends (``store_url``: SQLite and a throwaway
+PostgreSQL server); pragmas, BEGIN IMMEDIATE locking and file permissions are SQLite's own.
+"""
 
 from __future__ import annotations
 
@@ -34,17 +38,54 @@ NOBODY = 65534
 PF_PCI = "0000:05:00.0"
 
 
+# What each backend says when a constraint stops a write: SQLite names the columns,
+# PostgreSQL names the constraint (the names come from the models' naming convention).
+VIOLATIONS = {
+    "sqlite": {
+        "one_live_lease": r"UNIQUE constraint failed: leases\.vf_id",
+        "pool_pf_key": r"UNIQUE constraint failed: pool_pfs\.pool_id, pool_pfs\.pf_pci",
+        "vf_pf_foreign_key": r"FOREIGN KEY constraint failed",
+        "range_check": r"CHECK constraint failed: ck_pool_pfs_range",
+    },
+    "postgresql": {
+        "one_live_lease": r'duplicate key value violates unique constraint '
+                          r'"uq_leases_one_live_per_vf"',
+        "pool_pf_key": r'duplicate key value violates unique constraint "pk_pool_pfs"',
+        "vf_pf_foreign_key": r'insert or update on table "vfs" violates foreign key constraint '
+                             r'"fk_vfs_pf_pci_pfs"',
+        "range_check": r'new row for relation "pool_pfs" violates check constraint '
+                       r'"ck_pool_pfs_range"',
+    },
+}
+
+
+def _violation(store: Store, kind: str) -> str:
+    return VIOLATIONS[store.engine.dialect.name][kind]
+
+
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
+    """A SQLite store, for the tests of what only SQLite has."""
     return f"sqlite:///{tmp_path / 'vfpool.db'}"
 
 
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
+def _open_migrated(url: str) -> Store:
     # Migrate in a store of its own: the migration resets pragmas on the connection it used,
     # which would otherwise be pooled and hide a connect hook that fails to set them.
-    open_store(db_url).close()
-    with open_store(db_url) as opened:
+    open_store(url).close()
+    return open_store(url)
+
+
+@pytest.fixture
+def store(migrated_store_url: str) -> Iterator[Store]:
+    """A store with the newest schema, on each backend."""
+    with open_store(migrated_store_url) as opened:
+        yield opened
+
+
+@pytest.fixture
+def sqlite_store(db_url: str) -> Iterator[Store]:
+    with _open_migrated(db_url) as opened:
         yield opened
 
 
@@ -75,8 +116,8 @@ def _count(session: Session, model: type[Lease] | type[PoolPf] | type[Vf]) -> in
     return session.scalar(select(func.count()).select_from(model)) or 0
 
 
-def test_pragmas_are_in_force_on_a_session_connection(store: Store) -> None:
-    with store.session() as session:
+def test_pragmas_are_in_force_on_a_session_connection(sqlite_store: Store) -> None:
+    with sqlite_store.session() as session:
         connection = session.connection()
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
@@ -96,7 +137,7 @@ def test_two_live_leases_on_one_vf_are_impossible(store: Store, first: str, seco
     with store.session() as session:
         session.add(_lease(pool_id, vf_id, first))
     with (
-        pytest.raises(IntegrityError, match=r"UNIQUE constraint failed: leases\.vf_id"),
+        pytest.raises(IntegrityError, match=_violation(store, "one_live_lease")),
         store.session() as session,
     ):
         session.add(_lease(pool_id, vf_id, second))
@@ -131,8 +172,7 @@ def test_lease_ids_are_never_reused(store: Store) -> None:
 def test_a_pf_is_listed_once_per_pool(store: Store) -> None:
     _seed(store)
     with (
-        pytest.raises(IntegrityError, match=r"UNIQUE constraint failed: pool_pfs\.pool_id, "
-                                             r"pool_pfs\.pf_pci"),
+        pytest.raises(IntegrityError, match=_violation(store, "pool_pf_key")),
         store.session() as session,
     ):
         pool = session.scalars(select(Pool)).one()
@@ -165,7 +205,7 @@ def test_deleting_a_pool_cascades_its_memberships_in_the_database(store: Store) 
 
 def test_foreign_keys_are_enforced(store: Store) -> None:
     with (
-        pytest.raises(IntegrityError, match="FOREIGN KEY constraint failed"),
+        pytest.raises(IntegrityError, match=_violation(store, "vf_pf_foreign_key")),
         store.session() as session,
     ):
         session.add(Vf(pf_pci="0000:99:00.0", vf_index=0, pci="0000:99:10.0"))
@@ -192,7 +232,7 @@ def test_vf_range_check(store: Store, start: int | None, end: int | None, valid:
     if valid:
         add()
     else:
-        with pytest.raises(IntegrityError, match="CHECK constraint failed"):
+        with pytest.raises(IntegrityError, match=_violation(store, "range_check")):
             add()
 
 
@@ -225,7 +265,17 @@ def test_timestamps_are_stored_in_utc_and_read_back_aware(store: Store) -> None:
         assert event.at.utcoffset() == timedelta(0)
         assert session.get_one(Pf, PF_PCI).first_seen.tzinfo is UTC
         stored = session.execute(text("SELECT at, detail IS NULL FROM events")).one()
-        assert stored == ("2024-05-01 10:30:00.000000", 1)
+        if store.engine.dialect.name == "sqlite":
+            # SQLite has no timestamp type: the text is UTC, with no offset.
+            assert stored == ("2024-05-01 10:30:00.000000", 1)
+        else:
+            # A timestamptz: the driver reads the instant back, with an offset.
+            assert stored == (datetime(2024, 5, 1, 10, 30, tzinfo=UTC), True)
+            assert stored[0].utcoffset() is not None
+            column_type = session.execute(text(
+                "SELECT data_type FROM information_schema.columns "
+                "WHERE table_name = 'events' AND column_name = 'at'")).scalar_one()
+            assert column_type == "timestamp with time zone"
 
 
 def test_naive_timestamps_are_refused(store: Store) -> None:
