@@ -15,7 +15,7 @@ from pathlib import Path
 import typer
 
 from vfpool.cli.render import emit, note
-from vfpool.errors import InvalidInput
+from vfpool.errors import HostError, InvalidInput, describe_oserror
 
 app = typer.Typer(no_args_is_help=True,
                   help="Write files that fit vfpool into the system (systemd units).")
@@ -205,7 +205,12 @@ def systemd(
     if output_dir is None:
         emit("\n".join(f"# {name}\n{text}" for name, text in units.items()).rstrip("\n"))
         return
-    output_dir.mkdir(parents=True, exist_ok=True)
     for name, text in units.items():
-        (output_dir / name).write_text(text)
-        note(f"wrote {output_dir / name}")
+        path = output_dir / name
+        try:
+            output_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        except OSError as exc:
+            raise HostError(f"cannot write {path}: {describe_oserror(exc)}",
+                            errno=exc.errno) from None
+        note(f"wrote {path}")
