@@ -47,7 +47,7 @@ def rendered() -> str:
     if shutil.which("man") is None:
         pytest.skip("man is not installed (Debian package man-db)")
     result = subprocess.run(["man", "-l", str(PAGE)], capture_output=True, text=True,
-                            timeout=60, check=False,
+                            timeout=300, check=False,
                             env={**os.environ, "MANWIDTH": "250", "MANPAGER": "cat",
                                  "PAGER": "cat", "MAN_KEEP_FORMATTING": ""})
     assert result.returncode == 0, result.stderr
@@ -59,7 +59,7 @@ def test_groff_renders_the_page_without_warnings() -> None:
     if shutil.which("groff") is None:
         pytest.skip("groff is not installed (Debian package groff-base)")
     result = subprocess.run(["groff", "-man", "-Tutf8", "-ww", "-z", str(PAGE)],
-                            capture_output=True, text=True, timeout=60, check=False)
+                            capture_output=True, text=True, timeout=300, check=False)
     assert (result.returncode, result.stderr) == (0, "")
 
 

@@ -76,7 +76,7 @@ NEEDED = {
 def analyze(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     if SYSTEMD_ANALYZE is None:
         pytest.skip("systemd-analyze is not installed (Debian package systemd)")
-    return subprocess.run([SYSTEMD_ANALYZE, *args], capture_output=True, text=True, timeout=60,
+    return subprocess.run([SYSTEMD_ANALYZE, *args], capture_output=True, text=True, timeout=300,
                           check=False, cwd=cwd, env={**os.environ, "SYSTEMD_PAGER": "",
                                                      "MANPATH": str(cwd / "man")})
 
@@ -86,7 +86,7 @@ def generate(tmp_path: Path, *args: str) -> Path:
     DIR/man for `man` to find; returns DIR."""
     out = tmp_path / "units"
     result = subprocess.run([str(VFPOOL), "contrib", "systemd", *args, "--output-dir", str(out)],
-                            capture_output=True, text=True, timeout=60, check=False)
+                            capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr
     (out / "man" / "man1").mkdir(parents=True)
     shutil.copy(MAN_PAGE, out / "man" / "man1" / "vfpool.1")

@@ -27,7 +27,7 @@ def tracked_files() -> list[str]:
     if git is None or not (REPO / ".git").exists():
         pytest.skip("not a git checkout (or no git), so there is no file list to compare with")
     result = subprocess.run([git, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+                            cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     if result.returncode != 0:
         pytest.skip(f"git ls-files failed here: {result.stderr.strip()}")
     return sorted(name for name in set(result.stdout.split("\0"))
