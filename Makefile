@@ -6,9 +6,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 APT_STAMP := $(VENV)/.apt-installed
-# Debian packages the tests and the demo use. Each is checked with dpkg before apt runs.
+# Debian packages the tests and the demo use. Each is checked with dpkg before apt runs, and
+# apt-get update runs once, only when something is missing. mk/*.mk add theirs to the list.
 APT_PACKAGES := iproute2 kmod util-linux qemu-system-x86 ipxe-qemu umockdev \
-    gir1.2-umockdev-1.0 python3-gi jq
+    gir1.2-umockdev-1.0 python3-gi jq pci.ids
 
 .PHONY: all demo test lint bench deps apt clean
 
@@ -22,7 +23,7 @@ $(STAMP): setup.cfg pyproject.toml | $(PY)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-$(APT_STAMP): Makefile | $(PY)
+$(APT_STAMP): Makefile $(wildcard mk/*.mk) | $(PY)
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
 	    | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

@@ -5,7 +5,9 @@ The app disables typer's own completion (``add_completion=False``): that one cal
 Python on every <TAB>, which costs the full import time of vfpool. This script walks the click
 command tree that typer builds once and writes plain bash: commands, subcommands, options, the
 choices of an option whose metavar lists them (``auto|sysfs|module-param``), and file or
-directory names where an option or argument is a path.
+directory names where an option or argument is a path. Pool names and lease ids come from the
+store at <TAB> time, through ``python -m vfpool.complete`` (the stdlib's sqlite3, no
+SQLAlchemy), run by the Python of the vfpool being completed.
 
     .venv/bin/python contrib/bash-completion/generate.py            # rewrite the file
     .venv/bin/python contrib/bash-completion/generate.py --check    # exit 1 if it is stale
@@ -36,8 +38,11 @@ class Node:
     path: str
     commands: list[str] = field(default_factory=list)
     options: list[str] = field(default_factory=list)
-    values: dict[str, str] = field(default_factory=dict)  # option -> choice:…|file|dir|command|text
-    positional: str = ""  # file|dir|"" for the arguments of a leaf command
+    # option -> choice:…|file|dir|command|pool|lease|text
+    values: dict[str, str] = field(default_factory=dict)
+    # What completes each argument of a leaf command, in order: file|dir|pool|lease|text;
+    # a trailing "+" repeats the last for the rest (nargs=-1).
+    positional: list[str] = field(default_factory=list)
 
 
 def _checked(word: str, pattern: re.Pattern[str]) -> str:
@@ -47,10 +52,26 @@ def _checked(word: str, pattern: re.Pattern[str]) -> str:
 
 
 def _is_path(param: Any) -> bool:
-    return getattr(param.type_descriptor, "annotation", None) is Path
+    descriptor = getattr(param, "type_descriptor", None)  # typer >= 0.29
+    if descriptor is not None:
+        return getattr(descriptor, "annotation", None) is Path
+    return type(getattr(param, "type", None)).__name__ == "Path"  # click's type
 
 
-def _value_kind(param: Any) -> str:
+def _store_kind(path: str, param: Any) -> str | None:
+    """``pool`` or ``lease`` when the value names a pool or a lease in the store."""
+    metavar = (param.metavar or "").rstrip(".")
+    if metavar == "POOL" or "--pool" in getattr(param, "opts", ()):
+        return "pool"
+    # The NAME of `pool start`, `pool show`, … is an existing pool; that of `pool define` is not.
+    if path.startswith("pool ") and path != "pool define" and param.name == "name":
+        return "pool"
+    if metavar == "LEASE_ID":
+        return "lease"
+    return None
+
+
+def _value_kind(path: str, param: Any) -> str:
     metavar = param.metavar or ""
     if _CHOICES.match(metavar):
         return "choice:" + " ".join(_checked(word, _WORD) for word in metavar.split("|"))
@@ -58,7 +79,13 @@ def _value_kind(param: Any) -> str:
         return "dir" if metavar == "DIR" else "file"
     if metavar == "BINARY":
         return "command"
-    return "text"
+    return _store_kind(path, param) or "text"
+
+
+def _argument_kind(path: str, param: Any) -> str:
+    if _is_path(param):
+        return "dir" if param.name == "directory" else "file"
+    return _store_kind(path, param) or "text"
 
 
 def walk(command: Any, path: str = "") -> list[Node]:
@@ -72,9 +99,10 @@ def walk(command: Any, path: str = "") -> list[Node]:
             node.options += names
             if not (param.is_flag or param.count):
                 for name in names:
-                    node.values[name] = _value_kind(param)
-        elif _is_path(param) and not node.positional:
-            node.positional = "dir" if param.name == "directory" else "file"
+                    node.values[name] = _value_kind(path, param)
+        elif param.param_type_name == "argument":
+            node.positional.append(_argument_kind(path, param) + ("+" if param.nargs == -1
+                                                                  else ""))
     if command.add_help_option:
         node.options += command.context_settings.get("help_option_names", ["--help"])
     node.options = sorted(set(node.options))
@@ -97,10 +125,11 @@ HEADER = """\
 """
 
 BODY = r"""
-# Walk the words before the cursor: skip options and their values, descend into
-# subcommands. Then complete an option's value, an option, a subcommand or a path.
+# Walk the words before the cursor: skip options and their values (noting --sim and --db),
+# descend into subcommands, count the arguments of the command. Then complete an option's
+# value, an option, a subcommand or the next argument.
 _vfpool() {
-    local cur prev word kind commands path="" i=1
+    local cur prev word kind commands path="" sim="" db="" i=1 arg=0
     cur=${COMP_WORDS[COMP_CWORD]}
     prev=${COMP_WORDS[COMP_CWORD-1]}
     COMPREPLY=()
@@ -118,9 +147,15 @@ _vfpool() {
             COMPREPLY=($(compgen -f -- "$cur"))
             return 0
         elif [[ $word == -* ]]; then
-            if _vfpool_value "$path" "$word" >/dev/null; then
+            if _vfpool_value "$path" "$word" >/dev/null || _vfpool_value "" "$word" >/dev/null
+            then
                 i=$((i + 1))
                 [[ ${COMP_WORDS[i]} == = ]] && i=$((i + 1))
+                ((i < COMP_CWORD)) || break
+                case $word in
+                    --sim) sim=${COMP_WORDS[i]} ;;
+                    --db) db=${COMP_WORDS[i]} ;;
+                esac
             fi
         else
             commands=$(_vfpool_commands "$path")
@@ -128,11 +163,14 @@ _vfpool() {
                 path=${path:+$path }$word
             elif [[ -n $commands ]]; then
                 return 0  # not a subcommand of this group: nothing completes after it
+            else
+                arg=$((arg + 1))
             fi
         fi
         i=$((i + 1))
     done
-    if [[ $prev == -* ]] && kind=$(_vfpool_value "$path" "$prev"); then
+    if [[ $prev == -* ]] && { kind=$(_vfpool_value "$path" "$prev") ||
+                              kind=$(_vfpool_value "" "$prev"); }; then
         _vfpool_complete_kind "$kind"
         return 0
     fi
@@ -143,9 +181,17 @@ _vfpool() {
     commands=$(_vfpool_commands "$path")
     if [[ -n $commands ]]; then
         COMPREPLY=($(compgen -W "$commands" -- "$cur"))
-    else
-        _vfpool_complete_kind "$(_vfpool_positional "$path")"
+        return 0
     fi
+    local kinds=($(_vfpool_positional "$path"))
+    if ((arg < ${#kinds[@]})); then
+        kind=${kinds[arg]}
+    elif ((${#kinds[@]})) && [[ ${kinds[-1]} == *+ ]]; then
+        kind=${kinds[-1]}
+    else
+        return 0
+    fi
+    _vfpool_complete_kind "${kind%+}"
     return 0
 }
 
@@ -155,7 +201,21 @@ _vfpool_complete_kind() {
         file) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")) ;;
         dir) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -d -- "$cur")) ;;
         command) COMPREPLY=($(compgen -c -- "$cur")) ;;
+        pool) COMPREPLY=($(compgen -W "$(_vfpool_store pools)" -- "$cur")) ;;
+        lease) COMPREPLY=($(compgen -W "$(_vfpool_store leases)" -- "$cur")) ;;
     esac
+}
+
+# Names from the store (pools, or live lease ids), read by `python -m vfpool.complete` with
+# the Python of the vfpool being completed (its #! line), on the store the words name.
+_vfpool_store() {
+    local exe line python
+    exe=$(type -P -- "${COMP_WORDS[0]}") || return 0
+    IFS= read -r line < "$exe" || return 0
+    [[ $line == '#!'* ]] || return 0
+    read -r -a python <<< "${line#'#!'}"
+    [[ $sim == '~/'* ]] && sim=$HOME/${sim#'~/'}
+    "${python[@]}" -m vfpool.complete "$1" ${sim:+--sim "$sim"} ${db:+--db "$db"} 2>/dev/null
 }
 
 complete -F _vfpool vfpool
@@ -176,7 +236,8 @@ def render(root: Any) -> str:
     options = [(node.path, f'echo "{" ".join(node.options)}"') for node in nodes]
     values = [(f"{node.path} {option}".strip(), f'echo "{kind}"')
               for node in nodes for option, kind in node.values.items()]
-    positional = [(node.path, f'echo "{node.positional}"') for node in nodes if node.positional]
+    positional = [(node.path, f'echo "{" ".join(node.positional)}"') for node in nodes
+                  if node.positional]
     # _vfpool_value matches "PATH OPTION"; at the top level the path is empty, hence the
     # leading space that bash's "$1 $2" produces.
     value_arms = [(f" {key}" if key.startswith("-") else key, action) for key, action in values]
@@ -188,8 +249,8 @@ def render(root: Any) -> str:
         _case("_vfpool_value", "Options that take a value, and what completes the value; "
               "fails for the others.", value_arms, "return 1").replace(
                   "case $1 in", 'case "$1 $2" in'),
-        _case("_vfpool_positional", "What completes the arguments of a command.", positional,
-              ":"),
+        _case("_vfpool_positional", "What completes each argument of a command, in order "
+              "(a + repeats the last).", positional, ":"),
     ]
     return "\n".join(parts) + BODY
 

@@ -103,7 +103,7 @@ def settings() -> Settings:
 
 
 def _register() -> None:
-    from vfpool.cli import db, lease, pf, pool, reconcile, report, sim, vm, watch
+    from vfpool.cli import contrib, db, lease, pf, pool, reconcile, report, sim, vm, watch
 
     app.add_typer(sim.app, name="sim")
     app.add_typer(pf.app, name="pf")
@@ -114,6 +114,7 @@ def _register() -> None:
     app.command("watch")(watch.watch)
     app.command("report")(report.report)
     app.add_typer(db.app, name="db")
+    app.add_typer(contrib.app, name="contrib")
 
 
 _register()
