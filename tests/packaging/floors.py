@@ -47,6 +47,15 @@ def floors(setup_cfg: Path = SETUP_CFG) -> dict[str, str]:
         if match is None:
             raise SystemExit(f"error: cannot read requirement {requirement!r} in {setup_cfg}")
         name, spec = match[1], match[2]
+        if canonical(name) == "vfpool":  # vfpool[extra]: that extra's requirements
+            for extra in re.findall(r"[A-Za-z0-9_-]+", spec):
+                for inner in _requirements(parser.get("options.extras_require", extra)):
+                    inner_match = _REQUIREMENT.match(inner)
+                    if inner_match is not None and (floor := _FLOOR.search(inner_match[2])):
+                        found[inner_match[1]] = floor[1]
+                    else:
+                        raise SystemExit(f"error: {inner} has no floor (>=) in {setup_cfg}")
+            continue
         if canonical(name) in TOOLS:
             continue
         floor = _FLOOR.search(spec)

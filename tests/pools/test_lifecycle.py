@@ -347,7 +347,8 @@ def test_info_has_the_keys_of_design_md(ctx: Context) -> None:
     assert set(record["vfs"]) == VFS_KEYS
     assert set(record["defaults"]) == DEFAULTS_KEYS
     assert record["defaults"] == {"vlan": 5, "qos": 1, "trust": None, "spoofchk": None,
-                                  "min_tx_rate": None, "max_tx_rate": None, "mtu": 1500}
+                                  "min_tx_rate": None, "max_tx_rate": None, "mtu": 1500,
+                                  "link_state": None}
     assert [{key: pf[key] for key in PF_KEYS} for pf in record["pfs"]] == [
         {"pci": IXGBE0, "netdev": "enp5s0f0", "driver": "ixgbe", "numvfs": 0, "totalvfs": 63,
          "range": None},
