@@ -106,6 +106,8 @@ def test_resize_with_allow_disruption_loses_the_leases_it_resets(sim: SimHost) -
     assert "--allow-disruption" in refused.stderr
     resized = vfpool(root, "pool", "resize", "p", "--vfs", "3", "--allow-disruption", "--json")
     assert resized.json()["lost"] == [lease["id"]]
+    assert resized.stderr == (f"note: lease(s) {lease['id']} lost: --allow-disruption reset "
+                              "their VFs\n")
     shown = vfpool(root, "lease", "show", str(lease["id"]), "--json").json()
     assert shown["state"] == "lost"
     assert live_leases(root) == []

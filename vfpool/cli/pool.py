@@ -44,6 +44,14 @@ def read_definition(file: Path) -> str:
                            "UTF-8") from None
 
 
+def _note_lost(record: dict[str, Any]) -> None:
+    """Say which leases a disruptive change cost: their VFs were reset under them."""
+    lost = record.get("lost") or []
+    if lost:
+        note(f"note: lease(s) {', '.join(map(str, lost))} lost: --allow-disruption reset "
+             "their VFs")
+
+
 def _progress() -> pool_service.Progress:
     return note if stderr_is_terminal() else pool_service._quiet
 
@@ -165,6 +173,7 @@ def start(
         assert name is not None
         record = pool_service.start(ctx, name, allow_disruption=allow_disruption,
                                     timeout=timeout, progress=_progress())
+    _note_lost(record)
     if as_json:
         emit_json(record)
     elif record["already_active"]:
@@ -190,6 +199,7 @@ def destroy(
         record = pool_service.destroy(ctx, name, force=force, keep_vfs=keep_vfs,
                                       allow_disruption=allow_disruption,
                                       progress=_progress())
+    _note_lost(record)
     if as_json:
         emit_json(record)
     else:
@@ -241,6 +251,7 @@ def resize(
     with settings().context() as ctx:
         record = pool_service.resize(ctx, name, vfs, allow_disruption=allow_disruption,
                                      timeout=timeout, progress=_progress())
+    _note_lost(record)
     if as_json:
         emit_json(record)
     else:

@@ -707,9 +707,11 @@ def destroy(ctx: Context, name: str, *, force: bool = False, keep_vfs: bool = Fa
         for lease_id in lease_ids:
             lease_service.release_locked(ctx, lease_id, reason=f"pool destroy --force {name}")
         emptied: list[str] = []
+        reset: list[LiveLease] = []
         if not keep_vfs:
-            emptied = _empty_pfs(ctx, name, locked, allow_disruption=allow_disruption,
+            emptied = _empty_pfs(ctx, name, locked, reset, allow_disruption=allow_disruption,
                                  progress=progress)
+        lost = sorted({lease.id for lease in reset})
         snapshots = _snapshots(ctx, ctx.store.read(lambda s: _member_pcis(s, name)))
 
         def deactivate(session: Session) -> dict[str, Any]:
@@ -718,11 +720,14 @@ def destroy(ctx: Context, name: str, *, force: bool = False, keep_vfs: bool = Fa
                 for row in session.scalars(select(Vf).where(Vf.pf_pci == pci)):
                     session.delete(row)
             pool.state = "inactive"
+            _lose(session, lost, f"its VF was reset by pool destroy {name} with "
+                                 "--allow-disruption")
             events.record(session, "pool.destroy", pool=name, force=force, keep_vfs=keep_vfs,
-                          released=lease_ids, emptied=emptied)
+                          released=lease_ids, emptied=emptied, lost=lost)
             session.flush()
             record = _record(session, pool, snapshots)
             record["released"] = lease_ids
+            record["lost"] = lost
             return record
 
         return ctx.store.write(deactivate, operation=f"recording pool destroy {name}")
@@ -731,9 +736,10 @@ def destroy(ctx: Context, name: str, *, force: bool = False, keep_vfs: bool = Fa
         return _locked(ctx, name, change)
 
 
-def _empty_pfs(ctx: Context, name: str, locked: set[str], *, allow_disruption: bool,
-               progress: Progress) -> list[str]:
-    """Set the pool's PFs back to 0 VFs, except those another active pool still uses."""
+def _empty_pfs(ctx: Context, name: str, locked: set[str], reset: list[LiveLease], *,
+               allow_disruption: bool, progress: Progress) -> list[str]:
+    """Set the pool's PFs back to 0 VFs, except those another active pool still uses; the
+    leases of other pools whose VFs a module reload resets are added to ``reset``."""
     state = ctx.store.read(lambda s: _gather(s, name, locked))
     snapshots = _snapshots(ctx, sorted(locked))
     members = _members(state, snapshots, name)
@@ -764,6 +770,7 @@ def _empty_pfs(ctx: Context, name: str, locked: set[str], *, allow_disruption: b
                            state.use_of(driver_members[0].pci), state.uses, state.leases,
                            allow_disruption=allow_disruption, emptying=True)
         if step is not None:
+            reset += step.resets
             _apply_module(ctx, step, progress)
         emptied.extend(m.pci for m in driver_members)
     return emptied
