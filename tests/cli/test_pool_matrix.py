@@ -241,7 +241,7 @@ CASES = [
     given(compare("dumpconfig", "pool-dumpconfig.toml", "pool", "dumpconfig", "tenant-a"),
           define("tenant-a", "enp5s0f0", "enp5s0f1#8-15",
                  extra=("--mode", "macvtap", "--vlan", "100", "--qos", "2", "--trust",
-                        "--no-spoofchk", "--min-tx-rate", "10", "--max-tx-rate", "1000",
+                        "--no-spoofchk", "--max-tx-rate", "1000",
                         "--mtu", "9000")), ("pool", "autostart", "tenant-a")),
     given(compare("dumpconfig-mlx4", "pool-dumpconfig-mlx4.toml", "pool", "dumpconfig", "m"),
           define("m", "enp5s0#0-15", vfs=8, extra=("--mode", "netdev")), nics=CX3),

@@ -3,7 +3,7 @@
 One run is at most two boots of one guest (the second is the reboot scenario), on one state
 share that persists between them (/var/lib/vfpool and /etc/modprobe.d of the guest):
 
-    host                                     guest (Debian kernel, QEMU's emulated 82576 ×2)
+    host                                     guest (Debian kernel, QEMU's emulated 82576, 2 ports)
     netns vfprk-XXXX: taps rkpf0, rkpf1  ←→  igb PF 0000:00:03.0 / 0000:00:03.1, real VFs
     capture.py on both taps (frames.jsonl)
     9p: / (ro), guest layer (ro),        →   overlay root; pytest on the checkout's .venv
@@ -47,7 +47,7 @@ TAPS = ("rkpf0", "rkpf1")
 PF_ADDRESSES = ("0000:00:03.0", "0000:00:03.1")
 GUEST_MEMORY_MB = 2048
 GUEST_CPUS = 2
-BOOT_TIMEOUT = 900.0  # one boot, pytest included; a stuck guest is killed after this
+BOOT_TIMEOUT = 1200.0  # one boot, pytest included; a stuck guest is killed after this
 KVM_PROBE_TIMEOUT = 120.0  # KVM must reach the guest's user space within this
 MARKER = "rk-guest:"
 

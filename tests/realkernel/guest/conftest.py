@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,6 +47,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         (keep if in_phase and wanted else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
+    # The reboot preparation runs last: every other test's baseline resets the host.
+    keep.sort(key=lambda item: item.get_closest_marker("reboot_prep") is not None)
     items[:] = keep
 
 
@@ -93,3 +97,44 @@ def _only_in_guest() -> Iterator[None]:
     if not IN_GUEST:
         pytest.skip("runs only inside the real-kernel guest (tests/realkernel/harness.py)")
     yield
+
+
+@pytest.fixture
+def baseline() -> None:
+    """Reset the guest's host to the state every test starts from (see realhost.baseline)."""
+    from tests.realkernel.guest import realhost
+
+    realhost.baseline()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    """A fresh store of this test's own."""
+    return f"sqlite:///{tmp_path / 'vfpool.db'}"
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+@pytest.fixture
+def vfpool_cli(db: str) -> Callable[..., CliResult]:
+    """``vfpool --db DB ARGS`` through the CLI's own entry point, in this process: a fresh
+    Python process costs tens of seconds under TCG, the code path is the same."""
+    from typer.testing import CliRunner
+
+    from vfpool.cli.main import app
+
+    runner = CliRunner()
+
+    def invoke(*args: str, store: str | None = None) -> CliResult:
+        result = runner.invoke(app, ["--db", store or db, *args])
+        return CliResult(result.exit_code, result.stdout, result.stderr)
+
+    return invoke
