@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -144,6 +145,20 @@ class GuestFailure(Exception):
     """An in-guest test failed; its text is the guest's own report."""
 
 
+class RealKernelRun(UserWarning):
+    """How the guest ran (KVM or TCG, and why), shown once in the warnings summary."""
+
+
+def announce(config: pytest.Config, run: GuestRun) -> None:
+    """Print the run's summary once per session: the first test to read the result does."""
+    marker = control(config).work / "announced"
+    with _lock(control(config).work.parent / "realkernel.lock"):
+        if marker.exists():
+            return
+        marker.write_text("1\n")
+    warnings.warn(RealKernelRun(f"real-kernel tier: {run.summary()}"), stacklevel=1)
+
+
 class GuestProxy(pytest.Item):
     """Stands for the in-guest test with the same node id."""
 
@@ -151,6 +166,7 @@ class GuestProxy(pytest.Item):
         run = control(self.config).result()
         if run.unavailable:
             pytest.skip(f"real-kernel tier: {run.unavailable}")
+        announce(self.config, run)
         self.user_properties.append(("realkernel", run.summary()))
         outcome = run.outcomes.get(self.nodeid)
         if outcome is None:
