@@ -215,7 +215,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     others: list[pytest.Item] = []
     for item in items:
         if _in(item.path, GUEST_TESTS):
-            proxies.append(GuestProxy.from_parent(item.parent, name=item.name))
+            # A child of the session with the in-guest test's own id: no module collector
+            # to set up on the host, whatever order xdist runs the proxies in.
+            proxies.append(GuestProxy.from_parent(session, name=item.name, nodeid=item.nodeid,
+                                                  path=item.path))
         elif _in(item.path, HERE) and "guest_run" in getattr(item, "fixturenames", ()):
             readers.append(item)
         else:
@@ -224,9 +227,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return
     # The guest runs exactly the selected in-guest tests (-k, node ids, ...).
     control(config).selection = [proxy.nodeid for proxy in proxies]
-    module = next(iter(readers or proxies)).parent
-    assert module is not None
-    starter = Starter.from_parent(module, name="start_guest_run")
+    starter = Starter.from_parent(session, name="start_guest_run", path=HERE,
+                                  nodeid="tests/realkernel::start_guest_run")
     items[:] = [starter, *others, *proxies, *readers]
 
 

@@ -47,7 +47,7 @@ TAPS = ("rkpf0", "rkpf1")
 PF_ADDRESSES = ("0000:00:03.0", "0000:00:03.1")
 GUEST_MEMORY_MB = 2048
 GUEST_CPUS = 2
-BOOT_TIMEOUT = 1200.0  # one boot, pytest included; a stuck guest is killed after this
+BOOT_TIMEOUT = 1500.0  # one boot, pytest included; a stuck guest is killed after this
 KVM_PROBE_TIMEOUT = 120.0  # KVM must reach the guest's user space within this
 MARKER = "rk-guest:"
 

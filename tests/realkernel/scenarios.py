@@ -280,8 +280,11 @@ def _read(path: Path) -> str | None:
 
 
 def _operstate(world: World, pf: PciAddress) -> str | None:
-    netdev = world.sysfs.pf(pf).netdev
-    return _read(world.kernel.root / "sys/class/net" / str(netdev) / "operstate")
+    """Read through the PF's own net/ folder: udev renames a fresh netdev (eth1 → enp0s3f1)
+    right after a reload, so a name read a moment ago may be gone already."""
+    for netdev in sorted((world.kernel.root / "sys/bus/pci/devices" / str(pf) / "net").glob("*")):
+        return _read(netdev / "operstate")
+    return None
 
 
 def prepare_reboot(world: World, host: Any) -> Result:
