@@ -235,3 +235,12 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 def pytest_sessionfinish(session: pytest.Session) -> None:
     if not IN_GUEST and _CONTROL_KEY in session.config.stash:
         session.config.stash[_CONTROL_KEY].finish()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """xdist hands the proxies out between other modules' tests, and once left a collector of
+    an earlier test on the setup stack ("previous item was not torn down properly"). A proxy
+    sets nothing up itself: tear down whatever is not above it first."""
+    if isinstance(item, GuestProxy):
+        item.session._setupstate.teardown_exact(item)

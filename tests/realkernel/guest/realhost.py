@@ -128,6 +128,8 @@ def baseline() -> None:
         run("modprobe", "-r", "igb", check=False)
         run("modprobe", "igb")
     wait_for("both igb PFs with netdevs", lambda: all(netdevs_of(pf) for pf in PF_ADDRESSES))
+    # udev renames fresh netdevs (eth0 -> enp0s3f0) just after they appear; let it finish.
+    run("udevadm", "settle", "--timeout=120", check=False)
     for pf in PF_ADDRESSES:
         if numvfs(pf):
             (DEVICES / pf / "sriov_numvfs").write_text("0\n")
