@@ -364,3 +364,28 @@ def test_oserror_carries_the_path(sim: SimHost, sysfs: Sysfs) -> None:
     assert excinfo.value.strerror == os.strerror(errno.ERANGE)
     assert excinfo.value.filename is not None
     assert excinfo.value.filename.endswith("sriov_numvfs")
+
+
+def test_clearing_the_override_and_unbinding_leaves_the_vf_driverless_until_a_probe(
+        sim: SimHost, sysfs: Sysfs) -> None:
+    """The vfio release path, step by step as the real igb guest showed it (tests/realkernel,
+    scenario "binding"): nothing re-probes a VF by itself after its override is cleared and
+    vfio-pci lets go; only a write to drivers_probe brings the VF driver back."""
+    from vfpool.host import binding
+
+    sim.write_attr(_numvfs(sysfs), "1")
+    vf = sysfs.pf(PF0).vfs[0].pci
+    device = sim.root / "sys/bus/pci/devices" / str(vf)
+    binding.bind(sysfs, vf, "vfio-pci")
+    assert sysfs.pci_function(vf).driver == "vfio-pci"
+    sim.write_attr(device / "driver_override", "\n")
+    sim.write_attr(sim.root / "sys/bus/pci/drivers/vfio-pci/unbind", str(vf))
+    assert sysfs.pci_function(vf).driver is None
+    sim.write_attr(sim.root / "sys/bus/pci/drivers_probe", str(vf))
+    assert sysfs.pci_function(vf).driver == "ixgbevf"
+    # host.binding's restore does the probe itself, and leaves no override behind once the
+    # caller puts the saved one (none) back, as a lease release does.
+    binding.bind(sysfs, vf, "vfio-pci")
+    binding.bind(sysfs, vf, "ixgbevf")
+    binding.set_override(sysfs, vf, None)
+    assert (sysfs.pci_function(vf).driver, sysfs.driver_override(vf)) == ("ixgbevf", None)

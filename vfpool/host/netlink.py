@@ -8,6 +8,8 @@ simulator implements the same port. Kernel errors arrive as ``OSError`` with the
 from __future__ import annotations
 
 import errno
+import os
+from pathlib import Path
 from typing import Any, Protocol
 
 from vfpool.model.vfconfig import LINK_STATE_CODES, LINK_STATES, VfConfig
@@ -84,6 +86,48 @@ def parse_vfinfo_list(message: Any) -> dict[int, VfConfig]:
     return configs
 
 
+def pf_driver(pf_netdev: str, root: Path = Path("/")) -> str | None:
+    """The driver behind a PF netdev (``/sys/class/net/PF/device/driver``), if any."""
+    try:
+        return os.path.basename(os.readlink(root / "sys/class/net" / pf_netdev /
+                                            "device/driver"))
+    except OSError:
+        return None
+
+
+def refusal(exc: OSError, pf_netdev: str, index: int, field: str, config: VfConfig,
+            root: Path = Path("/")) -> OSError:
+    """The kernel's refusal of one VF field as an OSError whose text names the PF's driver
+    and, where the driver's rule is known, why (the errno alone rarely says)."""
+    code = exc.errno or errno.EIO
+    driver = pf_driver(pf_netdev, root)
+    who = f"driver {driver}" if driver else f"PF {pf_netdev} (no driver bound)"
+    why = ""
+    if code == errno.EOPNOTSUPP:
+        why = f"; {driver or 'it'} does not implement VF {field}"
+    elif field == "rate" and code == errno.EINVAL:
+        operstate = _read_text(root / "sys/class/net" / pf_netdev / "operstate")
+        speed = _read_text(root / "sys/class/net" / pf_netdev / "speed")
+        if driver == "igb" and config.min_tx_rate:
+            # igb_ndo_set_vf_bw(): a nonzero min_tx_rate is always EINVAL.
+            why = "; igb has no minimum VF rate (min_tx_rate must be 0)"
+        elif operstate != "up":
+            why = f"; the PF link is {operstate or 'unknown'}, and {driver} refuses VF rates " \
+                  "until it is up"
+        elif speed and speed.lstrip("-").isdigit() and int(speed) > 0 and \
+                (config.max_tx_rate or 0) > int(speed):
+            why = f"; {config.max_tx_rate} Mbit/s is above the PF's link speed ({speed})"
+    return OSError(code, f"{who} refused {field} on VF {index} of {pf_netdev}: "
+                         f"{errno.errorcode.get(code, str(code))} ({os.strerror(code)}){why}")
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
 def _flag(value: int) -> bool | None:
     return None if value in (-1, 0xFFFFFFFF) else bool(value)
 
@@ -126,7 +170,12 @@ class PyRoute2Netlink:
 
     def set_vf(self, pf_netdev: str, index: int, field: str, config: VfConfig) -> None:
         request = vf_request(index, field, config)
-        self._call(lambda ipr: ipr.link("set", index=self._index(ipr, pf_netdev), vf=request))
+        try:
+            self._call(lambda ipr: ipr.link("set", index=self._index(ipr, pf_netdev),
+                                            vf=request))
+        except OSError as exc:
+            # The chain keeps pyroute2's NetlinkError as the cause, as _call() made it.
+            raise refusal(exc, pf_netdev, index, field, config) from exc.__cause__ or exc
 
     def set_link(self, netdev: str, *, mtu: int | None = None, up: bool | None = None) -> None:
         arguments: dict[str, Any] = {}

@@ -32,19 +32,43 @@ class DriverInfo:
 DRIVERS: dict[str, DriverInfo] = {
     info.name: info
     for info in (
+        # drivers/net/ethernet/intel/igb/igb_main.c:
+        # - igb_pci_enable_sriov(): more than 7 VFs is EPERM; igb_probe_vfs() caps max_vfs at 7.
+        # - igb_netdev_ops: no ndo_set_vf_link_state (EOPNOTSUPP, seen on the real igb).
+        # - igb_ndo_set_vf_bw(): a nonzero min_tx_rate is EINVAL; max_tx_rate only on the 82576
+        #   (any other part is EOPNOTSUPP) and only with the PF link up (EINVAL when down).
         DriverInfo("igb", module_param="max_vfs", param_kind="scalar", vf_limit=7,
-                   vf_driver="igbvf", unsupported_vf_fields=frozenset({"link_state"})),
+                   vf_driver="igbvf",
+                   unsupported_vf_fields=frozenset({"link_state", "min_tx_rate"})),
+        # ixgbe/ixgbe_sriov.c: ixgbe_pci_sriov_enable() and IXGBE_MAX_VFS_DRV_LIMIT (63);
+        # ixgbe_ndo_set_vf_bw(): a nonzero min_tx_rate is EINVAL (and max_tx_rate needs the
+        # link up at 10 Gb/s); ixgbe_ndo_set_vf_link_state() exists.
         DriverInfo("ixgbe", module_param="max_vfs", param_kind="scalar", vf_limit=63,
-                   vf_driver="ixgbevf"),
+                   vf_driver="ixgbevf", unsupported_vf_fields=frozenset({"min_tx_rate"})),
+        # i40e/i40e_virtchnl_pf.c i40e_ndo_set_vf_bw(): "Invalid min tx rate" (EINVAL); sysfs
+        # only (i40e_pci_sriov_configure()); trust, spoofchk and link state are implemented.
         DriverInfo("i40e", vf_driver="iavf", unsupported_vf_fields=frozenset({"min_tx_rate"})),
+        # ice/ice_sriov.c: ice_sriov_configure(), ice_set_vf_bw() takes min and max,
+        # ice_set_vf_link_state() and ice_set_vf_trust() exist.
         DriverInfo("ice", vf_driver="iavf"),
+        # mellanox/mlx5/core/sriov.c mlx5_core_sriov_configure(); en_main.c has
+        # mlx5e_set_vf_rate (min and max), _link_state, _trust and _spoofchk.
         DriverInfo("mlx5_core", vf_driver="mlx5_core"),
+        # mellanox/mlx4/main.c: num_vfs/probe_vf module parameters, no sriov_configure (ENOENT
+        # on sriov_numvfs); mlx4/cmd.c mlx4_set_vf_rate(): a min_tx_rate is EPROTONOSUPPORT;
+        # en_netdev.c mlx4_netdev_ops_master has no ndo_set_vf_trust (EOPNOTSUPP).
         DriverInfo("mlx4_core", sysfs_resize=False, module_param="num_vfs",
-                   param_kind="mlx4-array", vf_driver="mlx4_core"),
+                   param_kind="mlx4-array", vf_driver="mlx4_core",
+                   unsupported_vf_fields=frozenset({"min_tx_rate", "trust"})),
         DriverInfo("be2net", module_param="num_vfs", param_kind="scalar", vf_driver="be2net"),
         DriverInfo("bnxt_en", vf_driver="bnxt_en"),
     )
 }
+
+# PF device ids of the igb parts whose VFs can be rate limited: igb_ndo_set_vf_bw() answers
+# EOPNOTSUPP unless hw->mac.type is e1000_82576 (igb/e1000_hw.h: the 82576 family).
+IGB_82576_DEVICES = frozenset({0x10C9, 0x10E6, 0x10E7, 0x10E8, 0x150A, 0x1518, 0x1526,
+                               0x150D})
 
 
 def driver_info(name: str | None) -> DriverInfo:

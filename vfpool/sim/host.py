@@ -56,8 +56,14 @@ _DRIVER_ATTR = re.compile(r"^sys/bus/pci/drivers/(?P<driver>[^/]+)/(?P<attr>[^/]
 
 FaultKind = Literal["errno", "ignore", "no-netdev", "hang"]
 HANG_LIMIT = 300.0  # a hung write gives up (ETIMEDOUT) after this many seconds
-# VF config fields each PF driver rejects with EOPNOTSUPP (SRIOV-FACTS.md).
-UNSUPPORTED_VF_FIELDS = {"igb": {"link_state"}, "i40e": {"min_tx_rate"}}
+# VF config fields a PF driver has no ndo_set_vf_* callback for: rtnetlink's do_setvfinfo()
+# (net/core/rtnetlink.c) answers EOPNOTSUPP. Rates are per part and per value: _rate_errno().
+UNSUPPORTED_VF_FIELDS = {
+    # igb_netdev_ops (igb/igb_main.c) has no ndo_set_vf_link_state; checked on the real igb.
+    "igb": {"link_state"},
+    # mlx4_netdev_ops_master (mlx4/en_netdev.c) has no ndo_set_vf_trust.
+    "mlx4_core": {"trust"},
+}
 VF_DEFAULTS = {"vlan": 0, "qos": 0, "spoofchk": True, "trust": False, "link_state": "auto",
                "min_tx_rate": 0, "max_tx_rate": 0}
 
@@ -623,8 +629,11 @@ class SimHost:
                         options[key] = value
         return options
 
-    def _load(self, driver: str) -> str | None:
-        """Load a module and bind what it matches. Returns an error text, like insmod's."""
+    def _load(self, driver: str, *, at_boot: bool = False) -> str | None:
+        """Load a module and bind what it matches. Returns an error text, like insmod's.
+
+        A module loaded by hand (a reload) registers its PF netdevs administratively down, as
+        the real igb does; at boot the host's network configuration keeps them as they were."""
         if self._loaded(driver):
             return None
         module = _module_name(driver)
@@ -644,7 +653,14 @@ class SimHost:
         parameters = self.root / "sys/module" / module / "parameters"
         parameters.mkdir(parents=True, exist_ok=True)
         for key, value in options.items():
+            if driver == "igb" and key == "max_vfs" and value.isdigit() and int(value) > 7:
+                # igb_probe_vfs() caps the module's own max_vfs at 7: the parameter reads 7.
+                value = "7"
             _write(parameters / key, f"{value}\n")
+        if not at_boot:
+            for pf_bdf, pf in self._state["pfs"].items():
+                if self._profile(pf_bdf).pf_driver == driver:
+                    pf["operstate"] = "down"
         for entry in sorted(os.listdir(self.root / DEVICES)):
             if (self._driver_of(entry) is None and self._matches(driver, entry)
                     and self._can_probe(entry)):
@@ -664,7 +680,7 @@ class SimHost:
         _write(self.root / "proc/sys/kernel/random/boot_id", f"{uuid.uuid4()}\n")
         for module in BOOT_MODULES:
             if module in driver_id_table():
-                self._load(module)
+                self._load(module, at_boot=True)
 
     def reboot(self) -> None:
         """Power-cycle: VFs gone, overrides and VF config cleared, modules loaded afresh from
@@ -743,11 +759,15 @@ class SimHost:
                     raise _oserror(errno.EINVAL, key)
                 changes.update(vlan=config.vlan or 0, qos=config.qos or 0)
             elif field == "rate":
-                if "min_tx_rate" in unsupported and config.min_tx_rate:
-                    raise _oserror(errno.EOPNOTSUPP, key)
+                refused = _rate_errno(self._profile(pf_bdf), self._state["pfs"][pf_bdf],
+                                      config.min_tx_rate or 0, config.max_tx_rate or 0)
+                if refused:
+                    raise _oserror(refused, key)
                 changes.update(min_tx_rate=config.min_tx_rate or 0,
                                max_tx_rate=config.max_tx_rate or 0)
             elif field in ("spoofchk", "trust"):
+                if field in unsupported:
+                    raise _oserror(errno.EOPNOTSUPP, key)
                 changes[field] = bool(getattr(config, field))
             elif field == "link_state":
                 if "link_state" in unsupported:
@@ -786,9 +806,41 @@ class SimHost:
                         pf["operstate"] = "up" if up else "down"
 
 
+def _rate_errno(profile: NicProfile, pf: dict[str, Any], min_rate: int,
+                max_rate: int) -> int | None:
+    """The PF driver's ndo_set_vf_rate() for one VF: None when it takes the rates, else the
+    errno it returns. Checked against the real igb (82576) in tests/realkernel."""
+    driver, link_up, speed = profile.pf_driver, pf["operstate"] == "up", profile.link_mbps
+    if profile.vf_rate == "none":
+        return errno.EOPNOTSUPP  # igb_ndo_set_vf_bw(): every igb part but the 82576
+    if driver == "igb":
+        # igb_ndo_set_vf_bw(): min_tx_rate, link down (STATUS.LU clear), above the link speed.
+        if min_rate or not link_up or max_rate > speed:
+            return errno.EINVAL
+    elif driver == "ixgbe":
+        # ixgbe_ndo_set_vf_bw() (ixgbe_sriov.c): link up at 10 Gb/s, no min_tx_rate, and a
+        # max_tx_rate of 0 or in (10, link speed].
+        if not link_up or speed != 10000 or min_rate or (
+                max_rate and (max_rate <= 10 or max_rate > speed)):
+            return errno.EINVAL
+    elif driver == "i40e":
+        # i40e_ndo_set_vf_bw() (i40e_virtchnl_pf.c): "Invalid min tx rate", and
+        # i40e_set_bw_limit(): above the link speed.
+        if min_rate or max_rate > speed:
+            return errno.EINVAL
+    elif driver == "mlx4_core" and min_rate:
+        return errno.EPROTONOSUPPORT  # mlx4_set_vf_rate(): "Minimum BW share not supported"
+    elif driver in ("ice", "mlx5_core") and max_rate and min_rate > max_rate:
+        return errno.EINVAL  # ice_set_vf_bw(), mlx5 esw_qos: min above max
+    return None
+
+
 def _kstrtou16(value: str) -> int | None:
     """lib/kstrtox.c kstrtou16(s, 0): an optional '+', then 0x-hex, 0-octal or decimal digits,
-    at most one trailing newline, nothing else; None where the kernel returns an error."""
+    at most one trailing newline, nothing else; None where the kernel returns an error.
+
+    sriov_numvfs_store() turns any kstrtou16() error into EINVAL, its ERANGE for 65536 too
+    (checked on the real igb by tests/realkernel's sizing scenario)."""
     text = value[:-1] if value.endswith("\n") else value
     text = text[1:] if text.startswith("+") else text
     if text[:2].lower() == "0x":

@@ -39,31 +39,46 @@ class NicProfile:
     # The driver has no sriov_configure callback: sysfs writes give ENOENT (mlx4_core).
     sysfs_resize: bool = True
     vf_mac_zero: bool = True  # fresh Intel VFs read 00:00:00:00:00:00 until the PF sets one
+    link_mbps: int = 10000  # the PF's link speed: drivers refuse VF rates above it
+    # VF tx rate limiting (ndo_set_vf_rate) on this part: "none" (EOPNOTSUPP for any rate),
+    # "max" (a nonzero min_tx_rate is refused) or "min-max". See host.py _rate_errno().
+    vf_rate: Literal["none", "max", "min-max"] = "min-max"
 
 
 PROFILES: dict[str, NicProfile] = {
     profile.name: profile
     for profile in (
+        # igb_ndo_set_vf_bw() (drivers/net/ethernet/intel/igb/igb_main.c): only the 82576 has
+        # VF rate limiting, max only; every other igb part returns EOPNOTSUPP.
         NicProfile("intel-82576", "82576 Gigabit Network Connection", 0x8086, 0x10C9,
                    0x10CA, "igb", "igbvf", 7, 128, 2, "interleaved", 2,
-                   module_param="max_vfs", module_param_kind="scalar", driver_vf_limit=7),
+                   module_param="max_vfs", module_param_kind="scalar", driver_vf_limit=7,
+                   link_mbps=1000, vf_rate="max"),
         NicProfile("intel-i350", "I350 Gigabit Network Connection", 0x8086, 0x1521,
                    0x1520, "igb", "igbvf", 7, 128, 4, "interleaved", 2,
-                   module_param="max_vfs", module_param_kind="scalar", driver_vf_limit=7),
+                   module_param="max_vfs", module_param_kind="scalar", driver_vf_limit=7,
+                   link_mbps=1000, vf_rate="none"),
+        # ixgbe_ndo_set_vf_bw() (ixgbe/ixgbe_sriov.c): max only, at a 10 Gb/s link.
         NicProfile("intel-82599", "82599ES 10-Gigabit SFI/SFP+ Network Connection",
                    0x8086, 0x10FB, 0x10ED, "ixgbe", "ixgbevf", 63, 128, 2, "interleaved", 2,
-                   module_param="max_vfs", module_param_kind="scalar", driver_vf_limit=63),
+                   module_param="max_vfs", module_param_kind="scalar", driver_vf_limit=63,
+                   link_mbps=10000, vf_rate="max"),
+        # i40e_ndo_set_vf_bw() (i40e/i40e_virtchnl_pf.c): a nonzero min_tx_rate is EINVAL.
         NicProfile("intel-x710", "Ethernet Controller X710 for 10GbE SFP+", 0x8086,
-                   0x1572, 0x154C, "i40e", "iavf", 64, 16, 1, "sequential", 2),
+                   0x1572, 0x154C, "i40e", "iavf", 64, 16, 1, "sequential", 2,
+                   link_mbps=10000, vf_rate="max"),
+        # ice_set_vf_bw() (ice/ice_sriov.c): min and max.
         NicProfile("intel-e810", "Ethernet Controller E810-XXV for SFP", 0x8086, 0x159B,
-                   0x1889, "ice", "iavf", 64, 8, 1, "sequential", 2),
+                   0x1889, "ice", "iavf", 64, 8, 1, "sequential", 2, link_mbps=25000),
+        # mlx5_eswitch_set_vport_rate() (mlx5/core/esw/qos.c): min and max.
         NicProfile("mellanox-cx5", "MT27800 Family [ConnectX-5]", 0x15B3, 0x1017,
                    0x1018, "mlx5_core", "mlx5_core", 8, 2, 1, "sequential", 2,
-                   port_name="np0", vf_mac_zero=False),
+                   port_name="np0", vf_mac_zero=False, link_mbps=25000),
+        # mlx4_set_vf_rate() (mlx4/cmd.c): max only; a min_tx_rate is EPROTONOSUPPORT.
         NicProfile("mellanox-cx3", "MT27500 Family [ConnectX-3]", 0x15B3, 0x1003,
                    0x1004, "mlx4_core", "mlx4_core", 63, 1, 1, "sequential", 1, ports_per_pf=2,
                    module_param="num_vfs", module_param_kind="mlx4-array", sysfs_resize=False,
-                   vf_mac_zero=False),
+                   vf_mac_zero=False, link_mbps=40000, vf_rate="max"),
     )
 }
 

@@ -1,0 +1,162 @@
+"""Reading the guest's kernel back, independently of vfpool, and resetting it between tests.
+
+Everything a test asserts about the host comes from here: ``ip -j -d link`` (iproute2's own
+netlink reader), sysfs files read directly, and ``/proc/modules``; never from vfpool's reports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+PF_ADDRESSES = ("0000:00:03.0", "0000:00:03.1")
+DEVICES = Path("/sys/bus/pci/devices")
+CACHE = Path(__file__).resolve().parents[3] / ".cache" / "realkernel"
+RESULTS = Path(os.environ.get("VFPOOL_REALKERNEL_RESULTS", "/nonexistent"))
+MODPROBE_CONF = Path("/etc/modprobe.d/vfpool-igb.conf")
+
+
+def run(*argv: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)} failed ({result.returncode}): "
+                             f"{result.stderr.strip()}")
+    return result
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 90.0) -> Any:
+    """Poll with a deadline (udev and the VF drivers act asynchronously); fail naming it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout:g} s")
+        time.sleep(0.2)
+
+
+def read(path: Path | str) -> str | None:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
+
+
+def attr(bdf: str, name: str) -> str | None:
+    return read(DEVICES / bdf / name)
+
+
+def driver(bdf: str) -> str | None:
+    link = DEVICES / bdf / "driver"
+    return os.path.basename(os.readlink(link)) if link.is_symlink() else None
+
+
+def numvfs(pf: str) -> int:
+    return int(attr(pf, "sriov_numvfs") or 0)
+
+
+def virtfns(pf: str) -> list[str]:
+    """The VF addresses from the PF's virtfnN links, in index order."""
+    folder = DEVICES / pf
+    links = sorted((int(name[6:]), name) for name in os.listdir(folder)
+                   if name.startswith("virtfn"))
+    return [os.path.basename(os.readlink(folder / name)) for _, name in links]
+
+
+def netdevs_of(bdf: str) -> list[str]:
+    folder = DEVICES / bdf / "net"
+    return sorted(os.listdir(folder)) if folder.is_dir() else []
+
+
+def pf_netdev(pf: str) -> str:
+    names = netdevs_of(pf)
+    assert names, f"PF {pf} has no netdev"
+    return names[0]
+
+
+def ip_links() -> list[dict[str, Any]]:
+    links: list[dict[str, Any]] = json.loads(run("ip", "-j", "-d", "link", "show").stdout)
+    return links
+
+
+def ip_link(name: str) -> dict[str, Any]:
+    [link] = json.loads(run("ip", "-j", "-d", "link", "show", "dev", name).stdout)
+    return dict(link)
+
+
+def vfinfo(pf: str) -> dict[int, dict[str, Any]]:
+    """The PF's VF list as `ip -j -d link` prints it, by VF index, flattened: mac, vlan, qos,
+    spoofchk, trust, link_state, max_tx_rate, min_tx_rate."""
+    found = {}
+    for entry in ip_link(pf_netdev(pf)).get("vfinfo_list", []):
+        vlans = [v for v in entry.get("vlan_list", []) if v]
+        rate = entry.get("rate", {})
+        found[entry["vf"]] = {
+            "mac": entry.get("address"),
+            "vlan": vlans[0].get("vlan", 0) if vlans else 0,
+            "qos": vlans[0].get("qos", 0) if vlans else 0,
+            "spoofchk": entry.get("spoofchk"), "trust": entry.get("trust"),
+            "link_state": entry.get("link_state"),
+            "max_tx_rate": rate.get("max_tx", 0), "min_tx_rate": rate.get("min_tx", 0)}
+    return found
+
+
+def loaded(module: str) -> bool:
+    return any(line.split()[0] == module for line in Path("/proc/modules").read_text()
+               .splitlines())
+
+
+def macvtaps() -> list[str]:
+    return [link["ifname"] for link in ip_links()
+            if link.get("linkinfo", {}).get("info_kind") == "macvtap"]
+
+
+def baseline() -> None:
+    """The state every test starts from: igb (no options) and igbvf loaded, both PFs up with
+    no VFs and autoprobe on, no vfpool modprobe.d file, vfio-pci unloaded, no macvtap."""
+    for name in macvtaps():
+        run("ip", "link", "del", name, check=False)
+    param = read("/sys/module/igb/parameters/max_vfs")
+    if MODPROBE_CONF.exists() or not loaded("igb") or param not in (None, "0"):
+        MODPROBE_CONF.unlink(missing_ok=True)
+        run("modprobe", "-r", "igb", check=False)
+        run("modprobe", "igb")
+    wait_for("both igb PFs with netdevs", lambda: all(netdevs_of(pf) for pf in PF_ADDRESSES))
+    # udev renames fresh netdevs (eth0 -> enp0s3f0) just after they appear; let it finish.
+    run("udevadm", "settle", "--timeout=120", check=False)
+    for pf in PF_ADDRESSES:
+        if numvfs(pf):
+            (DEVICES / pf / "sriov_numvfs").write_text("0\n")
+        if attr(pf, "sriov_drivers_autoprobe") != "1":
+            (DEVICES / pf / "sriov_drivers_autoprobe").write_text("1\n")
+        run("ip", "link", "set", pf_netdev(pf), "up")
+    if loaded("vfio_pci"):
+        run("modprobe", "-r", "vfio-pci", check=False)
+    run("modprobe", "igbvf")
+    wait_for("both PFs up", lambda: all(read(f"/sys/class/net/{pf_netdev(pf)}/operstate")
+                                        == "up" for pf in PF_ADDRESSES))
+
+
+def record(name: str, data: object) -> None:
+    """Leave a JSON record in the results share for the host-side checks."""
+    folder = RESULTS / "records"
+    folder.mkdir(parents=True, exist_ok=True)
+    temporary = folder / f".{name}.tmp"
+    temporary.write_text(json.dumps(data, indent=1, sort_keys=True))
+    os.replace(temporary, folder / f"{name}.json")
+
+
+def qemu_env() -> dict[str, str]:
+    """The cached QEMU 10 (the host's / shows the cache at the same path)."""
+    return {"QEMU_MODULE_DIR": str(CACHE / "qemu/usr/lib/x86_64-linux-gnu/qemu")}
+
+
+QEMU = CACHE / "qemu/usr/bin/qemu-system-x86_64"
+QEMU_FIRMWARE = ["-L", str(CACHE / "qemu/usr/share/seabios"), "-L",
+                 str(CACHE / "qemu/usr/share/qemu"), "-L", "/usr/share/qemu"]

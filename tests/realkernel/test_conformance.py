@@ -1,0 +1,52 @@
+"""The differential conformance suite's host half: each scenario of scenarios.py runs against
+the simulator's intel-82576 profile here, and must give exactly what the real igb gave in the
+guest (recorded by guest/test_conformance.py and guest/test_reboot.py). A difference is a
+simulator bug: fix vfpool/sim/, not the scenario."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import vfpool
+from tests.realkernel.harness import GuestRun
+from tests.realkernel.scenarios import (
+    SCENARIOS,
+    SIM_NIC,
+    World,
+    prepare_reboot,
+    reboot_facts,
+)
+from vfpool.sim.host import SimHost
+
+
+def recorded(guest_run: GuestRun, name: str) -> Any:
+    record = guest_run.record(f"scenario-{name}")
+    if record is None:
+        pytest.fail(f"the guest left no result for scenario {name}: its in-guest test failed "
+                    f"or did not run ({guest_run.summary()})", pytrace=False)
+    return record["result"]
+
+
+def plain(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_simulator_matches_the_real_igb(name: str, guest_run: GuestRun, tmp_path: Path) -> None:
+    real = recorded(guest_run, name)
+    sim = SimHost.create(tmp_path / "host", [SIM_NIC])
+    assert plain(SCENARIOS[name](World(sim))) == real
+
+
+def test_simulator_reboot_matches_the_real_reboot(guest_run: GuestRun, tmp_path: Path) -> None:
+    real = recorded(guest_run, "reboot")
+    root = tmp_path / "host"
+    sim = SimHost.create(root, [SIM_NIC])
+    with vfpool.connect(sim=root) as host:
+        before = prepare_reboot(World(sim), host)
+    sim.reboot()
+    assert plain(reboot_facts(World(SimHost(root)), before)) == real
