@@ -10,7 +10,7 @@ import typer
 from vfpool.cli.main import settings
 from vfpool.cli.render import cell, emit, emit_json, note, stderr_is_terminal, table
 from vfpool.errors import InvalidInput
-from vfpool.model.pool import VfDefaults
+from vfpool.model.pool import VfDefaults, validate_link_state
 from vfpool.service import pools as pool_service
 
 app = typer.Typer(no_args_is_help=True, help="Network pools of VFs.")
@@ -119,7 +119,8 @@ def define(
                 raise InvalidInput("missing --vfs N: how many VFs per PF")
             defaults = VfDefaults(vlan=vlan, qos=qos, trust=trust, spoofchk=spoofchk,
                                   min_tx_rate=min_tx_rate, max_tx_rate=max_tx_rate, mtu=mtu,
-                                  link_state=link_state)
+                                  link_state=None if link_state is None
+                                  else validate_link_state(link_state))
             spec = pool_service.parse_spec(name, pfs, vfs, method, mode, defaults)
             record = pool_service.define(ctx, spec)
     if as_json:

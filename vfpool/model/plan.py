@@ -12,10 +12,9 @@ from typing import Literal
 from vfpool.errors import Conflict
 from vfpool.model.drivers import DriverInfo, module_options
 from vfpool.model.pci import PciAddress
-from vfpool.model.pool import Method, Mode, VfRange, used_indices
+from vfpool.model.pool import VfRange, used_indices
 from vfpool.model.snapshot import PfSnapshot, VfSnapshot
-
-Resize = Literal["sysfs", "module-param"]
+from vfpool.store.states import Method, Mode
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class PfUse:
 
     @property
     def needs_netdevs(self) -> bool:
-        return self.mode != "vfio"
+        return self.mode != Mode.VFIO
 
 
 @dataclass(frozen=True)

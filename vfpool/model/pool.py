@@ -5,18 +5,19 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, cast
+from enum import StrEnum
+from typing import Any, TypeVar
 
 import tomli_w
 
 from vfpool.errors import InvalidInput
 from vfpool.model.drivers import DriverInfo
 from vfpool.model.snapshot import PfSnapshot
+from vfpool.store.states import LinkState, Method, Mode, values
 
-Method = Literal["auto", "sysfs", "module-param"]
-Mode = Literal["vfio", "macvtap", "netdev"]
-METHODS: tuple[Method, ...] = ("auto", "sysfs", "module-param")
-MODES: tuple[Mode, ...] = ("vfio", "macvtap", "netdev")
+E = TypeVar("E", bound=StrEnum)
+METHODS = values(Method)
+MODES = values(Mode)
 # A pool name: 1 to 64 ASCII letters, digits, '_', '.' and '-', starting with a letter or digit.
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 _NAME = re.compile(NAME_PATTERN, re.ASCII)
@@ -26,14 +27,21 @@ RATE_MAX = 2**32 - 1  # ifla_vf_rate's min_tx_rate and max_tx_rate are __u32 Mbp
 VFS_MAX = 2**16 - 1  # sriov_numvfs is a u16
 
 
-LINK_STATES = ("auto", "enable", "disable")
+LINK_STATES = values(LinkState)
 
 
-def validate_link_state(value: str) -> str:
+def choice(kind: type[E], value: str, what: str) -> E:
+    """``value`` as a member of ``kind``, or InvalidInput naming the choices."""
+    try:
+        return kind(value)
+    except ValueError:
+        raise InvalidInput(f"invalid {what} {value!r}: use one of "
+                           f"{', '.join(values(kind))}") from None
+
+
+def validate_link_state(value: str) -> LinkState:
     """A VF link state as ``ip link set ... vf N state`` takes it."""
-    if value not in LINK_STATES:
-        raise InvalidInput(f"invalid link state {value!r}: use one of {', '.join(LINK_STATES)}")
-    return value
+    return choice(LinkState, value, "link state")
 
 
 def validate_name(name: str) -> str:
@@ -103,7 +111,7 @@ class VfDefaults:
     min_tx_rate: int | None = None
     max_tx_rate: int | None = None
     mtu: int | None = None
-    link_state: str | None = None  # auto, enable, disable
+    link_state: LinkState | None = None
 
     def validate(self) -> VfDefaults:
         if self.vlan is not None and not 1 <= self.vlan <= 4094:
@@ -124,7 +132,7 @@ class VfDefaults:
         if self.mtu is not None and not MTU_MIN <= self.mtu <= MTU_MAX:
             raise InvalidInput(f"MTU {self.mtu} is outside {MTU_MIN}-{MTU_MAX}")
         if self.link_state is not None:
-            validate_link_state(self.link_state)
+            return replace(self, link_state=validate_link_state(self.link_state))
         return self
 
     def as_dict(self) -> dict[str, Any]:
@@ -147,8 +155,8 @@ class PoolSpec:
     name: str
     pfs: tuple[PfRef, ...]
     vfs: int
-    method: Method = "auto"
-    mode: Mode = "vfio"
+    method: Method = Method.AUTO
+    mode: Mode = Mode.VFIO
     defaults: VfDefaults = field(default_factory=VfDefaults)
     autostart: bool = False
 
@@ -159,13 +167,8 @@ class PoolSpec:
             raise InvalidInput("a pool needs at least one --pf")
         if not 1 <= self.vfs <= VFS_MAX:
             raise InvalidInput(f"--vfs must be 1-{VFS_MAX}, not {self.vfs}")
-        if self.method not in METHODS:
-            raise InvalidInput(f"invalid method {self.method!r}: use one of "
-                               f"{', '.join(METHODS)}")
-        if self.mode not in MODES:
-            raise InvalidInput(f"invalid mode {self.mode!r}: use one of {', '.join(MODES)}")
-        self.defaults.validate()
-        return self
+        return replace(self, method=choice(Method, self.method, "method"),
+                       mode=choice(Mode, self.mode, "mode"), defaults=self.defaults.validate())
 
     def with_pfs(self, pfs: tuple[PfRef, ...]) -> PoolSpec:
         return replace(self, pfs=pfs)
@@ -213,11 +216,11 @@ def check_member(spec: PoolSpec, ref: PfRef, pf: PfSnapshot, info: DriverInfo,
                            f"(PF {pf.label})")
 
 
-def resolve_method(method: Method, info: DriverInfo) -> Literal["sysfs", "module-param"]:
+def resolve_method(method: Method, info: DriverInfo) -> Method:
     """``auto``: sysfs where the driver supports it, the module parameter otherwise."""
-    if method == "auto":
-        return "sysfs" if info.sysfs_resize else "module-param"
-    return method
+    if method == Method.AUTO:
+        return Method.SYSFS if info.sysfs_resize else Method.MODULE_PARAM
+    return Method(method)
 
 
 # -- TOML: what `pool dumpconfig` prints and `pool define --file` reads
@@ -277,8 +280,8 @@ def from_toml(text: str, source: str) -> PoolSpec:
             name=_typed(document, "name", str, source),
             pfs=tuple(pfs),
             vfs=_typed(document, "vfs", int, source),
-            method=cast(Method, _optional(document, "method", str, "auto", source)),
-            mode=cast(Mode, _optional(document, "mode", str, "vfio", source)),
+            method=_optional(document, "method", str, "auto", source),
+            mode=_optional(document, "mode", str, "vfio", source),
             defaults=defaults,
             autostart=_optional(document, "autostart", bool, False, source),
         )

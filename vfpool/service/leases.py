@@ -31,7 +31,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vfpool.errors import (
@@ -49,7 +48,7 @@ from vfpool.host import binding
 from vfpool.host.netlink import fields_for
 from vfpool.model.drivers import DriverInfo, driver_info
 from vfpool.model.pci import PciAddress
-from vfpool.model.pool import VfRange, used_indices, validate_link_state
+from vfpool.model.pool import VfRange, validate_link_state
 from vfpool.model.snapshot import PfSnapshot, VfSnapshot
 from vfpool.model.vfconfig import (
     VfConfig,
@@ -60,22 +59,23 @@ from vfpool.model.vfconfig import (
 )
 from vfpool.service import events
 from vfpool.service.context import Context
-from vfpool.store import LIVE_LEASE_STATES, Lease, Pf, Pool, PoolPf, Vf, utcnow
+from vfpool.store import Lease, Pool, PoolPf, utcnow
+from vfpool.store.queries import FreeVf, Queries
+from vfpool.store.states import LIVE_LEASE_STATES, LeaseState, Mode, PoolState, VfState
+
+TOKEN_BYTES = 24
+NETDEV_TIMEOUT = 10.0
+# Bounds of what the kernel can hold: a PID (PID_MAX_LIMIT), a NUMA node (MAX_NUMNODES with
+# CONFIG_NODES_SHIFT=10).
+PID_MAX = 4_194_304
+NUMA_NODES = 1024
+COUNT_MAX = 4096
 
 
 def member_range(member: PoolPf) -> VfRange | None:
     if member.range_start is None or member.range_end is None:
         return None
     return VfRange(member.range_start, member.range_end)
-
-TOKEN_BYTES = 24
-NETDEV_TIMEOUT = 10.0
-# Bounds of what the kernel can hold: a PID (PID_MAX_LIMIT), a NUMA node (MAX_NUMNODES with
-# CONFIG_NODES_SHIFT=10), and a lease id (SQLite's signed 64-bit integer).
-PID_MAX = 4_194_304
-NUMA_NODES = 1024
-COUNT_MAX = 4096
-LEASE_ID_MAX = 2**63 - 1
 
 
 def hash_token(token: str) -> str:
@@ -110,63 +110,30 @@ def lease_record(ctx: Context, lease: Lease, pool_name: str, *,
 
 
 def _pool_named(session: Session, name: str) -> Pool:
-    pool = session.scalars(select(Pool).where(Pool.name == name)).one_or_none()
-    if pool is None:
-        raise NotFound(f"no pool named {name!r}")
-    return pool
+    return Queries(session).pool(name)
 
 
 def _lease(session: Session, lease_id: int) -> Lease:
-    lease = session.get(Lease, lease_id) if 0 < lease_id <= LEASE_ID_MAX else None
-    if lease is None:
-        raise NotFound(f"no lease {lease_id}")
-    return lease
+    return Queries(session).lease(lease_id)
 
 
 # ---------------------------------------------------------------- acquire
 
-@dataclass(frozen=True)
-class _Candidate:
-    vf: Vf
-    pf: Pf
-    position: int
-
-
-def _free_vfs(session: Session, pool: Pool) -> list[_Candidate]:
-    candidates: list[_Candidate] = []
-    for member in pool.members:
-        indices = used_indices(member_range(member), pool.vfs_per_pf)
-        rows = session.scalars(select(Vf).where(
-            Vf.pf_pci == member.pf_pci, Vf.state == "free", Vf.vf_index >= indices.start,
-            Vf.vf_index < indices.stop))
-        candidates.extend(_Candidate(vf, member.pf, member.position) for vf in rows)
-    return candidates
-
-
-def choose(candidates: list[_Candidate], count: int, *, numa_node: int | None,
-           spread: bool) -> list[_Candidate]:
-    """The allocation policy: the requested NUMA node first, then the lowest index (PFs in
-    pool order), or with ``spread`` the lowest index across PFs in turn."""
-    def key(candidate: _Candidate) -> tuple[int, int, int]:
-        off_node = int(numa_node is not None and candidate.pf.numa_node != numa_node)
-        if spread:
-            return (off_node, candidate.vf.vf_index, candidate.position)
-        return (off_node, candidate.position, candidate.vf.vf_index)
-
-    return sorted(candidates, key=key)[:count]
-
-
-def _leasable(session: Session, pool_name: str, count: int) -> tuple[Pool, list[_Candidate]]:
-    """An active pool and its free VFs, at least ``count`` of them."""
-    pool = _pool_named(session, pool_name)
-    if pool.state != "active":
+def _leasable(session: Session, pool_name: str, count: int, *, numa_node: int | None,
+              spread: bool) -> tuple[Pool, list[FreeVf]]:
+    """An active pool and the ``count`` free VFs the allocation policy picks (the requested
+    NUMA node first, then the lowest index in pool order, or with ``spread`` the lowest index
+    across PFs in turn); Exhausted when it has fewer."""
+    queries = Queries(session)
+    pool = queries.pool(pool_name)
+    if pool.state != PoolState.ACTIVE:
         raise Conflict(f"pool {pool_name!r} is not active; start it with `vfpool pool start "
                        f"{pool_name}`")
-    candidates = _free_vfs(session, pool)
-    if len(candidates) < count:
-        raise Exhausted(f"pool {pool_name!r} has {len(candidates)} free VF(s); {count} "
+    chosen = queries.free_vfs(pool, count, numa_node=numa_node, spread=spread)
+    if len(chosen) < count:
+        raise Exhausted(f"pool {pool_name!r} has {len(chosen)} free VF(s); {count} "
                         "requested")
-    return pool, candidates
+    return pool, chosen
 
 
 @dataclass
@@ -228,25 +195,25 @@ def _reserve(ctx: Context, pool_name: str, owner: str, count: int, mac: str | No
     boot_id = ctx.sysfs.boot_id()
 
     def reserve(session: Session) -> tuple[list[_Planned], bool | None]:
-        pool, candidates = _leasable(session, pool_name, count)
+        queries = Queries(session)
+        pool, chosen = _leasable(session, pool_name, count, numa_node=numa_node, spread=spread)
         if not {member.pf_pci for member in pool.members} <= locked:
             raise _MembersChanged
-        chosen = choose(candidates, count, numa_node=numa_node, spread=spread)
         numa_met = None if numa_node is None else all(
             candidate.pf.numa_node == numa_node for candidate in chosen)
-        live = {row.mac: row for row in session.scalars(
-            select(Lease).where(Lease.state.in_(LIVE_LEASE_STATES), Lease.mac.is_not(None)))}
-        if mac is not None and mac in live:
-            holder = live[mac]
+        if mac is not None and (holder := queries.live_lease_with_mac(mac)) is not None:
             raise Conflict(f"MAC {mac} is already used by lease {holder.id} of "
                            f"{holder.owner!r}")
+        taken: set[str] = set()
         planned = []
         for candidate in chosen:
             lease_mac = mac
             attempt = 0
-            while lease_mac is None or (mac is None and lease_mac in live):
-                lease_mac = generated_mac(pool_name, owner, candidate.vf.vf_index, attempt)
+            while lease_mac is None:
+                wanted = generated_mac(pool_name, owner, candidate.vf.vf_index, attempt)
                 attempt += 1
+                if wanted not in taken and not queries.live_macs([wanted]):
+                    lease_mac = wanted
             lease_vlan = vlan if vlan is not None else pool.vlan
             info = driver_info(candidate.pf.driver)
             desired = VfConfig(mac=lease_mac, vlan=lease_vlan or 0,
@@ -254,18 +221,18 @@ def _reserve(ctx: Context, pool_name: str, owner: str, count: int, mac: str | No
                                trust=pool.trust, link_state=_link_state(
                                    link_state or pool.link_state, info),
                                min_tx_rate=pool.min_tx_rate, max_tx_rate=pool.max_tx_rate)
-            driver = "vfio-pci" if pool.mode == "vfio" else info.vf_driver
+            driver = "vfio-pci" if pool.mode == Mode.VFIO else info.vf_driver
             token = secrets.token_urlsafe(TOKEN_BYTES)
             lease = Lease(pool_id=pool.id, vf_id=candidate.vf.id, pf_pci=candidate.pf.pci,
                           vf_pci=candidate.vf.pci, vf_index=candidate.vf.vf_index, owner=owner,
                           owner_pid=owner_pid, acquirer=acquirer, token_hash=hash_token(token),
-                          state="reserved",
+                          state=LeaseState.RESERVED,
                           mode=pool.mode, mac=lease_mac, vlan=lease_vlan or None,
                           numa_node=candidate.pf.numa_node, boot_id=boot_id,
                           applied_config={**desired.as_dict(), "driver": driver,
                                           "mtu": pool.mtu})
-            candidate.vf.state = "reserved"
-            live[lease_mac] = lease
+            candidate.vf.state = VfState.RESERVED
+            taken.add(lease_mac)
             session.add(lease)
             session.flush()
             events.record(session, "lease.reserve", pool=pool_name, pf=candidate.pf.pci,
@@ -335,11 +302,11 @@ def preview(ctx: Context, pool_name: str, owner: str, *, count: int = 1,
     _validate_acquire(owner, count, None, None, numa_node)
 
     def choose_now(session: Session) -> list[dict[str, Any]]:
-        pool, candidates = _leasable(session, pool_name, count)
+        pool, chosen = _leasable(session, pool_name, count, numa_node=numa_node, spread=spread)
         return [{"mode": pool.mode, "mac": generated_mac(pool_name, owner, c.vf.vf_index),
                  "numa_node": c.pf.numa_node, "pf": {"pci": c.pf.pci, "netdev": c.pf.netdev},
                  "vf": {"index": c.vf.vf_index, "pci": c.vf.pci, "netdev": c.vf.netdev}}
-                for c in choose(candidates, count, numa_node=numa_node, spread=spread)]
+                for c in chosen]
 
     return ctx.store.read(choose_now)
 
@@ -356,9 +323,9 @@ def _cancel_reserved(ctx: Context, lease_id: int, reason: str) -> None:
     process is gone."""
     def cancel(session: Session) -> None:
         lease = _lease(session, lease_id)
-        if lease.state != "reserved" or lease.saved_config is not None:
+        if lease.state != LeaseState.RESERVED or lease.saved_config is not None:
             return
-        finish_lease(session, lease, "free", None, "lease.cancel", reason)
+        finish_lease(session, lease, VfState.FREE, None, "lease.cancel", reason)
 
     with contextlib.suppress(VfpoolError):
         ctx.store.write(cancel, operation=f"cancelling reserved lease {lease_id}")
@@ -421,7 +388,7 @@ def _activate(ctx: Context, item: _Planned, pool_name: str) -> None:
     """Steps 2-6 for one reserved lease, under its VF's lock."""
     with ctx.locks.vf(item.vf_pci):
         state = ctx.store.read(lambda session: _lease(session, item.lease_id).state)
-        if state != "reserved":
+        if state != LeaseState.RESERVED:
             raise Conflict(f"lease {item.lease_id} was cancelled while it was being set up "
                            f"(now {state})")
         pf, vf = _pf_and_vf(ctx, item.pf_pci, item.vf_index)
@@ -438,7 +405,7 @@ def _activate(ctx: Context, item: _Planned, pool_name: str) -> None:
             _apply_config(ctx, pf, item.vf_index, item.desired, fields_for(item.desired))
             binding.bind(ctx.sysfs, vf.pci, item.driver)
             netdev = None
-            if item.mode != "vfio":
+            if item.mode != Mode.VFIO:
                 vf = _wait_for_netdev(ctx, item.pf_pci, item.vf_index)
                 netdev = vf.netdev
                 if item.mtu is not None and netdev is not None:
@@ -453,14 +420,14 @@ def _activate(ctx: Context, item: _Planned, pool_name: str) -> None:
 
             def activate(session: Session) -> None:
                 lease = _lease(session, item.lease_id)
-                if lease.state != "reserved":
+                if lease.state != LeaseState.RESERVED:
                     # `watch` marked it lost (the VF vanished) or reconcile closed it meanwhile.
                     raise Conflict(f"lease {item.lease_id} became {lease.state} while it was "
                                    "being set up")
-                lease.state = "active"
+                lease.state = LeaseState.ACTIVE
                 lease.acquirer = None  # no change in progress any more
                 assert lease.vf is not None
-                lease.vf.state = "leased"
+                lease.vf.state = VfState.LEASED
                 lease.vf.netdev = netdev
                 events.record(session, "lease.acquire", pool=pool_name, pf=item.pf_pci,
                               vf=item.vf_pci, lease_id=item.lease_id, owner=lease.owner,
@@ -486,10 +453,10 @@ def _activate(ctx: Context, item: _Planned, pool_name: str) -> None:
 
 
 def restore_vf(ctx: Context, pf_pci: str, vf_index: int, saved: dict[str, Any],
-             applied: dict[str, Any] | None) -> tuple[str, str | None]:
+               applied: dict[str, Any] | None) -> tuple[VfState, str | None]:
     """Put back the saved config (the fields vfpool set) and driver.
 
-    Returns ("free", None), or ("unusable", reason) when the VF could not be restored."""
+    Returns (free, None), or (unusable, reason) when the VF could not be restored."""
     try:
         pf, vf = _pf_and_vf(ctx, pf_pci, vf_index)
         original = VfConfig.from_dict(saved)
@@ -509,16 +476,17 @@ def restore_vf(ctx: Context, pf_pci: str, vf_index: int, saved: dict[str, Any],
             if vf.netdev is not None:
                 ctx.kernel.netlink.set_link(vf.netdev, mtu=int(saved["mtu"]))
     except (VfpoolError, OSError) as exc:
-        return "unusable", f"restore failed: {exc}"
-    return "free", None
+        return VfState.UNUSABLE, f"restore failed: {exc}"
+    return VfState.FREE, None
 
 
 def _group_of(key: str) -> str:
     return {"qos": "vlan", "min_tx_rate": "rate", "max_tx_rate": "rate"}.get(key, key)
 
 
-def finish_lease(session: Session, lease: Lease, vf_state: str, vf_reason: str | None,
-                 action: str, why: str | None, *, final_state: str = "released") -> None:
+def finish_lease(session: Session, lease: Lease, vf_state: VfState, vf_reason: str | None,
+                 action: str, why: str | None, *,
+                 final_state: LeaseState = LeaseState.RELEASED) -> None:
     lease.state = final_state
     lease.acquirer = None
     lease.released_at = utcnow()
@@ -581,7 +549,8 @@ def release_locked(ctx: Context, lease_id: int, *, reason: str) -> dict[str, Any
                                 lease.saved_config, lease.applied_config)
 
             claimed = ctx.store.write(claim, operation=f"lease release {lease_id}")
-            outcome, problem = ("free", None)
+            outcome: VfState = VfState.FREE
+            problem: str | None = None
             if claimed.saved is not None:
                 outcome, problem = restore_vf(ctx, claimed.pf_pci, claimed.vf_index,
                                               claimed.saved, claimed.applied)
@@ -604,8 +573,7 @@ def release_locked(ctx: Context, lease_id: int, *, reason: str) -> dict[str, Any
 def release_owner(ctx: Context, owner: str, *, reason: str | None = None) -> list[dict[str, Any]]:
     """Release every live lease of ``owner``; the owner's name stands in for the tokens."""
     validate_owner(owner)
-    ids = ctx.store.read(lambda session: list(session.scalars(select(Lease.id).where(
-        Lease.owner == owner, Lease.state.in_(LIVE_LEASE_STATES)).order_by(Lease.id))))
+    ids = ctx.store.read(lambda session: Queries(session).live_lease_ids_of(owner))
     if not ids:
         raise NotFound(f"owner {owner!r} holds no leases")
     records, problems = [], []
@@ -650,11 +618,12 @@ def host_drift(ctx: Context, pf_pci: str, vf_index: int,
     return drift(applied, _read_config(ctx, pf, vf_index), vf.driver)
 
 
-def settle_resets(ctx: Context, lease_ids: list[int]) -> dict[int, tuple[str, str | None]]:
+def settle_resets(ctx: Context,
+                  lease_ids: list[int]) -> dict[int, tuple[VfState, str | None]]:
     """After a disruptive step failed: the leases whose VF it did reset (gone, or no longer
     carrying the lease's config), with the VF state to record: ``free`` for a VF that came
     back fresh, ``unusable`` ("missing on host") for one that is gone."""
-    settled: dict[int, tuple[str, str | None]] = {}
+    settled: dict[int, tuple[VfState, str | None]] = {}
     for lease_id in lease_ids:
         def where(session: Session, lease_id: int = lease_id) -> tuple[str, int, Any]:
             lease = _lease(session, lease_id)
@@ -663,9 +632,9 @@ def settle_resets(ctx: Context, lease_ids: list[int]) -> dict[int, tuple[str, st
         pf_pci, vf_index, applied = ctx.store.read(where)
         diff = host_drift(ctx, pf_pci, vf_index, applied)
         if "present" in diff:
-            settled[lease_id] = ("unusable", "missing on host")
+            settled[lease_id] = (VfState.UNUSABLE, "missing on host")
         elif diff:
-            settled[lease_id] = ("free", None)
+            settled[lease_id] = (VfState.FREE, None)
     return settled
 
 
@@ -679,15 +648,8 @@ def list_leases(ctx: Context, *, pool: str | None = None, owner: str | None = No
 
 def _list_leases(ctx: Context, session: Session, pool: str | None, owner: str | None,
                  include_finished: bool) -> list[dict[str, Any]]:
-    query = select(Lease, Pool.name).join(Pool, Pool.id == Lease.pool_id).order_by(Lease.id)
-    if pool is not None:
-        _pool_named(session, pool)
-        query = query.where(Pool.name == pool)
-    if owner is not None:
-        query = query.where(Lease.owner == owner)
-    if not include_finished:
-        query = query.where(Lease.state.in_(LIVE_LEASE_STATES))
-    return [lease_record(ctx, lease, name) for lease, name in session.execute(query)]
+    return [lease_record(ctx, lease, name) for lease, name in Queries(session).leases(
+        pool=pool, owner=owner, include_finished=include_finished)]
 
 
 def show_lease(ctx: Context, lease_id: int) -> dict[str, Any]:
@@ -703,7 +665,6 @@ def show_lease(ctx: Context, lease_id: int) -> dict[str, Any]:
 
 
 def live_leases(session: Session) -> list[Lease]:
-    return list(session.scalars(select(Lease).where(Lease.state.in_(LIVE_LEASE_STATES))
-                                .order_by(Lease.id)))
+    return Queries(session).live_leases()
 
 

@@ -7,11 +7,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
 from vfpool.model.snapshot import PfSnapshot
 from vfpool.service.context import Context
-from vfpool.store.models import Pool, PoolPf
+from vfpool.store.queries import Queries
 
 if TYPE_CHECKING:
     from vfpool.host.udev import UdevPf
@@ -21,9 +19,7 @@ def pool_of_pfs(ctx: Context) -> dict[str, str]:
     """``{pf pci: pool name}`` for every PF in a pool; a PF split by VF ranges between pools
     lists them all, comma-separated."""
     names: dict[str, list[str]] = {}
-    rows = ctx.store.read(lambda session: list(session.execute(
-        select(PoolPf.pf_pci, Pool.name).join(Pool, Pool.id == PoolPf.pool_id)
-        .order_by(Pool.name))))
+    rows = ctx.store.read(lambda session: Queries(session).pool_names_by_pf())
     for pci, name in rows:
         names.setdefault(pci, []).append(name)
     return {pci: ",".join(pool_names) for pci, pool_names in names.items()}

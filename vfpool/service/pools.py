@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from vfpool.errors import (
@@ -41,13 +40,12 @@ from vfpool.model.plan import (
     wanted_count,
 )
 from vfpool.model.pool import (
-    Method,
-    Mode,
     PfRef,
     PoolSpec,
     VfDefaults,
     VfRange,
     check_member,
+    choice,
     claimed_range,
     from_toml,
     resolve_method,
@@ -60,7 +58,9 @@ from vfpool.service import events
 from vfpool.service import leases as lease_service
 from vfpool.service.context import Context
 from vfpool.service.leases import member_range as range_of
-from vfpool.store import LIVE_LEASE_STATES, Lease, Pf, Pool, PoolPf, Vf, utcnow
+from vfpool.store import Lease, Pf, Pool, PoolPf, Vf, utcnow
+from vfpool.store.queries import Queries
+from vfpool.store.states import LIVE_LEASE_STATES, LeaseState, Method, Mode, PoolState, VfState
 
 Progress = Callable[[str], None]
 DEFAULT_TIMEOUT = 30.0
@@ -75,10 +75,7 @@ def _quiet(_: str) -> None:
 # ---------------------------------------------------------------- reading pools
 
 def _pool(session: Session, name: str) -> Pool:
-    pool = session.scalars(select(Pool).where(Pool.name == name)).one_or_none()
-    if pool is None:
-        raise NotFound(f"no pool named {name!r}")
-    return pool
+    return Queries(session).pool(name)
 
 
 def spec_of(pool: Pool) -> PoolSpec:
@@ -86,8 +83,8 @@ def spec_of(pool: Pool) -> PoolSpec:
         name=pool.name,
         pfs=tuple(PfRef(member.pf_pci, range_of(member)) for member in pool.members),
         vfs=pool.vfs_per_pf,
-        method=pool.method,  # type: ignore[arg-type]
-        mode=pool.mode,  # type: ignore[arg-type]
+        method=pool.method,
+        mode=pool.mode,
         defaults=VfDefaults(vlan=pool.vlan, qos=pool.qos, trust=pool.trust,
                             spoofchk=pool.spoofchk, min_tx_rate=pool.min_tx_rate,
                             max_tx_rate=pool.max_tx_rate, mtu=pool.mtu,
@@ -98,19 +95,7 @@ def spec_of(pool: Pool) -> PoolSpec:
 
 def _vf_counts(session: Session, pool: Pool) -> dict[str, int]:
     """The pool's VFs by state; an inactive pool has none to lease, so all zero."""
-    counts = {"total": 0, "free": 0, "leased": 0, "reserved": 0, "unusable": 0}
-    if pool.state != "active":
-        return counts
-    for member in pool.members:
-        indices = used_indices(range_of(member), pool.vfs_per_pf)
-        rows = session.execute(
-            select(Vf.state, func.count()).where(
-                Vf.pf_pci == member.pf_pci, Vf.vf_index >= indices.start,
-                Vf.vf_index < indices.stop).group_by(Vf.state))
-        for state, count in rows:
-            counts[state] += count
-            counts["total"] += count
-    return counts
+    return Queries(session).vf_counts(pool)
 
 
 def _snapshots(ctx: Context, pcis: Iterable[str]) -> dict[str, PfSnapshot | None]:
@@ -128,26 +113,20 @@ def _uses(session: Session, pcis: Iterable[str]) -> dict[str, list[PfUse]]:
     """Every pool's membership of the PFs ``pcis``, by PF."""
     wanted = list(pcis)
     uses: dict[str, list[PfUse]] = {pci: [] for pci in wanted}
-    rows = session.execute(select(Pool, PoolPf).join(PoolPf, PoolPf.pool_id == Pool.id)
-                           .where(PoolPf.pf_pci.in_(wanted)).order_by(Pool.name))
-    for pool, member in rows:
+    for pool, member in Queries(session).memberships(wanted):
         uses[member.pf_pci].append(_use(pool, member))
     return uses
 
 
 def _use(pool: Pool, member: PoolPf) -> PfUse:
-    return PfUse(pool=pool.name, pool_id=pool.id, active=pool.state == "active",
-                 mode=pool.mode, method=pool.method,  # type: ignore[arg-type]
-                 vf_range=range_of(member), vfs=pool.vfs_per_pf)
+    return PfUse(pool=pool.name, pool_id=pool.id, active=pool.state == PoolState.ACTIVE,
+                 mode=pool.mode, method=pool.method, vf_range=range_of(member),
+                 vfs=pool.vfs_per_pf)
 
 
 def _live(session: Session, pcis: Iterable[str]) -> list[LiveLease]:
-    rows = session.execute(
-        select(Lease, Pool.name).join(Pool, Pool.id == Lease.pool_id)
-        .where(Lease.pf_pci.in_(list(pcis)), Lease.state.in_(LIVE_LEASE_STATES))
-        .order_by(Lease.id))
     return [LiveLease(lease.id, name, lease.owner, lease.pf_pci, lease.vf_pci, lease.vf_index)
-            for lease, name in rows]
+            for lease, name in Queries(session).live_leases_on(pcis)]
 
 
 def _record(session: Session, pool: Pool, snapshots: Snapshots) -> dict[str, Any]:
@@ -158,7 +137,7 @@ def _record(session: Session, pool: Pool, snapshots: Snapshots) -> dict[str, Any
     for member in pool.members:
         host = snapshots.get(member.pf_pci)
         member_range = range_of(member)
-        if pool.state == "active" and not in_place_or_more(host,
+        if pool.state == PoolState.ACTIVE and not in_place_or_more(host,
                                                            wanted_count(uses[member.pf_pci])):
             needs_start = True
         pfs.append({
@@ -168,7 +147,7 @@ def _record(session: Session, pool: Pool, snapshots: Snapshots) -> dict[str, Any
             "numvfs": host.numvfs if host else None,
             "totalvfs": host.totalvfs if host else member.pf.totalvfs,
             "range": str(member_range) if member_range else None,
-            "method": resolve_method(pool.method,  # type: ignore[arg-type]
+            "method": resolve_method(pool.method,
                                      driver_info(host.driver if host else member.pf.driver)),
         })
     spec = spec_of(pool)
@@ -198,10 +177,7 @@ def info(ctx: Context, name: str) -> dict[str, Any]:
 def list_pools(ctx: Context, *, include_inactive: bool = False) -> list[dict[str, Any]]:
     """Active pools, as `virsh net-list`; with ``include_inactive``, all of them."""
     def listed(session: Session) -> list[Pool]:
-        query = select(Pool).order_by(Pool.name)
-        if not include_inactive:
-            query = query.where(Pool.state == "active")
-        return list(session.scalars(query))
+        return Queries(session).pools(include_inactive=include_inactive)
 
     pcis = ctx.store.read(lambda s: sorted({member.pf_pci for pool in listed(s)
                                             for member in pool.members}))
@@ -249,10 +225,8 @@ def _check_overlaps(session: Session, members: list[tuple[PfRef, PfSnapshot]],
                     exclude_pool: int | None = None) -> None:
     for ref, pf in members:
         mine = claimed_range(ref.range, pf.totalvfs)
-        others = session.execute(
-            select(PoolPf, Pool.name).join(Pool, Pool.id == PoolPf.pool_id)
-            .where(PoolPf.pf_pci == str(pf.pci)))
-        for member, other_name in others:
+        for other, member in Queries(session).memberships([str(pf.pci)]):
+            other_name = other.name
             if member.pool_id == exclude_pool:
                 continue
             theirs = claimed_range(range_of(member), pf.totalvfs)
@@ -272,7 +246,7 @@ def _check_module_params(session: Session, spec: PoolSpec,
     wanted: dict[str, tuple[int, str]] = {}
     for ref, pf in members:
         info_ = driver_info(pf.driver)
-        if resolve_method(spec.method, info_) != "module-param":
+        if resolve_method(spec.method, info_) != Method.MODULE_PARAM:
             continue
         count = used_indices(ref.range, spec.vfs).stop
         earlier = wanted.setdefault(info_.name, (count, spec.name))
@@ -280,13 +254,11 @@ def _check_module_params(session: Session, spec: PoolSpec,
             raise Conflict(_param_conflict(info_, earlier, (count, spec.name)))
     if not wanted:
         return
-    rows = session.execute(select(Pool, PoolPf, Pf).join(PoolPf, PoolPf.pool_id == Pool.id)
-                           .join(Pf, Pf.pci == PoolPf.pf_pci))
-    for pool, member, pf_row in rows:
+    for pool, member, pf_row in Queries(session).memberships_with_driver():
         if pool.id == exclude_pool or pf_row.driver not in wanted:
             continue
         info_ = driver_info(pf_row.driver)
-        if resolve_method(pool.method, info_) != "module-param":  # type: ignore[arg-type]
+        if resolve_method(pool.method, info_) != Method.MODULE_PARAM:
             continue
         count = used_indices(range_of(member), pool.vfs_per_pf).stop
         if count != wanted[info_.name][0]:
@@ -306,12 +278,12 @@ def define(ctx: Context, spec: PoolSpec) -> dict[str, Any]:
     snapshots = {str(pf.pci): pf for _, pf in members}
 
     def store_it(session: Session) -> dict[str, Any]:
-        if session.scalars(select(Pool.id).where(Pool.name == spec.name)).first() is not None:
+        if Queries(session).pool_exists(spec.name):
             raise Conflict(f"pool {spec.name!r} already exists")
         _check_overlaps(session, members)
         _check_module_params(session, spec, members)
         defaults = spec.defaults
-        pool = Pool(name=spec.name, state="inactive", autostart=spec.autostart,
+        pool = Pool(name=spec.name, state=PoolState.INACTIVE, autostart=spec.autostart,
                     method=spec.method, mode=spec.mode, vfs_per_pf=spec.vfs,
                     vlan=defaults.vlan, qos=defaults.qos, trust=defaults.trust,
                     spoofchk=defaults.spoofchk, min_tx_rate=defaults.min_tx_rate,
@@ -336,7 +308,7 @@ def undefine(ctx: Context, name: str) -> None:
 
     def forget(session: Session) -> None:
         pool = _pool(session, name)
-        if pool.state == "active":
+        if pool.state == PoolState.ACTIVE:
             raise Conflict(f"pool {name!r} is active; destroy it before undefining it")
         session.delete(pool)
         events.record(session, "pool.undefine", pool=name)
@@ -364,7 +336,7 @@ def set_autostart(ctx: Context, name: str, enabled: bool) -> dict[str, Any]:
 class _Member:
     pci: str
     vf_range: VfRange | None
-    method: str  # "sysfs" or "module-param"
+    method: Method  # resolved: sysfs or module-param
     info: DriverInfo
 
 
@@ -388,7 +360,7 @@ class _State:
 def _lock_set(ctx: Context, name: str) -> tuple[list[str], set[str]]:
     """The PFs a change of pool ``name`` may touch: its own, and for a module-param PF every
     PF its driver serves (a reload takes them all down). Returns (members, lock set)."""
-    def read(session: Session) -> tuple[list[str], dict[str, str | None], str]:
+    def read(session: Session) -> tuple[list[str], dict[str, str | None], Method]:
         pool = _pool(session, name)
         return ([m.pf_pci for m in pool.members], {m.pf_pci: m.pf.driver for m in pool.members},
                 pool.method)
@@ -398,7 +370,7 @@ def _lock_set(ctx: Context, name: str) -> tuple[list[str], set[str]]:
     locked = set(members)
     for pci in members:
         driver = on_host.get(pci, stored_drivers.get(pci))
-        if resolve_method(method, driver_info(driver)) == "module-param":  # type: ignore[arg-type]
+        if resolve_method(method, driver_info(driver)) == Method.MODULE_PARAM:
             locked |= {other for other, other_driver in on_host.items()
                        if other_driver == driver}
     return members, locked
@@ -417,9 +389,8 @@ def _locked(ctx: Context, name: str, change: Callable[[set[str]], T]) -> T:
 
 def _gather(session: Session, name: str, locked: set[str]) -> _State:
     pool = _pool(session, name)
-    return _State(pool_id=pool.id, active=pool.state == "active",
-                  mode=pool.mode, method=pool.method,  # type: ignore[arg-type]
-                  vfs=pool.vfs_per_pf,
+    return _State(pool_id=pool.id, active=pool.state == PoolState.ACTIVE,
+                  mode=pool.mode, method=pool.method, vfs=pool.vfs_per_pf,
                   members=tuple((m.pf_pci, range_of(m)) for m in pool.members),
                   uses=_uses(session, locked), leases=tuple(_live(session, locked)))
 
@@ -527,11 +498,10 @@ def _inventory(session: Session, pool: Pool, members: list[_Member],
         pf = verified[member.pci]
         _upsert_pf(session, pf)
         claimed = claimed_range(member.vf_range, pf.totalvfs)
-        rows = {row.vf_index: row for row in session.scalars(select(Vf).where(
-            Vf.pf_pci == member.pci, Vf.vf_index >= claimed.start, Vf.vf_index <= claimed.end))}
-        held = {row.vf_index for row in rows.values() if session.scalars(
-            select(Lease.id).where(Lease.vf_id == row.id,
-                                   Lease.state.in_(LIVE_LEASE_STATES))).first() is not None}
+        queries = Queries(session)
+        rows = queries.vfs_in(member.pci, claimed.start, claimed.end)
+        held = {row.vf_index for row in rows.values()
+                if queries.live_lease_of_vf(row.id) is not None}
         changes = plan_inventory(pf, used_indices(member.vf_range, pool.vfs_per_pf),
                                  {index: (row.state, row.reason) for index, row in rows.items()},
                                  held)
@@ -540,30 +510,30 @@ def _inventory(session: Session, pool: Pool, members: list[_Member],
             if change.action == "delete" and row is not None:
                 session.delete(row)
             elif change.action == "vanished" and row is not None:
-                row.state, row.reason = "unusable", "VF vanished while leased"
+                row.state, row.reason = VfState.UNUSABLE, "VF vanished while leased"
         session.flush()
         for change in changes:
             row = rows.get(change.index)
             if change.action == "add":
                 assert change.pci is not None
                 session.add(Vf(pf_pci=member.pci, vf_index=change.index, pci=change.pci,
-                               netdev=change.netdev, state="free"))
+                               netdev=change.netdev, state=VfState.FREE))
             elif change.action in ("update", "back") and row is not None:
                 assert change.pci is not None
                 row.pci, row.netdev = change.pci, change.netdev
                 if change.action == "back":  # it was only gone, and it is back
-                    row.state, row.reason = "free", None
+                    row.state, row.reason = VfState.FREE, None
 
 
-def _lose(session: Session, lease_ids: Iterable[int], why: str, *, vf_state: str = "free",
-          vf_reason: str | None = None) -> None:
+def _lose(session: Session, lease_ids: Iterable[int], why: str, *,
+          vf_state: VfState = VfState.FREE, vf_reason: str | None = None) -> None:
     """Leases whose VF a disruptive change reset: closed as lost, the VF free again (it came
     back with fresh config, so there is nothing to restore)."""
     for lease_id in lease_ids:
         lease = session.get(Lease, lease_id)
         if lease is not None and lease.state in LIVE_LEASE_STATES:
             lease_service.finish_lease(session, lease, vf_state, vf_reason, "lease.lost", why,
-                                       final_state="lost")
+                                       final_state=LeaseState.LOST)
 
 
 def _apply(ctx: Context, name: str, locked: set[str], *, allow_disruption: bool,
@@ -582,7 +552,7 @@ def _apply(ctx: Context, name: str, locked: set[str], *, allow_disruption: bool,
         for member in members:
             pf = snapshots[member.pci]
             assert pf is not None
-            if member.method == "sysfs":
+            if member.method == Method.SYSFS:
                 step = plan_sysfs(pf, state.uses[member.pci], state.use_of(member.pci),
                                   [lease for lease in state.leases
                                    if lease.pf_pci == member.pci],
@@ -624,10 +594,10 @@ def _apply(ctx: Context, name: str, locked: set[str], *, allow_disruption: bool,
 
     def activate(session: Session) -> dict[str, Any]:
         pool = _pool(session, name)
-        was_active = pool.state == "active"
+        was_active = pool.state == PoolState.ACTIVE
         _lose(session, lost, f"its VF was reset by {action} {name} with --allow-disruption")
         _inventory(session, pool, members, verified)
-        pool.state = "active"
+        pool.state = PoolState.ACTIVE
         for pci in changed:
             events.record(session, "pf.resize", pool=name, pf=pci, numvfs=verified[pci].numvfs
                           if pci in verified else None)
@@ -670,8 +640,7 @@ def start_autostarted(ctx: Context, *, allow_disruption: bool = False,
     """Start every autostart pool; one failure does not stop the others. Starts do not depend
     on each other's order: a PF is sized for every pool defined on it at its first start."""
     ctx.require_root("pool start --autostarted")
-    names = ctx.store.read(lambda s: list(s.scalars(
-        select(Pool.name).where(Pool.autostart.is_(True)).order_by(Pool.name))))
+    names = ctx.store.read(lambda s: Queries(s).autostart_names())
     results: list[dict[str, Any]] = []
     for name in names:
         try:
@@ -692,10 +661,9 @@ def destroy(ctx: Context, name: str, *, force: bool = False, keep_vfs: bool = Fa
 
     def leases_of(session: Session) -> list[int]:
         pool = _pool(session, name)
-        if pool.state != "active":
+        if pool.state != PoolState.ACTIVE:
             raise Conflict(f"pool {name!r} is not active")
-        leases = list(session.scalars(select(Lease).where(
-            Lease.pool_id == pool.id, Lease.state.in_(LIVE_LEASE_STATES))))
+        leases = Queries(session).live_leases_of_pool(pool.id)
         if leases and not force:
             raise Conflict(f"pool {name!r} has {len(leases)} active lease(s) (owners: "
                            f"{', '.join(sorted({lease.owner for lease in leases}))}); release "
@@ -717,9 +685,9 @@ def destroy(ctx: Context, name: str, *, force: bool = False, keep_vfs: bool = Fa
         def deactivate(session: Session) -> dict[str, Any]:
             pool = _pool(session, name)
             for pci in emptied:
-                for row in session.scalars(select(Vf).where(Vf.pf_pci == pci)):
+                for row in Queries(session).vfs_of_pf(pci):
                     session.delete(row)
-            pool.state = "inactive"
+            pool.state = PoolState.INACTIVE
             _lose(session, lost, f"its VF was reset by pool destroy {name} with "
                                  "--allow-disruption")
             events.record(session, "pool.destroy", pool=name, force=force, keep_vfs=keep_vfs,
@@ -751,7 +719,7 @@ def _empty_pfs(ctx: Context, name: str, locked: set[str], reset: list[LiveLease]
         if any(use.active and use.pool_id != state.pool_id for use in state.uses[member.pci]):
             progress(f"PF {pf.label}: kept, another active pool uses it")
             continue
-        if member.method == "sysfs":
+        if member.method == Method.SYSFS:
             if pf.numvfs:
                 progress(f"PF {pf.label}: {pf.numvfs} -> 0 VFs")
                 sriov.write_numvfs(ctx.sysfs, pf, 0)
@@ -762,7 +730,7 @@ def _empty_pfs(ctx: Context, name: str, locked: set[str], reset: list[LiveLease]
         ports = [pf for pf in snapshots.values() if pf is not None and pf.driver == driver]
         users = sorted({use.pool for pf in ports for use in state.uses.get(str(pf.pci), ())
                         if use.active and use.pool_id != state.pool_id and resolve_method(
-                            use.method, driver_members[0].info) == "module-param"})
+                            use.method, driver_members[0].info) == Method.MODULE_PARAM})
         if users:
             progress(f"driver {driver}: kept its VFs, active pool {users[0]!r} uses them")
             continue
@@ -799,12 +767,12 @@ def resize(ctx: Context, name: str, vfs: int, *, allow_disruption: bool = False,
                 check_member(new_spec, ref, pf, info_, resolve_method(new_spec.method, info_))
                 members.append((ref, pf))
             _check_module_params(session, new_spec, members, exclude_pool=pool.id)
-            if pool.state == "active":
+            if pool.state == PoolState.ACTIVE:
                 _check_shrink(session, pool, vfs)
             old = pool.vfs_per_pf
             pool.vfs_per_pf = vfs
             events.record(session, "pool.resize", pool=name, old=old, new=vfs)
-            if pool.state == "active":
+            if pool.state == PoolState.ACTIVE:
                 return old, True, None
             session.flush()
             return old, False, _record(session, pool, snapshots)
@@ -831,10 +799,7 @@ def resize(ctx: Context, name: str, vfs: int, *, allow_disruption: bool = False,
 def _check_shrink(session: Session, pool: Pool, vfs: int) -> None:
     for member in pool.members:
         start_index = used_indices(range_of(member), vfs).start
-        held = session.scalars(select(Lease).where(
-            Lease.pf_pci == member.pf_pci, Lease.pool_id == pool.id,
-            Lease.state.in_(LIVE_LEASE_STATES), Lease.vf_index >= start_index + vfs)
-            .order_by(Lease.vf_index.desc())).first()
+        held = Queries(session).highest_live_index(pool.id, member.pf_pci, start_index + vfs)
         if held is not None:
             raise Conflict(f"cannot shrink pool {pool.name!r} to {vfs} VFs per PF: VF "
                            f"{held.vf_index} of PF {member.pf_pci} is leased to {held.owner!r}")
@@ -848,7 +813,7 @@ def parse_spec(name: str, pfs: list[str], vfs: int, method: str, mode: str,
                defaults: VfDefaults) -> PoolSpec:
     validate_name(name)
     return PoolSpec(name=name, pfs=tuple(PfRef.parse(text) for text in pfs), vfs=vfs,
-                    method=method, mode=mode,  # type: ignore[arg-type]
+                    method=choice(Method, method, "method"), mode=choice(Mode, mode, "mode"),
                     defaults=defaults).validate()
 
 

@@ -14,7 +14,6 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vfpool.errors import HostError, VfpoolError, describe_oserror
@@ -35,7 +34,9 @@ from vfpool.service.leases import (
     member_range,
     restore_vf,
 )
-from vfpool.store import LIVE_LEASE_STATES, Lease, Pool, Vf
+from vfpool.store import Lease, Vf
+from vfpool.store.queries import Queries
+from vfpool.store.states import LIVE_LEASE_STATES, LeaseState, VfState
 
 # Reasons under which a VF is unusable only because it was not there; it comes back when seen.
 ABSENT_REASONS = ("missing on host", "removed")
@@ -62,7 +63,7 @@ class _Live:
     """A live lease as reconcile needs it."""
 
     id: int
-    state: str
+    state: LeaseState
     owner: str
     pf_pci: str
     vf_pci: str
@@ -78,14 +79,13 @@ def _live(session: Session) -> list[_Live]:
     return [_Live(lease.id, lease.state, lease.owner, lease.pf_pci, lease.vf_pci,
                   lease.vf_index, lease.boot_id, lease.acquirer, lease.owner_pid,
                   lease.saved_config, lease.applied_config)
-            for lease in session.scalars(select(Lease).where(
-                Lease.state.in_(LIVE_LEASE_STATES)).order_by(Lease.id))]
+            for lease in Queries(session).live_leases()]
 
 
 def _stale_reason(ctx: Context, lease: _Live, boot_id: str) -> str | None:
     if lease.boot_id != boot_id:
         return "it was made before the last reboot"
-    if lease.state == "reserved":
+    if lease.state == LeaseState.RESERVED:
         if not ctx.locks.acquirer_alive(lease.acquirer):
             return "reserved, but the process that acquired it is gone"
         return None
@@ -105,7 +105,7 @@ class _Member:
 
 def _members(session: Session) -> list[_Member]:
     found = []
-    for pool in session.scalars(select(Pool).where(Pool.state == "active").order_by(Pool.name)):
+    for pool in Queries(session).pools(include_inactive=False):
         for member in pool.members:
             found.append(_Member(pool.name, member.pf_pci,
                                  used_indices(member_range(member), pool.vfs_per_pf)))
@@ -113,13 +113,13 @@ def _members(session: Session) -> list[_Member]:
 
 
 def _rows(session: Session, member: _Member) -> dict[int, VfRow]:
+    queries = Queries(session)
     rows = {}
-    for row in session.scalars(select(Vf).where(
-            Vf.pf_pci == member.pf_pci, Vf.vf_index >= member.indices.start,
-            Vf.vf_index < member.indices.stop)):
-        lease = session.scalars(select(Lease.id).where(
-            Lease.vf_id == row.id, Lease.state.in_(LIVE_LEASE_STATES))).first()
-        rows[row.vf_index] = VfRow(row.vf_index, row.pci, row.state, row.reason, lease)
+    for index, row in queries.vfs_in(member.pf_pci, member.indices.start,
+                                     member.indices.stop - 1).items():
+        lease = queries.live_lease_of_vf(row.id)
+        rows[index] = VfRow(index, row.pci, row.state, row.reason,
+                            lease.id if lease is not None else None)
     return rows
 
 
@@ -191,13 +191,14 @@ def _run(ctx: Context, boot_id: str, pcis: list[str], *, dry_run: bool,
         findings += ctx.store.write(inventory, operation="reconcile")
     live = ctx.store.read(_live)
     configs = {pci: _configs(ctx, pf) for pci, pf in snapshots.items()
-               if any(lease.pf_pci == pci and lease.state == "active" for lease in live)}
+               if any(lease.pf_pci == pci and lease.state == LeaseState.ACTIVE
+                      for lease in live)}
     for lease in live:
         reason = _stale_reason(ctx, lease, boot_id)
         if reason is not None:
             findings += _free_stale(ctx, lease, reason, dry_run=dry_run, me=me)
             continue
-        if lease.state == "reserved":
+        if lease.state == LeaseState.RESERVED:
             findings.append({"lease": lease.id, "vf": lease.vf_pci,
                              "problem": "reserved; its acquire is still running",
                              "action": "none"})
@@ -238,22 +239,22 @@ def _repair(session: Session, repair: Repair) -> None:
     if repair.kind == "added":
         assert repair.vf is not None and repair.index is not None
         session.add(Vf(pf_pci=repair.pf, vf_index=repair.index, pci=repair.vf,
-                       netdev=repair.netdev, state="free"))
+                       netdev=repair.netdev, state=VfState.FREE))
         events.record(session, "reconcile.vf.added", pool=repair.pool, pf=repair.pf,
                       vf=repair.vf)
         return
-    row = session.scalars(select(Vf).where(Vf.pf_pci == repair.pf,
-                                           Vf.vf_index == repair.index)).one()
+    assert repair.index is not None
+    row = Queries(session).vf_at(repair.pf, repair.index)
     if repair.kind == "back":
-        row.state, row.reason, row.netdev = "free", None, repair.netdev
+        row.state, row.reason, row.netdev = VfState.FREE, None, repair.netdev
         events.record(session, "reconcile.vf.back", pool=repair.pool, pf=row.pf_pci,
                       vf=row.pci)
         return
-    for lease in session.scalars(select(Lease).where(
-            Lease.vf_id == row.id, Lease.state.in_(LIVE_LEASE_STATES))):
-        finish_lease(session, lease, "unusable", "missing on host", "lease.lost",
-                     "its VF is missing on the host", final_state="lost")
-    row.state, row.reason = "unusable", "missing on host"
+    held = Queries(session).live_lease_of_vf(row.id)
+    if held is not None:
+        finish_lease(session, held, VfState.UNUSABLE, "missing on host", "lease.lost",
+                     "its VF is missing on the host", final_state=LeaseState.LOST)
+    row.state, row.reason = VfState.UNUSABLE, "missing on host"
     events.record(session, "reconcile.vf.missing", pool=repair.pool, pf=row.pf_pci, vf=row.pci)
 
 
@@ -296,12 +297,13 @@ def _free_stale(ctx: Context, lease: _Live, reason: str, *, dry_run: bool,
             return []
         if recorded:
             macvtap.delete(recorded["name"], recorded.get("netns"))
-        outcome, why = ("free", None)
+        outcome: VfState = VfState.FREE
+        why: str | None = None
         if lease.saved is not None:
             outcome, why = restore_vf(ctx, lease.pf_pci, lease.vf_index, lease.saved,
                                       lease.applied)
-        finished = "stale" if lease.state == "active" and "interrupted" not in reason \
-            else "released"
+        finished = LeaseState.STALE if lease.state == LeaseState.ACTIVE and \
+            "interrupted" not in reason else LeaseState.RELEASED
 
         def finish(session: Session) -> None:
             row = session.get(Lease, lease.id)
@@ -345,7 +347,7 @@ def _reapply(ctx: Context, lease: _Live, diff: dict[str, tuple[object, object]],
             if left:
                 raise HostError(f"the VF still differs after re-applying ({_describe(left)})")
         except VfpoolError as exc:
-            outcome, why = ("unusable", "missing on host") if "present" in current else \
+            outcome, why = (VfState.UNUSABLE, "missing on host") if "present" in current else \
                 restore_vf(ctx, lease.pf_pci, lease.vf_index, lease.saved or {}, lease.applied)
             problem = str(exc)
 
@@ -354,7 +356,7 @@ def _reapply(ctx: Context, lease: _Live, diff: dict[str, tuple[object, object]],
                 if row is not None:
                     finish_lease(session, row, outcome, why, "lease.lost",
                                  f"its config could not be re-applied: {problem}",
-                                 final_state="lost")
+                                 final_state=LeaseState.LOST)
 
             ctx.store.write(lose, operation=f"reconcile of lease {lease.id}")
             finding["result"] = f"lost: {problem}"

@@ -32,7 +32,8 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from vfpool.errors import HostError, PermissionDenied, describe_oserror
 from vfpool.service.context import Context
-from vfpool.store import LIVE_LEASE_STATES, VF_STATES, Event, Lease, Pf, Pool, PoolPf, Vf, utcnow
+from vfpool.store import LIVE_LEASE_STATES, Event, Lease, Pf, Pool, PoolPf, Vf, utcnow
+from vfpool.store.models import VF_STATES
 
 FORMATS = ("table", "json", "csv", "prometheus")
 EVENT_LIMIT = 20

@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vfpool.errors import VfpoolError
@@ -35,7 +34,9 @@ from vfpool.host.udev import DeviceChange, UdevPf
 from vfpool.service import events
 from vfpool.service.context import Context
 from vfpool.service.leases import finish_lease
-from vfpool.store import LIVE_LEASE_STATES, Lease, Pf, PoolPf, Vf, utcnow
+from vfpool.store import Lease, Pf, Vf, utcnow
+from vfpool.store.queries import Queries
+from vfpool.store.states import LeaseState, VfState
 
 REMOVED = "removed"  # Vf.reason of a VF that udev removed; only these come back on "add"
 ABSENT = "absent"  # the operstate noted when a PF's netdev is removed
@@ -82,17 +83,16 @@ class ChangeSource(Protocol):
 def _pool_of(session: Session, pf_pci: str, vf_index: int | None = None) -> str | None:
     """The pool that holds the PF (and the VF index, when the PF is split by ranges)."""
     names = []
-    for member in session.scalars(select(PoolPf).where(PoolPf.pf_pci == pf_pci)
-                                  .order_by(PoolPf.pool_id)):
+    for pool, member in sorted(Queries(session).memberships([pf_pci]),
+                               key=lambda row: row[1].pool_id):
         if (vf_index is None or member.range_start is None or member.range_end is None
                 or member.range_start <= vf_index <= member.range_end):
-            names.append(member.pool.name)
+            names.append(pool.name)
     return ",".join(names)[:64] or None
 
 
 def _live_lease(session: Session, vf: Vf) -> Lease | None:
-    return session.scalars(select(Lease).where(
-        Lease.vf_id == vf.id, Lease.state.in_(LIVE_LEASE_STATES))).one_or_none()
+    return Queries(session).live_lease_of_vf(vf.id)
 
 
 def _vf_label(vf: Vf, pool: str | None) -> str:
@@ -108,15 +108,15 @@ def _pf_label(pf: Pf) -> str:
 
 def _vf_removed(session: Session, vf: Vf, cause: str) -> Handled | None:
     lease = _live_lease(session, vf)
-    if lease is None and vf.state == "unusable" and vf.reason == REMOVED:
+    if lease is None and vf.state == VfState.UNUSABLE and vf.reason == REMOVED:
         return None  # seen already
     pool = _pool_of(session, vf.pf_pci, vf.vf_index)
     previous = vf.state
-    vf.state, vf.reason = "unusable", REMOVED
+    vf.state, vf.reason = VfState.UNUSABLE, REMOVED
     message = f"{_vf_label(vf, pool)} {cause}: unusable"
     if lease is not None:
-        finish_lease(session, lease, "unusable", REMOVED, "lease.lost",
-                     f"VF {vf.pci} {cause}", final_state="lost")
+        finish_lease(session, lease, VfState.UNUSABLE, REMOVED, "lease.lost",
+                     f"VF {vf.pci} {cause}", final_state=LeaseState.LOST)
         message += f"; lease {lease.id} of {lease.owner!r} lost"
     events.record(session, "vf.removed", pool=pool, pf=vf.pf_pci, vf=vf.pci,
                   lease_id=lease.id if lease is not None else None, cause=cause,
@@ -125,7 +125,7 @@ def _vf_removed(session: Session, vf: Vf, cause: str) -> Handled | None:
 
 
 def _pci_removed(session: Session, pci: str) -> list[Handled]:
-    vf = session.scalars(select(Vf).where(Vf.pci == pci)).one_or_none()
+    vf = Queries(session).vf_by_pci(pci)
     if vf is not None:
         handled = _vf_removed(session, vf, REMOVED)
         return [handled] if handled is not None else []
@@ -142,14 +142,14 @@ def _pci_removed(session: Session, pci: str) -> list[Handled]:
 
 
 def _pci_added(session: Session, pci: str) -> list[Handled]:
-    vf = session.scalars(select(Vf).where(Vf.pci == pci)).one_or_none()
+    vf = Queries(session).vf_by_pci(pci)
     if vf is not None:
         # Only a VF that udev took away comes back: "unusable" for any other reason (bound
         # elsewhere, a failed reset) still needs `vfpool reconcile` or an administrator.
-        if vf.state != "unusable" or vf.reason != REMOVED or _live_lease(session, vf):
+        if vf.state != VfState.UNUSABLE or vf.reason != REMOVED or _live_lease(session, vf):
             return []
         pool = _pool_of(session, vf.pf_pci, vf.vf_index)
-        vf.state, vf.reason = "free", None
+        vf.state, vf.reason = VfState.FREE, None
         events.record(session, "vf.returned", pool=pool, pf=vf.pf_pci, vf=vf.pci)
         return [Handled("vf.returned", f"{_vf_label(vf, pool)} is back: free")]
     pf = session.get(Pf, pci)
@@ -208,7 +208,7 @@ def handle(session: Session, change: DeviceChange, links: Links) -> list[Handled
 def initial_links(ctx: Context, pfs: Iterable[UdevPf]) -> dict[tuple[str, str], LinkState]:
     """The link state of every netdev of the PFs the store knows, as udev sees it now; the
     watcher notes changes from here on."""
-    known = set(ctx.store.read(lambda session: list(session.scalars(select(Pf.pci)))))
+    known = ctx.store.read(lambda session: Queries(session).known_pf_pcis())
     return {(str(pf.pci), netdev.name): LinkState(netdev.operstate, netdev.carrier)
             for pf in pfs if str(pf.pci) in known for netdev in pf.netdevs}
 

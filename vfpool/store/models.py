@@ -25,7 +25,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from vfpool.store.types import UtcDateTime, utcnow
+from vfpool.store.states import (
+    LIVE_LEASE_STATES,
+    LeaseState,
+    LinkState,
+    Method,
+    Mode,
+    PoolState,
+    VfState,
+    values,
+)
+from vfpool.store.types import StrEnumType, UtcDateTime, utcnow
 
 # Deterministic constraint names, so that later batch migrations can refer to them.
 NAMING_CONVENTION = {
@@ -36,13 +46,13 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-POOL_STATES = ("inactive", "active")
-POOL_METHODS = ("auto", "sysfs", "module-param")
-POOL_MODES = ("vfio", "macvtap", "netdev")
-LINK_STATES = ("auto", "enable", "disable")
-VF_STATES = ("free", "leased", "reserved", "unusable")
-LEASE_STATES = ("reserved", "active", "released", "stale", "lost")
-LIVE_LEASE_STATES = ("reserved", "active")
+POOL_STATES = values(PoolState)
+POOL_METHODS = values(Method)
+POOL_MODES = values(Mode)
+LINK_STATES = values(LinkState)
+VF_STATES = values(VfState)
+LEASE_STATES = values(LeaseState)
+__all__ = ["LIVE_LEASE_STATES", "Base", "Event", "Lease", "Pf", "Pool", "PoolPf", "Vf"]
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -96,12 +106,12 @@ class Pool(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
-    state: Mapped[str] = mapped_column(
-        String(16), default="inactive", server_default=text("'inactive'")
+    state: Mapped[PoolState] = mapped_column(
+        StrEnumType(PoolState), default=PoolState.INACTIVE, server_default=text("'inactive'")
     )
     autostart: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    method: Mapped[str] = mapped_column(String(16))
-    mode: Mapped[str] = mapped_column(String(16))
+    method: Mapped[Method] = mapped_column(StrEnumType(Method))
+    mode: Mapped[Mode] = mapped_column(StrEnumType(Mode))
     vfs_per_pf: Mapped[int] = mapped_column(Integer)
     vlan: Mapped[int | None] = mapped_column(Integer)
     qos: Mapped[int | None] = mapped_column(Integer)
@@ -112,7 +122,7 @@ class Pool(Base):
     mtu: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
-    link_state: Mapped[str | None] = mapped_column(String(8))
+    link_state: Mapped[LinkState | None] = mapped_column(StrEnumType(LinkState, length=8))
 
     members: Mapped[list[PoolPf]] = relationship(
         back_populates="pool",
@@ -166,7 +176,8 @@ class Vf(Base):
     vf_index: Mapped[int] = mapped_column("index", Integer)
     pci: Mapped[str] = mapped_column(String(16), unique=True)
     netdev: Mapped[str | None] = mapped_column(String(16))
-    state: Mapped[str] = mapped_column(String(16), default="free", server_default=text("'free'"))
+    state: Mapped[VfState] = mapped_column(StrEnumType(VfState), default=VfState.FREE,
+                                           server_default=text("'free'"))
     reason: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -208,8 +219,8 @@ class Lease(Base):
     # The lock file name of the process acquiring the lease (see host.lock.acquirer_lock).
     acquirer: Mapped[str | None] = mapped_column(String(64))
     token_hash: Mapped[str] = mapped_column(String(128))
-    state: Mapped[str] = mapped_column(String(16))
-    mode: Mapped[str] = mapped_column(String(16))
+    state: Mapped[LeaseState] = mapped_column(StrEnumType(LeaseState))
+    mode: Mapped[Mode] = mapped_column(StrEnumType(Mode))
     mac: Mapped[str | None] = mapped_column(String(17))
     vlan: Mapped[int | None] = mapped_column(Integer)
     numa_node: Mapped[int | None] = mapped_column(Integer)

@@ -1,0 +1,213 @@
+"""Every query of the store, written once.
+
+``Queries(session)`` answers for the rows of one store; service code never builds a SELECT
+itself. Live-lease filters are written with their values inline
+(``state IN ('reserved', 'active')``), the exact WHERE of the partial unique index, so that
+SQLite can use that index instead of scanning every lease ever made; bound parameters would
+hide the values from its planner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, and_, case, func, literal_column, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from vfpool.errors import NotFound
+from vfpool.store.models import Event, Lease, Pf, Pool, PoolPf, Vf
+from vfpool.store.states import LIVE_LEASE_STATES, PoolState, VfState
+
+LEASE_ID_MAX = 2**63 - 1  # SQLite's integers are signed 64-bit
+VF_STATE_NAMES = tuple(state.value for state in VfState)
+
+
+def live() -> ColumnElement[bool]:
+    """``leases.state IN ('reserved', 'active')``, with the values inline (see the module
+    doc)."""
+    return Lease.state.in_([literal_column(f"'{state.value}'") for state in LIVE_LEASE_STATES])
+
+
+def _range_start() -> ColumnElement[int]:
+    return func.coalesce(PoolPf.range_start, 0)
+
+
+def in_member(pool_vfs: int) -> ColumnElement[bool]:
+    """A VF row within the first ``vfs_per_pf`` indices of a pool membership's range (the
+    caller joins vfs and pool_pfs)."""
+    return and_(Vf.pf_pci == PoolPf.pf_pci, Vf.vf_index >= _range_start(),
+                Vf.vf_index < _range_start() + pool_vfs)
+
+
+@dataclass(frozen=True)
+class FreeVf:
+    """A free VF an acquire may take, with what the allocation policy orders it by."""
+
+    vf: Vf
+    pf: Pf
+    position: int
+
+
+class Queries:
+    """The store's queries over one session."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    # ------------------------------------------------------------------ pools
+    def pool(self, name: str) -> Pool:
+        pool = self.session.scalars(select(Pool).where(Pool.name == name)).one_or_none()
+        if pool is None:
+            raise NotFound(f"no pool named {name!r}")
+        return pool
+
+    def pool_exists(self, name: str) -> bool:
+        return self.session.scalars(select(Pool.id).where(Pool.name == name)).first() is not None
+
+    def pools(self, *, include_inactive: bool = True) -> list[Pool]:
+        query = select(Pool).order_by(Pool.name)
+        if not include_inactive:
+            query = query.where(Pool.state == PoolState.ACTIVE)
+        return list(self.session.scalars(query))
+
+    def member_pcis(self, name: str) -> list[str]:
+        return [member.pf_pci for member in self.pool(name).members]
+
+    def autostart_names(self) -> list[str]:
+        return list(self.session.scalars(
+            select(Pool.name).where(Pool.autostart.is_(True)).order_by(Pool.name)))
+
+    def memberships(self, pcis: Iterable[str]) -> list[tuple[Pool, PoolPf]]:
+        """Every pool's membership of the PFs ``pcis``."""
+        return [(pool, member) for pool, member in self.session.execute(
+            select(Pool, PoolPf).join(PoolPf, PoolPf.pool_id == Pool.id)
+            .where(PoolPf.pf_pci.in_(list(pcis))).order_by(Pool.name))]
+
+    def memberships_with_driver(self) -> list[tuple[Pool, PoolPf, Pf]]:
+        """Every membership with its PF row (for module-parameter agreement)."""
+        return [(pool, member, pf) for pool, member, pf in self.session.execute(
+            select(Pool, PoolPf, Pf).join(PoolPf, PoolPf.pool_id == Pool.id)
+            .join(Pf, Pf.pci == PoolPf.pf_pci))]
+
+    def pool_names_by_pf(self) -> list[tuple[str, str]]:
+        """(PF, pool name) for every membership, by pool name."""
+        return [(pci, name) for pci, name in self.session.execute(
+            select(PoolPf.pf_pci, Pool.name).join(Pool, Pool.id == PoolPf.pool_id)
+            .order_by(Pool.name))]
+
+    def vf_counts(self, pool: Pool) -> dict[str, int]:
+        """The pool's VFs by state, and their total; all zero for an inactive pool."""
+        counts = {"total": 0, **{state: 0 for state in VF_STATE_NAMES}}
+        if pool.state != PoolState.ACTIVE:
+            return counts
+        rows = self.session.execute(
+            select(Vf.state, func.count()).join(PoolPf, PoolPf.pool_id == pool.id)
+            .where(in_member(pool.vfs_per_pf)).group_by(Vf.state))
+        for state, count in rows:
+            counts[state] += count
+            counts["total"] += count
+        return counts
+
+    # ------------------------------------------------------------------ PFs
+    def pf(self, pci: str) -> Pf | None:
+        return self.session.get(Pf, pci)
+
+    def known_pf_pcis(self) -> set[str]:
+        return set(self.session.scalars(select(Pf.pci)))
+
+    # ------------------------------------------------------------------ VFs
+    def vfs_in(self, pf_pci: str, first: int, last: int) -> dict[int, Vf]:
+        """The VF rows of a PF with indices ``first``..``last``, by index."""
+        return {row.vf_index: row for row in self.session.scalars(select(Vf).where(
+            Vf.pf_pci == pf_pci, Vf.vf_index >= first, Vf.vf_index <= last))}
+
+    def vfs_of_pf(self, pf_pci: str) -> list[Vf]:
+        return list(self.session.scalars(select(Vf).where(Vf.pf_pci == pf_pci)))
+
+    def vf_at(self, pf_pci: str, index: int) -> Vf:
+        return self.session.scalars(select(Vf).where(Vf.pf_pci == pf_pci,
+                                                     Vf.vf_index == index)).one()
+
+    def vf_by_pci(self, pci: str) -> Vf | None:
+        return self.session.scalars(select(Vf).where(Vf.pci == pci)).one_or_none()
+
+    def free_vfs(self, pool: Pool, count: int, *, numa_node: int | None,
+                 spread: bool) -> list[FreeVf]:
+        """The allocation policy, in SQL: free VFs of the pool's members, the requested NUMA
+        node first, then the lowest index in pool order (or, with ``spread``, the lowest index
+        across PFs in turn); at most ``count`` rows are read."""
+        order: list[ColumnElement[int] | InstrumentedAttribute[int]] = []
+        if numa_node is not None:
+            order.append(case((Pf.numa_node == numa_node, 0), else_=1))
+        order += [Vf.vf_index, PoolPf.position] if spread else [PoolPf.position, Vf.vf_index]
+        rows = self.session.execute(
+            select(Vf, Pf, PoolPf.position).select_from(Vf)
+            .join(PoolPf, PoolPf.pool_id == pool.id).join(Pf, Pf.pci == PoolPf.pf_pci)
+            .where(in_member(pool.vfs_per_pf), Vf.state == VfState.FREE)
+            .order_by(*order).limit(count))
+        return [FreeVf(vf, pf, position) for vf, pf, position in rows]
+
+    def free_count(self, pool: Pool) -> int:
+        return self.session.scalar(
+            select(func.count()).select_from(Vf).join(PoolPf, PoolPf.pool_id == pool.id)
+            .where(in_member(pool.vfs_per_pf), Vf.state == VfState.FREE)) or 0
+
+    # ------------------------------------------------------------------ leases
+    def lease(self, lease_id: int) -> Lease:
+        found = self.session.get(Lease, lease_id) if 0 < lease_id <= LEASE_ID_MAX else None
+        if found is None:
+            raise NotFound(f"no lease {lease_id}")
+        return found
+
+    def live_leases(self) -> list[Lease]:
+        return list(self.session.scalars(select(Lease).where(live()).order_by(Lease.id)))
+
+    def live_leases_on(self, pcis: Iterable[str]) -> list[tuple[Lease, str]]:
+        """The live leases on the PFs ``pcis``, each with its pool's name."""
+        return [(lease, name) for lease, name in self.session.execute(
+            select(Lease, Pool.name).join(Pool, Pool.id == Lease.pool_id)
+            .where(Lease.pf_pci.in_(list(pcis)), live()).order_by(Lease.id))]
+
+    def live_lease_of_vf(self, vf_id: int) -> Lease | None:
+        return self.session.scalars(select(Lease).where(Lease.vf_id == vf_id, live())).first()
+
+    def live_lease_ids_of(self, owner: str) -> list[int]:
+        return list(self.session.scalars(select(Lease.id).where(
+            Lease.owner == owner, live()).order_by(Lease.id)))
+
+    def live_leases_of_pool(self, pool_id: int) -> list[Lease]:
+        return list(self.session.scalars(select(Lease).where(
+            Lease.pool_id == pool_id, live()).order_by(Lease.id)))
+
+    def live_lease_with_mac(self, mac: str) -> Lease | None:
+        return self.session.scalars(select(Lease).where(Lease.mac == mac, live())).first()
+
+    def live_macs(self, macs: Sequence[str]) -> set[str]:
+        """Which of ``macs`` a live lease uses."""
+        if not macs:
+            return set()
+        return set(self.session.scalars(select(Lease.mac).where(
+            Lease.mac.in_(list(macs)), live())))
+
+    def highest_live_index(self, pool_id: int, pf_pci: str, from_index: int) -> Lease | None:
+        """The live lease of a pool on a PF with the highest VF index at or above
+        ``from_index`` (what a shrink would take away)."""
+        return self.session.scalars(select(Lease).where(
+            Lease.pf_pci == pf_pci, Lease.pool_id == pool_id, live(),
+            Lease.vf_index >= from_index).order_by(Lease.vf_index.desc())).first()
+
+    def leases(self, *, pool: str | None = None, owner: str | None = None,
+               include_finished: bool = False) -> list[tuple[Lease, str]]:
+        query = select(Lease, Pool.name).join(Pool, Pool.id == Lease.pool_id).order_by(Lease.id)
+        if pool is not None:
+            self.pool(pool)
+            query = query.where(Pool.name == pool)
+        if owner is not None:
+            query = query.where(Lease.owner == owner)
+        if not include_finished:
+            query = query.where(live())
+        return [(lease, name) for lease, name in self.session.execute(query)]
+
+    def newest_events(self, limit: int) -> list[Event]:
+        return list(self.session.scalars(select(Event).order_by(Event.id.desc()).limit(limit)))
