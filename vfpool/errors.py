@@ -105,6 +105,16 @@ class StoreError(VfpoolError):
     exit_code = 1
 
 
+class KernelRefusal(OSError):
+    """A kernel port's refusal of one VF field: the errno, the PF's driver and, where the
+    driver's rule is known, why (``why`` starts with ``"; "`` or is empty)."""
+
+    def __init__(self, code: int, text: str, *, driver: str | None, why: str) -> None:
+        super().__init__(code, text)
+        self.driver = driver
+        self.why = why
+
+
 def errno_name(code: int | None) -> str:
     """``errno.EBUSY`` → ``"EBUSY"``; unknown codes are printed as numbers."""
     if code is None:

@@ -58,9 +58,12 @@ def release_events(ctx: Context, lease_id: int) -> list[Event]:
 
 
 def host_view(sim: SimHost, pf_netdev: str, pf_pci: str, index: int) -> tuple[Any, ...]:
-    """What the host shows of one VF: its config through the PF, driver, netdevs, override."""
+    """What the host shows of one VF: its config through the PF, driver, netdevs, override.
+    A netdev's ifindex is left out: a release may probe the VF driver again (igb and ixgbe
+    give the VF a MAC only then), which makes a new netdev."""
     vf = host_vf(sim, pf_pci, index)
-    return (sim.vf_configs(pf_netdev)[index], vf.driver, vf.netdevs, override(sim, str(vf.pci)),
+    netdevs = tuple((n.name, n.mac, n.operstate, n.mtu) for n in vf.netdevs)
+    return (sim.vf_configs(pf_netdev)[index], vf.driver, netdevs, override(sim, str(vf.pci)),
             vfio_node(sim, str(vf.pci)).exists())
 
 

@@ -389,3 +389,25 @@ def test_clearing_the_override_and_unbinding_leaves_the_vf_driverless_until_a_pr
     binding.bind(sysfs, vf, "ixgbevf")
     binding.set_override(sysfs, vf, None)
     assert (sysfs.pci_function(vf).driver, sysfs.driver_override(vf)) == ("ixgbevf", None)
+
+
+# --------------------------------------------------------------------------- VF MAC via the PF
+@pytest.mark.parametrize(("pf_netdev", "live"), [("enp5s0f0", False), ("enp133s0f0", True)])
+def test_a_bound_vf_takes_a_mac_set_through_the_pf_as_its_driver_does(
+        sim: SimHost, sysfs: Sysfs, pf_netdev: str, live: bool) -> None:
+    # ixgbe (like igb) hands the MAC to the VF only when the VF driver probes again; i40e
+    # resets the VF itself, so its iavf netdev changes at once.
+    from vfpool.model.vfconfig import VfConfig
+    pf = next(pf for pf in sysfs.pfs() if pf.netdev == pf_netdev)
+    sim.write_attr(sysfs.attr(pf.pci, "sriov_numvfs"), "1")
+    [vf] = sysfs.pf(pf.pci).vfs
+    before = vf.netdevs[0].mac
+    sim.set_vf(pf_netdev, 0, "mac", VfConfig(mac="52:54:00:12:34:56"))
+    [vf] = sysfs.pf(pf.pci).vfs
+    assert vf.netdevs[0].mac == ("52:54:00:12:34:56" if live else before)
+    driver = vf.driver
+    assert driver is not None
+    sim.write_attr(sim.root / "sys/bus/pci/drivers" / driver / "unbind", str(vf.pci))
+    sim.write_attr(sim.root / "sys/bus/pci/drivers_probe", str(vf.pci))
+    [vf] = sysfs.pf(pf.pci).vfs
+    assert vf.netdevs[0].mac == "52:54:00:12:34:56"

@@ -65,3 +65,17 @@ def bind(sysfs: Sysfs, address: PciAddress, driver: str | None) -> None:
 def probe(sysfs: Sysfs, address: PciAddress) -> None:
     """Ask the kernel to bind a device to the driver that matches it (``drivers_probe``)."""
     _write(sysfs, ("bus/pci", "drivers_probe"), str(address), f"probing {address}")
+
+
+def reprobe(sysfs: Sysfs, address: PciAddress) -> None:
+    """Unbind a VF from its driver and probe it again (its override still names that driver):
+    a VF driver reads what the PF assigned, such as the MAC, only when it is probed."""
+    bdf = str(address)
+    current = sysfs.pci_function(address).driver
+    if current is None:
+        return
+    _write(sysfs, ("bus/pci/drivers", current, "unbind"), bdf, f"unbinding VF {bdf} from {current}")
+    _write(sysfs, ("bus/pci", "drivers_probe"), bdf, f"probing VF {bdf} for {current}")
+    now = sysfs.pci_function(address).driver
+    if now != current:
+        raise VerificationError(f"VF {bdf}", {"driver": (current, now)})

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Protocol
 
+from vfpool.errors import KernelRefusal
 from vfpool.model.vfconfig import LINK_STATE_CODES, LINK_STATES, VfConfig
 
 # The netlink fields vfpool sets, in the order it sets them.
@@ -96,7 +97,7 @@ def pf_driver(pf_netdev: str, root: Path = Path("/")) -> str | None:
 
 
 def refusal(exc: OSError, pf_netdev: str, index: int, field: str, config: VfConfig,
-            root: Path = Path("/")) -> OSError:
+            root: Path = Path("/")) -> KernelRefusal:
     """The kernel's refusal of one VF field as an OSError whose text names the PF's driver
     and, where the driver's rule is known, why (the errno alone rarely says)."""
     code = exc.errno or errno.EIO
@@ -117,8 +118,9 @@ def refusal(exc: OSError, pf_netdev: str, index: int, field: str, config: VfConf
         elif speed and speed.lstrip("-").isdigit() and int(speed) > 0 and \
                 (config.max_tx_rate or 0) > int(speed):
             why = f"; {config.max_tx_rate} Mbit/s is above the PF's link speed ({speed})"
-    return OSError(code, f"{who} refused {field} on VF {index} of {pf_netdev}: "
-                         f"{errno.errorcode.get(code, str(code))} ({os.strerror(code)}){why}")
+    return KernelRefusal(code, f"{who} refused {field} on VF {index} of {pf_netdev}: "
+                               f"{errno.errorcode.get(code, str(code))} ({os.strerror(code)})"
+                               f"{why}", driver=driver, why=why)
 
 
 def _read_text(path: Path) -> str | None:

@@ -38,6 +38,7 @@ from vfpool.errors import (
     Exhausted,
     HostError,
     InvalidInput,
+    KernelRefusal,
     NotFound,
     PermissionDenied,
     VerificationError,
@@ -344,8 +345,11 @@ def _netlink_error(exc: OSError, pf: PfSnapshot, index: int, what: str) -> HostE
     if exc.errno == errno.EOPNOTSUPP:
         return HostError(f"driver {pf.driver} cannot set {what} on VF {index} of PF {pf.label} "
                          "(EOPNOTSUPP)", errno=exc.errno)
+    refused = ""
+    if isinstance(exc, KernelRefusal):
+        refused = f": driver {exc.driver or pf.driver} refused it{exc.why}"
     return HostError(f"setting {what} on VF {index} of PF {pf.label} failed with "
-                     f"{describe_oserror(exc)}", errno=exc.errno)
+                     f"{describe_oserror(exc)}{refused}", errno=exc.errno)
 
 
 def _apply_config(ctx: Context, pf: PfSnapshot, index: int, config: VfConfig,
@@ -404,9 +408,19 @@ def _activate(ctx: Context, item: _Planned, pool_name: str) -> None:
         try:
             _apply_config(ctx, pf, item.vf_index, item.desired, fields_for(item.desired))
             binding.bind(ctx.sysfs, vf.pci, item.driver)
+            diff = item.desired.differences(_read_config(ctx, pf, item.vf_index))
+            if diff:
+                raise VerificationError(f"VF {item.vf_index} of PF {pf.label}", diff)
             netdev = None
             if item.mode != Mode.VFIO:
                 vf = _wait_for_netdev(ctx, item.pf_pci, item.vf_index)
+                if item.desired.mac and vf.netdevs[0].mac != item.desired.mac:
+                    # igb and ixgbe give a bound VF the MAC the PF set only at its next probe.
+                    binding.reprobe(ctx.sysfs, vf.pci)
+                    vf = _wait_for_netdev(ctx, item.pf_pci, item.vf_index)
+                    if vf.netdevs[0].mac != item.desired.mac:
+                        raise VerificationError(f"VF {vf.pci}", {
+                            "netdev mac": (item.desired.mac, vf.netdevs[0].mac)})
                 netdev = vf.netdev
                 if item.mtu is not None and netdev is not None:
                     try:
@@ -414,9 +428,6 @@ def _activate(ctx: Context, item: _Planned, pool_name: str) -> None:
                     except OSError as exc:
                         raise HostError(f"setting MTU {item.mtu} on {netdev} failed with "
                                         f"{describe_oserror(exc)}", errno=exc.errno) from exc
-            diff = item.desired.differences(_read_config(ctx, pf, item.vf_index))
-            if diff:
-                raise VerificationError(f"VF {item.vf_index} of PF {pf.label}", diff)
 
             def activate(session: Session) -> None:
                 lease = _lease(session, item.lease_id)
@@ -471,6 +482,12 @@ def restore_vf(ctx: Context, pf_pci: str, vf_index: int, saved: dict[str, Any],
         diff = wanted.differences(current)
         if diff:
             raise VerificationError(f"VF {vf_index} of PF {pf.label}", diff)
+        _, vf = _pf_and_vf(ctx, pf_pci, vf_index)
+        lease_mac = applied.get("mac") if applied else None
+        if lease_mac and lease_mac != original.mac and vf.netdevs and \
+                vf.netdevs[0].mac == lease_mac:
+            # A bound igbvf or ixgbevf keeps the lease's MAC until it is probed again.
+            binding.reprobe(ctx.sysfs, vf.pci)
         if saved.get("mtu") and applied and applied.get("mtu"):
             _, vf = _pf_and_vf(ctx, pf_pci, vf_index)
             if vf.netdev is not None:

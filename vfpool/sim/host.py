@@ -64,6 +64,11 @@ UNSUPPORTED_VF_FIELDS = {
     # mlx4_netdev_ops_master (mlx4/en_netdev.c) has no ndo_set_vf_trust.
     "mlx4_core": {"trust"},
 }
+# PF drivers whose ndo_set_vf_mac() leaves a bound VF driver with its old MAC until the VF
+# driver is probed again: igb_ndo_set_vf_mac() (igb/igb_main.c) and ixgbe_ndo_set_vf_mac()
+# (ixgbe/ixgbe_sriov.c) both say "Reload the VF driver to make this change effective"; seen
+# on the real igb. i40e and ice reset the VF themselves, so its driver takes the MAC at once.
+MAC_AT_VF_PROBE = frozenset({"igb", "ixgbe"})
 VF_DEFAULTS = {"vlan": 0, "qos": 0, "spoofchk": True, "trust": False, "link_state": "auto",
                "min_tx_rate": 0, "max_tx_rate": 0}
 
@@ -778,8 +783,9 @@ class SimHost:
             else:
                 raise _oserror(errno.EINVAL, key)
             self._state["vf_config"].setdefault(f"{pf_bdf}/{index}", {}).update(changes)
-            if "mac" in changes:
-                # The VF driver picks up the MAC the PF assigned.
+            if "mac" in changes and driver not in MAC_AT_VF_PROBE:
+                # The VF driver picks up the MAC the PF assigned (igb and ixgbe: only when the
+                # VF driver is probed again, see model/drivers.py).
                 for name in os.listdir(self._dev(vfs[index]) / "net") \
                         if (self._dev(vfs[index]) / "net").is_dir() else []:
                     _write(self._dev(vfs[index]) / "net" / name / "address",

@@ -45,17 +45,18 @@ def test_netdev_lease_applies_config_and_release_restores_it(vfpool_cli: Cli) ->
     assert realhost.driver(vf) == "igbvf"
 
 
-@pytest.mark.xfail(strict=True, reason="igb programs a MAC set through the PF into the VF only "
-                   "when the VF resets ('Reload the VF driver to make this change effective'); "
-                   "a netdev-mode lease leaves igbvf bound, so the VF netdev keeps its old MAC. "
-                   "vfpool/service/leases.py must rebind (or set the VF netdev's MAC) after "
-                   "applying a MAC in netdev mode")
 def test_netdev_lease_vf_netdev_carries_the_lease_mac(vfpool_cli: Cli) -> None:
     start_pool(vfpool_cli, "n", "netdev")
     lease = ok(vfpool_cli("lease", "acquire", "n", "--owner", "vm1", "--mac", MAC,
                           "--json")).json()[0]
     netdev = lease["vf"]["netdev"]
     assert realhost.read(f"/sys/class/net/{netdev}/address") == MAC
+    vf = lease["vf"]["pci"]
+    ok(vfpool_cli("lease", "release", str(lease["id"]), "--token", lease["token"]))
+    # The next user of the VF must not find the lease's MAC on it.
+    realhost.wait_for("igbvf back on the VF", lambda: bool(realhost.netdevs_of(vf)))
+    [after] = realhost.netdevs_of(vf)
+    assert realhost.read(f"/sys/class/net/{after}/address") != MAC
 
 
 def test_vfio_lease_binds_vfio_pci_and_release_gives_igbvf_back(vfpool_cli: Cli) -> None:

@@ -72,10 +72,6 @@ def test_refusals_arrive_as_oserrors_that_name_igb_and_why(two_vfs: str) -> None
     assert realhost.vfinfo(PF0) == before  # nothing was applied
 
 
-@pytest.mark.xfail(strict=True, reason="vfpool/service/leases.py _netlink_error names the "
-                   "driver only for EOPNOTSUPP and formats describe_oserror(exc), which drops "
-                   "the adapter's text: igb's EINVAL for a VF rate with the PF down reaches the "
-                   "user as 'failed with EINVAL (Invalid argument)', without igb or the reason")
 def test_a_lease_refused_by_igb_names_the_driver(vfpool_cli: Callable[..., Any]) -> None:
     pf = realhost.pf_netdev(PF0)
     (realhost.DEVICES / PF0 / "sriov_drivers_autoprobe").write_text("0\n")
