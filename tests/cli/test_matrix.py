@@ -124,12 +124,12 @@ CASES = [
             "host", "sim", "fault", "{sim}", "/etc/passwd", "--errno", "EIO"),
     # --- db
     valid("db-upgrade", "--db", "sqlite:///{tmp}/x.db", "db", "upgrade",
-          stdout_has=("empty -> 0003",), use_sim=False),
-    valid("db-current", "db", "current", stdout_has=("(head 0003)",)),
+          stdout_has=("empty -> 0004",), use_sim=False),
+    valid("db-current", "db", "current", stdout_has=("(head 0004)",)),
     valid("db-current-json-fresh", "db", "current", "--json",
           stdout_has=('"current": null', '"up_to_date": false')),
     valid("db-current-after-use", "--db", "sqlite:///{tmp}/x.db", "db", "upgrade", "--json",
-          stdout_has=('"to": "0003"',), use_sim=False),
+          stdout_has=('"to": "0004"',), use_sim=False),
     invalid("db-bad-url", 1, "error: cannot open database nonsense://: Can't load plugin: "
             "sqlalchemy.dialects:nonsense", "--db", "nonsense://", "db", "current",
             use_sim=False),

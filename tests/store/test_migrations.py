@@ -18,9 +18,12 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, select, text
 
 from vfpool.errors import StoreError
+from vfpool.host.identity import HostIdentity
 from vfpool.store import Base, Pf, Store, migrations_dir, open_store
 
-TABLES = {"pfs", "pools", "pool_pfs", "vfs", "leases", "events"}
+TABLES = {"hosts", "pfs", "pools", "pool_pfs", "vfs", "leases", "events"}
+
+TEST_HOST = HostIdentity("0" * 31 + "1", "test-host")
 
 
 def _tables(store: Store) -> set[str]:
@@ -35,11 +38,11 @@ def db_url(store_url: str) -> str:
 
 @pytest.fixture
 def store(db_url: str) -> Iterator[Store]:
-    with open_store(db_url) as opened:
+    with open_store(db_url, host=TEST_HOST) as opened:
         yield opened
 
 
-HEAD = "0003"  # the newest migration in migrations/versions
+HEAD = "0004"  # the newest migration in migrations/versions
 
 
 def test_exactly_one_head_and_it_is_the_newest_revision() -> None:
@@ -59,9 +62,9 @@ def test_open_without_migrate_leaves_an_empty_database_alone(db_url: str) -> Non
 
 
 def test_opening_twice_is_idempotent_and_keeps_data(db_url: str) -> None:
-    with open_store(db_url) as first, first.session() as session:
+    with open_store(db_url, host=TEST_HOST) as first, first.session() as session:
         session.add(Pf(pci="0000:05:00.0", totalvfs=7))
-    with open_store(db_url) as second:
+    with open_store(db_url, host=TEST_HOST) as second:
         assert second.current_revision() == HEAD
         assert _tables(second) == TABLES
         with second.session() as session:

@@ -103,7 +103,20 @@ def settings() -> Settings:
 
 
 def _register() -> None:
-    from vfpool.cli import contrib, db, lease, pf, pool, reconcile, report, sim, vm, watch
+    from vfpool.cli import (
+        contrib,
+        db,
+        fleet,
+        host,
+        lease,
+        pf,
+        pool,
+        reconcile,
+        report,
+        sim,
+        vm,
+        watch,
+    )
 
     app.add_typer(sim.app, name="sim")
     app.add_typer(pf.app, name="pf")
@@ -113,6 +126,8 @@ def _register() -> None:
     app.command("reconcile")(reconcile.reconcile)
     app.command("watch")(watch.watch)
     app.command("report")(report.report)
+    app.add_typer(host.app, name="host")
+    app.add_typer(fleet.app, name="fleet")
     app.add_typer(db.app, name="db")
     app.add_typer(contrib.app, name="contrib")
 

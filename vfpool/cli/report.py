@@ -22,6 +22,9 @@ def report(
                                        help="Write to FILE instead of stdout, atomically "
                                             "(temp file, then rename), mode 0644."),
     as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
+    fleet: bool = typer.Option(False, "--fleet",
+                               help="Every host that shares the store, each part naming its "
+                                    "host (Prometheus samples get a host label)."),
 ) -> None:
     """Report pools, PFs, VFs with their leases, and the 20 newest events, from the store.
 
@@ -35,7 +38,11 @@ def report(
             raise InvalidInput(f"give --json or --format {output_format}, not both")
         output_format = "json"
     with settings().context() as ctx:
-        text = report_service.render(report_service.build_report(ctx), output_format)
+        if fleet:
+            text = report_service.render_fleet(report_service.build_fleet_report(ctx),
+                                               output_format)
+        else:
+            text = report_service.render(report_service.build_report(ctx), output_format)
     if output is not None:
         report_service.write_atomically(output, text)
     else:

@@ -9,6 +9,7 @@ import typer
 
 from vfpool.cli.render import emit, emit_json, note, table
 from vfpool.errors import InvalidInput
+from vfpool.host.identity import NAME, write_identity
 from vfpool.host.sysfs import valid_ifname
 from vfpool.sim.host import FaultKind, SimHost
 from vfpool.sim.profiles import PROFILES
@@ -26,6 +27,9 @@ def create(
     netns: str | None = typer.Option(None, "--netns", metavar="NAME",
                                      help="A network namespace whose links stand in for the "
                                           "VF netdevs (for real macvtap and QEMU tests)."),
+    hostname: str | None = typer.Option(None, "--hostname", metavar="NAME",
+                                        help="The host's name in a shared store (default: "
+                                             "DIR's name); it also gets a random machine id."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Build a simulated host from NIC profiles.
@@ -34,7 +38,12 @@ def create(
     """
     if netns is not None and not valid_ifname(netns):
         raise InvalidInput(f"invalid network namespace name {netns!r}")
+    name = hostname if hostname is not None else directory.resolve().name
+    if not NAME.fullmatch(name):
+        raise InvalidInput(f"invalid --hostname {name!r}: use letters, digits, '.', '_' and "
+                           "'-', starting with a letter or digit")
     host = SimHost.create(directory, nics or None, force=force, netns=netns)
+    write_identity(host.root, name)
     state = host.state()
     pfs = [{"pci": pci, "profile": pf["profile"], "netdevs": pf["netdevs"],
             "numa_node": pf["numa_node"], "totalvfs": pf["totalvfs"]}

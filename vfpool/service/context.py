@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from vfpool.errors import PermissionDenied
+from vfpool.host.identity import HostIdentity, read_identity
 from vfpool.host.kernel import KernelPort, RealKernel
 from vfpool.host.lock import DEFAULT_LOCK_TIMEOUT, Locks
 from vfpool.host.sysfs import Sysfs
@@ -33,12 +34,21 @@ class Context:
         self.lock_timeout = lock_timeout
         self.locks = Locks(kernel.root, owner=host_owner(kernel), timeout=lock_timeout)
         self._store: Store | None = None
+        self._identity: HostIdentity | None = None
 
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = open_store(self.db_url, deadline=self.lock_timeout)
+            self._store = open_store(self.db_url, deadline=self.lock_timeout,
+                                     host=self.identity)
         return self._store
+
+    @property
+    def identity(self) -> HostIdentity:
+        """This host's machine id and name: the key of its rows in a shared store."""
+        if self._identity is None:
+            self._identity = read_identity(self.kernel.root, simulated=self.kernel.simulated)
+        return self._identity
 
     def require_root(self, action: str) -> None:
         """Refuse a change to a real host unless we are root; a sim belongs to its user."""

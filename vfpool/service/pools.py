@@ -192,7 +192,7 @@ def dumpconfig(ctx: Context, name: str) -> str:
 # ---------------------------------------------------------------- define and undefine
 
 def _upsert_pf(session: Session, pf: PfSnapshot) -> Pf:
-    row = session.get(Pf, str(pf.pci))
+    row = Queries(session).pf(str(pf.pci))
     if row is None:
         row = Pf(pci=str(pf.pci))
         session.add(row)

@@ -33,7 +33,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from vfpool.errors import HostError, PermissionDenied, describe_oserror
 from vfpool.service.context import Context
 from vfpool.store import LIVE_LEASE_STATES, Event, Lease, Pf, Pool, PoolPf, Vf, utcnow
-from vfpool.store.models import VF_STATES
+from vfpool.store.models import VF_STATES, Host
+from vfpool.store.scope import set_host
 
 FORMATS = ("table", "json", "csv", "prometheus")
 EVENT_LIMIT = 20
@@ -124,7 +125,7 @@ class Report:
 def _member_vfs() -> ColumnElement[bool]:
     """The join condition of a pool member's VFs: its used indices on its PF."""
     start = func.coalesce(PoolPf.range_start, 0)
-    return and_(Vf.pf_pci == PoolPf.pf_pci, Vf.vf_index >= start,
+    return and_(Vf.host_id == PoolPf.host_id, Vf.pf_pci == PoolPf.pf_pci, Vf.vf_index >= start,
                 Vf.vf_index < start + Pool.vfs_per_pf)
 
 
@@ -216,11 +217,41 @@ def build_report(ctx: Context, *, now: datetime | None = None) -> Report:
     now = now.astimezone(UTC)
     # One read transaction: the counts, rows and events are one consistent snapshot.
     def read(session: Session) -> Report:
-        pools, members = _pools(session)
-        _count_vfs(session, members)
-        return Report(now, pools, _vf_rows(session, now), _events(session))
+        return _one_host(session, now)
 
     return ctx.store.read(read)
+
+
+def _one_host(session: Session, now: datetime) -> Report:
+    pools, members = _pools(session)
+    _count_vfs(session, members)
+    return Report(now, pools, _vf_rows(session, now), _events(session))
+
+
+@dataclass
+class HostReport:
+    """One host's part of ``report --fleet``."""
+
+    name: str
+    machine_id: str | None
+    report: Report
+
+
+def build_fleet_report(ctx: Context, *, now: datetime | None = None) -> list[HostReport]:
+    """Every host's report, by host name, in one read transaction (one snapshot)."""
+    when = (now or utcnow()).astimezone(UTC)
+
+    def read(session: Session) -> list[HostReport]:
+        hosts = list(session.execute(select(Host.id, Host.name, Host.machine_id)
+                                     .order_by(Host.name, Host.id)))
+        found = []
+        for host_id, name, machine_id in hosts:
+            set_host(session, host_id)  # this host's rows, as its own commands see them
+            found.append(HostReport(name or f"host-{host_id}", machine_id,
+                                    _one_host(session, when)))
+        return found
+
+    return ctx.store.read(read, operation="reading every host's report")
 
 
 # ---------------------------------------------------------------- rendering
@@ -353,28 +384,68 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+_METRICS = (
+    ("vfpool_vfs", "VFs of each PF of a pool, by state (0 for an inactive pool)."),
+    ("vfpool_leases", "Live (reserved or active) leases of each pool."),
+    ("vfpool_pool_active", "1 when the pool is active, 0 when it is inactive."),
+)
+
+
+def _samples(report: Report, host: str | None) -> dict[str, list[str]]:
+    """Each metric's sample lines for one report; with ``host``, every sample carries a
+    ``host`` label first (``report --fleet``)."""
+    prefix = "" if host is None else f'host="{_label(host)}",'
+    samples: dict[str, list[str]] = {name: [] for name, _ in _METRICS}
+    for pool in report.pools:
+        pool_label = f'{prefix}pool="{_label(pool.name)}"'
+        for pf in pool.pfs:
+            for state in VF_STATES:
+                samples["vfpool_vfs"].append(
+                    f'vfpool_vfs{{{pool_label},pf="{_label(pf.pci)}",state="{state}"}} '
+                    f'{pf.vfs[state]}')
+        samples["vfpool_leases"].append(f"vfpool_leases{{{pool_label}}} {pool.leases}")
+        samples["vfpool_pool_active"].append(
+            f'vfpool_pool_active{{{pool_label}}} {int(pool.state == "active")}')
+    return samples
+
+
+def _exposition(parts: Sequence[dict[str, list[str]]]) -> str:
+    lines: list[str] = []
+    for name, help_text in _METRICS:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+        for part in parts:
+            lines += part[name]
+    return "\n".join(lines) + "\n"
+
+
 def render_prometheus(report: Report) -> str:
     """The text exposition format for node_exporter's textfile collector: gauges only, a
     sample for every pool, PF and state even when zero (so a series never vanishes just
     because its count dropped to zero), and no timestamps, which the collector rejects."""
-    lines = [
-        "# HELP vfpool_vfs VFs of each PF of a pool, by state (0 for an inactive pool).",
-        "# TYPE vfpool_vfs gauge",
-    ]
-    for pool in report.pools:
-        for pf in pool.pfs:
-            for state in VF_STATES:
-                lines.append(f'vfpool_vfs{{pool="{_label(pool.name)}",pf="{_label(pf.pci)}",'
-                             f'state="{state}"}} {pf.vfs[state]}')
-    lines += ["# HELP vfpool_leases Live (reserved or active) leases of each pool.",
-              "# TYPE vfpool_leases gauge"]
-    lines += [f'vfpool_leases{{pool="{_label(pool.name)}"}} {pool.leases}'
-              for pool in report.pools]
-    lines += ["# HELP vfpool_pool_active 1 when the pool is active, 0 when it is inactive.",
-              "# TYPE vfpool_pool_active gauge"]
-    lines += [f'vfpool_pool_active{{pool="{_label(pool.name)}"}} '
-              f'{int(pool.state == "active")}' for pool in report.pools]
-    return "\n".join(lines) + "\n"
+    return _exposition([_samples(report, None)])
+
+
+def render_fleet(hosts: Sequence[HostReport], output_format: str,
+                 generated_at: datetime | None = None) -> str:
+    """``report --fleet``: every host's report, each part naming its host."""
+    if output_format == "prometheus":
+        return _exposition([_samples(host.report, host.name) for host in hosts])
+    if output_format == "json":
+        when = generated_at or (hosts[0].report.generated_at if hosts else utcnow())
+        document = {"generated_at": _iso(when), "hosts": [
+            {"name": host.name, "machine_id": host.machine_id,
+             **{key: value for key, value in report_document(host.report).items()
+                if key != "generated_at"}} for host in hosts]}
+        return json.dumps(document, indent=2) + "\n"
+    if output_format == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(("host", *CSV_COLUMNS))
+        for host in hosts:
+            for row in csv.reader(render_csv(host.report).splitlines()[1:]):
+                writer.writerow((host.name, *row))
+        return buffer.getvalue()
+    return "\n".join(f"host {host.name}\n{render_table(host.report)}" for host in hosts)
 
 
 RENDERERS = {

@@ -129,7 +129,7 @@ def _pci_removed(session: Session, pci: str) -> list[Handled]:
     if vf is not None:
         handled = _vf_removed(session, vf, REMOVED)
         return [handled] if handled is not None else []
-    pf = session.get(Pf, pci)
+    pf = Queries(session).pf(pci)
     if pf is None:
         return []  # not vfpool's
     gone = [handled for vf in list(pf.vfs)
@@ -152,7 +152,7 @@ def _pci_added(session: Session, pci: str) -> list[Handled]:
         vf.state, vf.reason = VfState.FREE, None
         events.record(session, "vf.returned", pool=pool, pf=vf.pf_pci, vf=vf.pci)
         return [Handled("vf.returned", f"{_vf_label(vf, pool)} is back: free")]
-    pf = session.get(Pf, pci)
+    pf = Queries(session).pf(pci)
     if pf is None:
         return []
     pf.last_seen = utcnow()
@@ -164,7 +164,7 @@ def _netdev_changed(session: Session, change: DeviceChange, links: Links) -> lis
     if change.pci is None:
         return []
     pci = str(change.pci)
-    pf = session.get(Pf, pci)
+    pf = Queries(session).pf(pci)
     if pf is None:
         return []  # a VF's netdev, or a device vfpool does not manage
     if change.action == "remove":

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
         migrations_dir,
         open_store,
     )
-    from vfpool.store.models import Base, Event, Lease, Pf, Pool, PoolPf, Vf
+    from vfpool.store.models import Base, Event, Host, Lease, Pf, Pool, PoolPf, Vf
     from vfpool.store.states import (
         LIVE_LEASE_STATES,
         LeaseState,
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 _HOMES = {
     "vfpool.store.engine": ("DB_FILENAME", "DEFAULT_BUSY_TIMEOUT_MS", "Store", "default_db_url",
                             "migrations_dir", "open_store"),
-    "vfpool.store.models": ("Base", "Event", "Lease", "Pf", "Pool", "PoolPf", "Vf"),
+    "vfpool.store.models": ("Base", "Event", "Host", "Lease", "Pf", "Pool", "PoolPf", "Vf"),
     "vfpool.store.states": ("LIVE_LEASE_STATES", "LeaseState", "LinkState", "Method", "Mode",
                             "PoolState", "VfState"),
     "vfpool.store.types": ("UtcDateTime", "utcnow"),
@@ -47,6 +47,7 @@ __all__ = [
     "LIVE_LEASE_STATES",
     "Base",
     "Event",
+    "Host",
     "Lease",
     "LeaseState",
     "LinkState",

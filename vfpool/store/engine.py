@@ -21,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar, cast
 
-from sqlalchemy import create_engine, event, inspect, text
+from sqlalchemy import create_engine, event, func, inspect, select, text, update
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
@@ -36,6 +36,9 @@ from vfpool.errors import (
     StoreError,
     describe_oserror,
 )
+from vfpool.host.identity import HostIdentity
+from vfpool.store.models import Host
+from vfpool.store.types import utcnow
 
 if TYPE_CHECKING:
     # Alembic costs ~100 ms to import; it is loaded only when a migration runs.
@@ -53,6 +56,8 @@ T = TypeVar("T")
 _RETRY_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
 # The one constraint whose violation means "another transaction took that VF first".
 _LIVE_LEASE_INDEX = "uq_leases_one_live_per_vf"
+_HOST_KEY = "hosts.machine_id"  # SQLite names the column, PostgreSQL the constraint
+_HOST_KEY_PG = "uq_hosts_machine_id"
 
 # Execution option, set on the engine behind Store.immediate(), read by the "begin" hook.
 _BEGIN_IMMEDIATE = "vfpool_begin_immediate"
@@ -128,7 +133,9 @@ def is_transient(exc: BaseException) -> bool:
     """Whether a database error means "busy, try again": SQLite's locked database, or
     PostgreSQL's serialization failures, deadlocks and lock timeouts."""
     if isinstance(exc, IntegrityError):
-        return _LIVE_LEASE_INDEX in str(exc.orig)
+        # Another transaction took that VF, or registered this host, first: try again.
+        return any(key in str(exc.orig) for key in
+                                                   (_LIVE_LEASE_INDEX, _HOST_KEY, _HOST_KEY_PG))
     if not isinstance(exc, DBAPIError):
         return False
     orig = exc.orig
@@ -150,10 +157,15 @@ class Store:
     transaction.
     """
 
-    def __init__(self, url: str, engine: Engine, *, deadline: float = DEFAULT_DEADLINE) -> None:
+    def __init__(self, url: str, engine: Engine, *, deadline: float = DEFAULT_DEADLINE,
+                 host: HostIdentity | None = None) -> None:
         self.url = url
         self.engine = engine
         self.deadline = deadline
+        # The host whose rows this store's read()/write() see (None: every row, unscoped).
+        self.host = host
+        self.host_id: int | None = None
+        self._host_seen = False
         self._display_url = engine.url.render_as_string(hide_password=True)
         self._is_sqlite = engine.dialect.name == "sqlite"
         # An engine that shares the pool and hooks, but whose transactions BEGIN IMMEDIATE.
@@ -189,7 +201,9 @@ class Store:
         render what it wrote; lazy relationships still need the session.
         """
         with _transaction(self._sessions, begin_now=False) as session:
+            host_id = self._scope(session, write=True)
             yield session
+        self._remember_host(host_id, write=True)
 
     @contextmanager
     def immediate(self) -> Iterator[Session]:
@@ -201,7 +215,9 @@ class Store:
         holds the lock for longer than the busy timeout.
         """
         with _transaction(self._immediate_sessions, begin_now=True) as session:
+            host_id = self._scope(session, write=True)
             yield session
+        self._remember_host(host_id, write=True)
 
     def read(self, work: Callable[[Session], T], *, operation: str = "reading the store") -> T:
         """Run ``work`` in a read transaction (retried while the database is busy)."""
@@ -215,7 +231,8 @@ class Store:
         nothing of it was written."""
         return self._retry(work, operation, write=True)
 
-    def _retry(self, work: Callable[[Session], T], operation: str, *, write: bool) -> T:
+    def _retry(self, work: Callable[[Session], T], operation: str, *, write: bool,
+               scoped: bool = True) -> T:
         deadline = time.monotonic() + self.deadline
         pause = _RETRY_FIRST
         attempts = 0
@@ -224,7 +241,10 @@ class Store:
             try:
                 sessions = self._write_sessions if write else self._sessions
                 with _transaction(sessions, begin_now=write) as session:
-                    return work(session)
+                    host_id = self._scope(session, write=write) if scoped else None
+                    result = work(session)
+                self._remember_host(host_id, write=write)
+                return result
             except DBAPIError as exc:
                 if not is_transient(exc):
                     raise
@@ -237,6 +257,31 @@ class Store:
                         operation=operation, attempts=attempts) from exc
                 time.sleep(min(pause * random.uniform(0.5, 1.5), deadline - now))
                 pause = min(pause * 2, _RETRY_MAX)
+
+    def _remember_host(self, host_id: int | None, *, write: bool) -> None:
+        """After a commit: the host's row exists (and, after a write, is up to date)."""
+        if host_id is not None:
+            self.host_id = host_id
+            self._host_seen = self._host_seen or write
+
+    def _scope(self, session: Session, *, write: bool) -> int | None:
+        """Tag the session with this store's host (see store/scope.py); a write registers the
+        host on first use, claiming the host row an upgrade left without a machine id."""
+        if self.host is None:
+            return None
+        from vfpool.store.scope import NO_HOST, set_host
+
+        host_id = self.host_id
+        if host_id is None:
+            host_id = session.scalar(select(Host.id).where(
+                Host.machine_id == self.host.machine_id))
+        if host_id is None and write:
+            host_id = _register_host(session, self.host)
+        elif host_id is not None and write and not self._host_seen:
+            session.execute(update(Host).where(Host.id == host_id).values(
+                name=self.host.name, last_seen=utcnow()))
+        set_host(session, NO_HOST if host_id is None else host_id)
+        return host_id
 
     def current_revision(self) -> str | None:
         """The schema revision of the database; None when it has no vfpool schema."""
@@ -294,7 +339,7 @@ class Store:
                 with self.engine.connect():
                     pass
 
-        self._retry(check, "opening the store", write=False)
+        self._retry(check, "opening the store", write=False, scoped=False)
 
     def foreign_tables(self) -> list[str]:
         """Tables that are not vfpool's: a database of another application."""
@@ -345,6 +390,21 @@ class Store:
             finally:
                 if self._is_sqlite:
                     _set_sqlite_foreign_keys(connection, enabled=True)
+
+
+def _register_host(session: Session, host: HostIdentity) -> int:
+    """Claim the host row that an upgrade left without a machine id (it owns the rows the
+    store had), or add a new one."""
+    placeholder = session.scalar(select(func.min(Host.id)).where(Host.machine_id.is_(None)))
+    if placeholder is not None:
+        session.execute(update(Host).where(Host.id == placeholder).values(
+            machine_id=host.machine_id, name=host.name, first_seen=utcnow(),
+            last_seen=utcnow()))
+        return int(placeholder)
+    row = Host(machine_id=host.machine_id, name=host.name)
+    session.add(row)
+    session.flush()
+    return row.id
 
 
 @contextmanager
@@ -428,9 +488,24 @@ def _create_sqlite_file(path: Path) -> None:
     os.close(fd)
 
 
+def _postgresql_driver(url: URL) -> URL:
+    """``postgresql://`` means psycopg 3, the driver the ``postgresql`` extra installs; without
+    it, say which extra to install (exit 2) instead of naming a missing module."""
+    if "+" not in url.drivername:  # SQLAlchemy before 2.1 would pick psycopg2
+        url = url.set(drivername="postgresql+psycopg")
+    if url.get_driver_name() == "psycopg":
+        try:
+            import psycopg  # noqa: F401
+        except ImportError as exc:
+            raise InvalidInput(
+                f"{url.render_as_string(hide_password=True)} needs the PostgreSQL driver, "
+                "which is not installed: pip install 'vfpool[postgresql]'") from exc
+    return url
+
+
 def open_store(
     url: str, *, migrate: bool = True, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
-    deadline: float = DEFAULT_DEADLINE,
+    deadline: float = DEFAULT_DEADLINE, host: HostIdentity | None = None,
 ) -> Store:
     """Open the database at ``url``, creating it and migrating it to the newest schema.
 
@@ -453,11 +528,13 @@ def open_store(
             engine = create_engine(parsed)
             _install_sqlite_hooks(engine, busy_timeout_ms)
         else:
+            if parsed.get_backend_name() == "postgresql":
+                parsed = _postgresql_driver(parsed)
             engine = create_engine(parsed, pool_pre_ping=True)
     except (ArgumentError, ImportError) as exc:
         raise StoreError(f"cannot open database {shown}: {exc}") from exc
 
-    store = Store(url, engine, deadline=deadline)
+    store = Store(url, engine, deadline=deadline, host=host)
     try:
         store._open_retrying(migrate)
     except DBAPIError as exc:

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -71,11 +72,40 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-class Pf(Base):
-    """An SR-IOV physical function, keyed by PCI address because netdev names change."""
+class Host(Base):
+    """A hypervisor that shares this store: its machine id and name. Every other row belongs
+    to one host (``host_id``), and a store's sessions see only their own host's rows.
+
+    A store upgraded from before hosts existed has one host with no machine id yet; the first
+    host that opens it claims it, and so keeps the rows it had."""
+
+    __tablename__ = "hosts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    machine_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    first_seen: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class HostScoped:
+    """The rows that belong to one host. The store filters every ORM query on them to the
+    session's host and stamps new ones with it (see store/engine.py)."""
+
+    host_id: Mapped[int]
+
+
+def _host_fk() -> Mapped[int]:
+    return mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"), index=True)
+
+
+class Pf(HostScoped, Base):
+    """An SR-IOV physical function, keyed by host and PCI address (netdev names change)."""
 
     __tablename__ = "pfs"
 
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"),
+                                         primary_key=True)
     pci: Mapped[str] = mapped_column(String(16), primary_key=True)
     netdev: Mapped[str | None] = mapped_column(String(16))
     driver: Mapped[str | None] = mapped_column(String(64))
@@ -91,7 +121,7 @@ class Pf(Base):
     )
 
 
-class Pool(Base):
+class Pool(HostScoped, Base):
     """A network pool: PFs, a desired VF count per PF, a resize method, a hand-off mode and
     the defaults applied to each leased VF (NULL = leave the VF's setting alone)."""
 
@@ -102,10 +132,12 @@ class Pool(Base):
         CheckConstraint(_in("mode", POOL_MODES), name="mode"),
         CheckConstraint(f"link_state IS NULL OR {_in('link_state', LINK_STATES)}",
                         name="link_state"),
+        UniqueConstraint("host_id", "name"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
     state: Mapped[PoolState] = mapped_column(
         StrEnumType(PoolState), default=PoolState.INACTIVE, server_default=text("'inactive'")
     )
@@ -132,7 +164,7 @@ class Pool(Base):
     )
 
 
-class PoolPf(Base):
+class PoolPf(HostScoped, Base):
     """A PF's membership of a pool.
 
     ``range_start``..``range_end`` is an inclusive VF index range; both NULL = the whole PF.
@@ -142,7 +174,8 @@ class PoolPf(Base):
 
     __tablename__ = "pool_pfs"
     __table_args__ = (
-        Index(None, "pf_pci"),
+        Index(None, "host_id", "pf_pci"),
+        ForeignKeyConstraint(["host_id", "pf_pci"], ["pfs.host_id", "pfs.pci"]),
         CheckConstraint(
             "(range_start IS NULL AND range_end IS NULL) OR "
             "(range_start IS NOT NULL AND range_end IS NOT NULL AND range_start <= range_end)",
@@ -153,7 +186,8 @@ class PoolPf(Base):
     pool_id: Mapped[int] = mapped_column(
         ForeignKey("pools.id", ondelete="CASCADE"), primary_key=True
     )
-    pf_pci: Mapped[str] = mapped_column(ForeignKey("pfs.pci"), primary_key=True)
+    pf_pci: Mapped[str] = mapped_column(String(16), primary_key=True)
+    host_id: Mapped[int] = mapped_column(Integer)
     position: Mapped[int] = mapped_column(Integer)
     range_start: Mapped[int | None] = mapped_column(Integer)
     range_end: Mapped[int | None] = mapped_column(Integer)
@@ -162,19 +196,23 @@ class PoolPf(Base):
     pf: Mapped[Pf] = relationship()
 
 
-class Vf(Base):
+class Vf(HostScoped, Base):
     """A virtual function of a PF, as inventoried when its pool started."""
 
     __tablename__ = "vfs"
     __table_args__ = (
-        UniqueConstraint("pf_pci", "index"),
+        UniqueConstraint("host_id", "pf_pci", "index"),
+        UniqueConstraint("host_id", "pci"),
+        ForeignKeyConstraint(["host_id", "pf_pci"], ["pfs.host_id", "pfs.pci"],
+                             ondelete="CASCADE"),
         CheckConstraint(_in("state", VF_STATES), name="state"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    pf_pci: Mapped[str] = mapped_column(ForeignKey("pfs.pci", ondelete="CASCADE"))
+    host_id: Mapped[int] = mapped_column(Integer)
+    pf_pci: Mapped[str] = mapped_column(String(16))
     vf_index: Mapped[int] = mapped_column("index", Integer)
-    pci: Mapped[str] = mapped_column(String(16), unique=True)
+    pci: Mapped[str] = mapped_column(String(16))
     netdev: Mapped[str | None] = mapped_column(String(16))
     state: Mapped[VfState] = mapped_column(StrEnumType(VfState), default=VfState.FREE,
                                            server_default=text("'free'"))
@@ -184,7 +222,7 @@ class Vf(Base):
     pf: Mapped[Pf] = relationship(back_populates="vfs")
 
 
-class Lease(Base):
+class Lease(HostScoped, Base):
     """One VF held by an owner. ``saved_config`` is the VF's original config, restored on
     release even after a crash or a reboot.
 
@@ -207,6 +245,7 @@ class Lease(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    host_id: Mapped[int] = _host_fk()
     pool_id: Mapped[int] = mapped_column(ForeignKey("pools.id", ondelete="CASCADE"))
     # SET NULL: the VF inventory row may go (pool destroyed) while the lease history stays;
     # pf_pci, vf_pci and vf_index keep what it was.
@@ -235,7 +274,7 @@ class Lease(Base):
     vf: Mapped[Vf | None] = relationship()
 
 
-class Event(Base):
+class Event(HostScoped, Base):
     """The audit log: who did what, when and why. No foreign keys, because the log outlives
     the pools, PFs, VFs and leases it names."""
 
@@ -243,6 +282,8 @@ class Event(Base):
     __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # The host that wrote it; no foreign key either (a host's log outlives the host).
+    host_id: Mapped[int] = mapped_column(Integer, index=True)
     at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
     actor: Mapped[str | None] = mapped_column(String(128))
     action: Mapped[str] = mapped_column(String(64))

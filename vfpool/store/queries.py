@@ -36,7 +36,8 @@ def _range_start() -> ColumnElement[int]:
 def in_member(pool_vfs: int) -> ColumnElement[bool]:
     """A VF row within the first ``vfs_per_pf`` indices of a pool membership's range (the
     caller joins vfs and pool_pfs)."""
-    return and_(Vf.pf_pci == PoolPf.pf_pci, Vf.vf_index >= _range_start(),
+    return and_(Vf.host_id == PoolPf.host_id, Vf.pf_pci == PoolPf.pf_pci,
+                Vf.vf_index >= _range_start(),
                 Vf.vf_index < _range_start() + pool_vfs)
 
 
@@ -111,7 +112,7 @@ class Queries:
 
     # ------------------------------------------------------------------ PFs
     def pf(self, pci: str) -> Pf | None:
-        return self.session.get(Pf, pci)
+        return self.session.scalars(select(Pf).where(Pf.pci == pci)).one_or_none()
 
     def known_pf_pcis(self) -> set[str]:
         return set(self.session.scalars(select(Pf.pci)))
@@ -145,7 +146,10 @@ class Queries:
             select(Vf, Pf, PoolPf.position).select_from(Vf)
             .join(PoolPf, PoolPf.pool_id == pool.id).join(Pf, Pf.pci == PoolPf.pf_pci)
             .where(in_member(pool.vfs_per_pf), Vf.state == VfState.FREE)
-            .order_by(*order).limit(count))
+            .order_by(*order).limit(count)
+            # PostgreSQL: lock the chosen rows, and let concurrent acquires skip them rather
+            # than queue behind them (SQLite's BEGIN IMMEDIATE already serialises writers).
+            .with_for_update(of=Vf, skip_locked=True))
         return [FreeVf(vf, pf, position) for vf, pf, position in rows]
 
     def free_count(self, pool: Pool) -> int:

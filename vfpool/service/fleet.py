@@ -1,0 +1,108 @@
+"""Fleet-wide reads over a shared store: the hosts (`host list`) and where a pool can give
+VFs now (`fleet place`). Everything else a host does sees its own rows only (see
+store/scope.py); these two read every host's rows, and change nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, case, func, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from vfpool.errors import Exhausted, InvalidInput
+from vfpool.model.pool import validate_name
+from vfpool.service.context import Context
+from vfpool.service.leases import COUNT_MAX, NUMA_NODES
+from vfpool.store.models import Host, Pf, Pool, PoolPf, Vf
+from vfpool.store.queries import VF_STATE_NAMES
+from vfpool.store.scope import all_hosts
+from vfpool.store.states import PoolState, VfState
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    """One host of the store: who it is, when it last wrote, its pools and its VFs by state."""
+
+    name: str
+    machine_id: str | None
+    last_seen: datetime
+    pools: int
+    vfs: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A host whose pool can give the VFs asked for now."""
+
+    host: str
+    pool: str
+    free: int
+    free_on_numa: int
+    numa_met: bool
+
+
+def _member_vfs() -> ColumnElement[bool]:
+    """Join condition: the used VF indices of a pool member, on the member's own host."""
+    start = func.coalesce(PoolPf.range_start, 0)
+    return and_(Vf.host_id == PoolPf.host_id, Vf.pf_pci == PoolPf.pf_pci,
+                Vf.vf_index >= start, Vf.vf_index < start + Pool.vfs_per_pf)
+
+
+def host_list(ctx: Context) -> list[HostInfo]:
+    """Every host sharing the store, by name."""
+    def read(session: Session) -> list[HostInfo]:
+        all_hosts(session)
+        pools: dict[int, int] = {host_id: number for host_id, number in session.execute(
+            select(Pool.host_id, func.count()).group_by(Pool.host_id))}
+        counts: dict[int, dict[str, int]] = {}
+        for host_id, state, count in session.execute(
+                select(Vf.host_id, Vf.state, func.count()).group_by(Vf.host_id, Vf.state)):
+            row = counts.setdefault(host_id, {"total": 0, **dict.fromkeys(VF_STATE_NAMES, 0)})
+            row[str(state)] += count
+            row["total"] += count
+        return [HostInfo(host.name or f"host-{host.id}", host.machine_id, host.last_seen,
+                         pools.get(host.id, 0),
+                         counts.get(host.id, {"total": 0, **dict.fromkeys(VF_STATE_NAMES, 0)}))
+                for host in session.scalars(select(Host).order_by(Host.name, Host.id))]
+
+    return ctx.store.read(read, operation="listing the hosts")
+
+
+def place(ctx: Context, pool: str, count: int, *, numa_node: int | None = None
+          ) -> list[Placement]:
+    """The hosts whose active pool ``pool`` has ``count`` free VFs now, best first: those
+    that can give them all on ``numa_node``, then the most free. Raises ``Exhausted`` (exit
+    5) when no host can."""
+    validate_name(pool)
+    if not 1 <= count <= COUNT_MAX:
+        raise InvalidInput(f"--count must be 1-{COUNT_MAX}, not {count}")
+    if numa_node is not None and not 0 <= numa_node < NUMA_NODES:
+        raise InvalidInput(f"NUMA node {numa_node} is outside 0-{NUMA_NODES - 1}")
+
+    def read(session: Session) -> list[Placement]:
+        all_hosts(session)
+        on_node = func.sum(case((Pf.numa_node == numa_node, 1), else_=0)) \
+            if numa_node is not None else func.count()
+        rows = session.execute(
+            select(Host.name, Host.id, func.count().label("free"), on_node.label("on_node"))
+            .select_from(Pool)
+            .join(Host, Host.id == Pool.host_id)
+            .join(PoolPf, PoolPf.pool_id == Pool.id)
+            .join(Pf, and_(Pf.host_id == PoolPf.host_id, Pf.pci == PoolPf.pf_pci))
+            .join(Vf, _member_vfs())
+            .where(Pool.name == pool, Pool.state == PoolState.ACTIVE,
+                   Vf.state == VfState.FREE)
+            .group_by(Host.id, Host.name)
+            .having(func.count() >= count))
+        found = [Placement(name or f"host-{host_id}", pool, free, on_numa,
+                           numa_node is None or on_numa >= count)
+                 for name, host_id, free, on_numa in rows]
+        return sorted(found, key=lambda p: (not p.numa_met, -p.free_on_numa, -p.free, p.host))
+
+    placements = ctx.store.read(read, operation=f"placing {count} VFs of pool {pool!r}")
+    if not placements:
+        raise Exhausted(f"no host's pool {pool!r} has {count} free VFs now")
+    return placements

@@ -1,0 +1,58 @@
+"""Host scoping, enforced here rather than by each caller.
+
+A store opened for a host (``open_store(url, host=...)``) tags each of its sessions with that
+host's id. Every ORM statement on a host-scoped table (``HostScoped``: pools, PFs, pool
+members, VFs, leases, events) then gets ``host_id = <this host>`` added to it, in every FROM,
+join and relationship load, and every new row is stamped with the host before it is flushed.
+So ``reconcile``, ``watch`` and every command see and change their own host's rows only. The
+fleet-wide reads (``host list``, ``fleet place``, ``report --fleet``) ask for all hosts with
+``all_hosts(session)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
+
+from vfpool.store.models import Event, HostScoped, Lease, Pf, Pool, PoolPf, Vf
+
+HOST_ID = "vfpool_host_id"
+ALL_HOSTS = "vfpool_all_hosts"
+SCOPED: tuple[type[HostScoped], ...] = (Pool, Pf, PoolPf, Vf, Lease, Event)
+NO_HOST = 0  # a read before the host has a row: it owns nothing yet
+
+
+def set_host(session: Session, host_id: int) -> None:
+    session.info[HOST_ID] = host_id
+
+
+def all_hosts(session: Session) -> Session:
+    """Let this session read every host's rows (fleet-wide reports); returns it."""
+    session.info[ALL_HOSTS] = True
+    return session
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _only_this_host(state: ORMExecuteState) -> None:
+    info = state.session.info
+    host_id = info.get(HOST_ID)
+    if host_id is None or info.get(ALL_HOSTS):
+        return
+    if state.is_select or state.is_update or state.is_delete:
+        state.statement = state.statement.options(*(
+            with_loader_criteria(table, table.host_id == host_id, include_aliases=True)
+            for table in SCOPED))
+
+
+@event.listens_for(Session, "before_flush")
+def _stamp_new_rows(session: Session, flush_context: Any, instances: Any) -> None:
+    host_id = session.info.get(HOST_ID)
+    if host_id is None:
+        return
+    if host_id == NO_HOST:
+        raise RuntimeError("a read-only session tried to write")
+    for row in session.new:
+        if isinstance(row, HostScoped) and getattr(row, "host_id", None) is None:
+            row.host_id = host_id
