@@ -50,6 +50,14 @@ GUEST_CPUS = 2
 BOOT_TIMEOUT = 1500.0  # one boot, pytest included; a stuck guest is killed after this
 KVM_PROBE_TIMEOUT = 120.0  # KVM must reach the guest's user space within this
 MARKER = "rk-guest:"
+# q35 without what the tier never uses (each costs probe time under TCG: six SATA links, an
+# SMBus, the PS/2 controller), and with no 64-bit PCI window: Linux then places the 82576's
+# 64-bit VF BARs below 4 GiB. QEMU 10.0's igbvf registers its BARs as 32-bit ones, so it
+# maps a VF BAR at the low half of the address the guest programs; above 4 GiB that is a
+# wrong address (BAR 0 at 0x1_0000_0000 reads as 0, "not mapped"): igbvf then reads zeros
+# and writes nowhere, and its mailbox with the PF never works. See the README.
+MACHINE = "q35,sata=off,smbus=off,i8042=off,vmport=off"
+HOLE64 = ("-global", "q35-pcihost.pci-hole64-size=0")
 
 
 @dataclass(frozen=True)
@@ -201,19 +209,20 @@ def kvm_usable() -> str | None:
 
 
 # --------------------------------------------------------------------------- one boot
-def qemu_argv(cache: Cache, *, accel: str, console: Path, work: Path) -> list[str]:
+def qemu_argv(cache: Cache, *, accel: str, console: Path, work: Path,
+              extra: tuple[str, ...] = ()) -> list[str]:
     results, state = work / "results", work / "state"
     append = " ".join([
         "console=ttyS0", "quiet", "panic=1", "intel_iommu=on", "mitigations=off",
         f"rk.run={GUEST_RUN}", f"rk.results={results}"])
     argv = [str(cache.qemu), *cache.qemu_firmware_args, "-nodefaults", "-no-user-config",
-            "-display", "none", "-no-reboot", "-machine", "q35", "-accel", accel,
+            "-display", "none", "-no-reboot", "-machine", MACHINE, "-accel", accel,
             "-cpu", "host" if accel == "kvm" else "max",
             "-m", str(GUEST_MEMORY_MB), "-smp", str(GUEST_CPUS),
             "-kernel", str(cache.kernel), "-initrd", str(cache.initramfs), "-append", append,
             "-serial", f"file:{console}",
             # An emulated IOMMU gives the VFs IOMMU groups, so vfio-pci can take them.
-            "-device", "intel-iommu,intremap=off,caching-mode=on"]
+            "-device", "intel-iommu,intremap=off,caching-mode=on", *HOLE64]
     for port, (tap, address) in enumerate(zip(TAPS, PF_ADDRESSES, strict=True)):
         slot_function = address.split(":", 2)[2]
         multifunction = ",multifunction=on" if slot_function.endswith(".0") else ""
@@ -226,7 +235,7 @@ def qemu_argv(cache: Cache, *, accel: str, console: Path, work: Path) -> list[st
         argv += ["-fsdev", f"local,id=fs{index},path={path},security_model=none"
                            + (",readonly=on" if readonly else ""),
                  "-device", f"virtio-9p-pci,fsdev=fs{index},mount_tag={tag}"]
-    return argv
+    return argv + list(extra)
 
 
 def write_guest_env(results: Path, *, phase: int, pytest_args: str, serve: bool) -> None:
@@ -246,7 +255,8 @@ def _console_text(console: Path) -> str:
 def boot(cache: Cache, work: Path, namespace: str, *, phase: int, accel: str,
          accel_note: str, pytest_args: str = "", serve: bool = False,
          timeout: float = BOOT_TIMEOUT, probe: float | None = None,
-         on_started: Callable[[subprocess.Popen[bytes]], None] | None = None) -> Boot:
+         on_started: Callable[[subprocess.Popen[bytes]], None] | None = None,
+         qemu_extra: tuple[str, ...] = ()) -> Boot:
     """One boot, to power-off or ``timeout``. With ``probe``, give up (problem set) when the
     guest's user space has not spoken within that many seconds (a KVM that cannot run it)."""
     results = work / "results"
@@ -255,7 +265,7 @@ def boot(cache: Cache, work: Path, namespace: str, *, phase: int, accel: str,
     (results / f"exit-{phase}").unlink(missing_ok=True)
     write_guest_env(results, phase=phase, pytest_args=pytest_args, serve=serve)
     argv = ["ip", "netns", "exec", namespace,
-            *qemu_argv(cache, accel=accel, console=console, work=work)]
+            *qemu_argv(cache, accel=accel, console=console, work=work, extra=qemu_extra)]
     stderr_path = work / f"qemu-{phase}-{accel}.stderr"
     started = time.monotonic()
     problem = None
@@ -377,7 +387,7 @@ def _wait_for_capture(frames: Path, capture: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("the frame capture did not start within 30 s")
 
 
-def serve(work: Path) -> None:
+def serve(work: Path, qemu_extra: tuple[str, ...] = ()) -> None:
     """Development: boot once in serve mode; each ``requests/N.sh`` dropped into the results
     share is run in the guest (output in ``N.out``, exit code in ``N.rc``); ``requests/stop``
     powers it off."""
@@ -388,7 +398,7 @@ def serve(work: Path) -> None:
     with network_namespace() as namespace:
         print(f"realkernel: serving; drop scripts into {work}/results/requests/")
         result = boot(cache, work, namespace, phase=1, accel="tcg", accel_note="serve",
-                      serve=True, timeout=4 * 3600)
+                      serve=True, timeout=4 * 3600, qemu_extra=qemu_extra)
         print(result.describe(), result.problem or "")
 
 
@@ -405,13 +415,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="a file of in-guest test ids to run, one a line")
     parser.add_argument("--result-json", type=Path, help="write the run's result here")
     parser.add_argument("--serve", action="store_true")
+    parser.add_argument("--qemu-arg", action="append", default=[],
+                        help="development: one more QEMU argument (--serve only), e.g. "
+                             "--qemu-arg=-trace --qemu-arg=igb_set_vfmailbox")
     options = parser.parse_args(argv)
     # SIGTERM (the session that started us ended): unwind, so QEMU is stopped and the
     # namespace deleted by the finally blocks.
     signal.signal(signal.SIGTERM, _terminated)
     options.work.mkdir(parents=True, exist_ok=True)
     if options.serve:
-        serve(options.work)
+        serve(options.work, tuple(options.qemu_arg))
         return 0
     selection = [line for line in options.selection.read_text().splitlines() if line] \
         if options.selection else None

@@ -8,11 +8,9 @@ import json
 
 import pytest
 
-from tests.realkernel.guest.test_vhost_frame import NO_VF_CARRIER
 from tests.realkernel.harness import TAPS, GuestRun
 
 
-@pytest.mark.xfail(strict=True, reason=NO_VF_CARRIER)
 def test_the_inner_vms_frame_left_the_emulated_nic_with_mac_and_vlan(
         guest_run: GuestRun) -> None:
     sent = guest_run.record("frame")

@@ -26,6 +26,25 @@ PHASE = int(os.environ.get("VFPOOL_REALKERNEL_PHASE", "0") or 0)
 RESULTS = Path(os.environ.get("VFPOOL_REALKERNEL_RESULTS", "/nonexistent"))
 
 
+def _uptime() -> float:
+    return float(Path("/proc/uptime").read_text().split()[0])
+
+
+def _process_started() -> float:
+    """When this Python process started, in seconds of uptime (/proc/self/stat field 22)."""
+    fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
+# Where the in-guest session's time goes: Python's start, pytest's imports and collection,
+# each test (setup, call, teardown), and the kinds of work realhost times; written to
+# records/timing-N.json at session end (see the README's "Time" section).
+_TIMING: dict[str, Any] = {}
+if IN_GUEST:
+    _TIMING["python started"] = _process_started()
+    _TIMING["conftest imported"] = _uptime()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "boot2: runs in the second boot of the guest (reboot)")
     config.addinivalue_line("markers", "reboot_prep: leaves the store ready for boot 2; runs "
@@ -35,6 +54,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not IN_GUEST:
         return
+    _TIMING["collected"] = _uptime()
     selection_file = RESULTS / "selection.txt"
     selected = set(selection_file.read_text().split()) if selection_file.exists() else None
     if selected is not None and any(item.get_closest_marker("boot2") and item.nodeid in selected
@@ -85,11 +105,24 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     reports = _reports.pop(report.nodeid)
     outcome, text = _final(reports)
     line = json.dumps({"nodeid": report.nodeid, "outcome": outcome, "text": text,
-                       "duration": sum(r.duration for r in reports)})
+                       "duration": sum(r.duration for r in reports),
+                       "phases": {r.when: round(r.duration, 2) for r in reports}})
     with open(RESULTS / f"outcomes-{PHASE}.jsonl", "a") as out:
         out.write(line + "\n")
         out.flush()
         os.fsync(out.fileno())
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if not IN_GUEST:
+        return
+    from tests.realkernel.guest import realhost
+
+    _TIMING["finished"] = _uptime()
+    _TIMING["kinds"] = {kind: {"count": int(count), "seconds": round(seconds, 2)}
+                        for kind, (count, seconds) in sorted(
+                            realhost.TIMES.items(), key=lambda item: -item[1][1])}
+    realhost.record(f"timing-{PHASE}", _TIMING)
 
 
 @pytest.fixture(autouse=True)

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,27 @@ CACHE = Path(__file__).resolve().parents[3] / ".cache" / "realkernel"
 RESULTS = Path(os.environ.get("VFPOOL_REALKERNEL_RESULTS", "/nonexistent"))
 MODPROBE_CONF = Path("/etc/modprobe.d/vfpool-igb.conf")
 
+# Where the guest's time goes, by kind ("run ip", "wait the PF's netdev", "baseline", ...):
+# [count, seconds]. The guest conftest writes it to records/timing-N.json at session end.
+TIMES: defaultdict[str, list[float]] = defaultdict(lambda: [0, 0.0])
+
+
+def timed(kind: str, started: float) -> None:
+    entry = TIMES[kind]
+    entry[0] += 1
+    entry[1] += time.monotonic() - started
+
+
+def uptime() -> float:
+    """The guest's uptime, the clock of the console's rk-guest lines."""
+    return float(Path("/proc/uptime").read_text().split()[0])
+
 
 def run(*argv: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    started = time.monotonic()
     result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    timed(f"run {' '.join(argv[:2]) if argv[0] in ('ip', 'udevadm', 'modprobe') else argv[0]}",
+          started)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(argv)} failed ({result.returncode}): "
                              f"{result.stderr.strip()}")
@@ -31,14 +50,18 @@ def run(*argv: str, check: bool = True, timeout: float = 120) -> subprocess.Comp
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 90.0) -> Any:
     """Poll with a deadline (udev and the VF drivers act asynchronously); fail naming it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout:g} s")
-        time.sleep(0.2)
+    started = time.monotonic()
+    deadline = started + timeout
+    try:
+        while True:
+            value = check()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what} did not happen within {timeout:g} s")
+            time.sleep(0.2)
+    finally:
+        timed(f"wait {what}", started)
 
 
 def read(path: Path | str) -> str | None:
@@ -113,32 +136,60 @@ def loaded(module: str) -> bool:
 
 
 def macvtaps() -> list[str]:
+    # No macvtap class (the module never loaded) or an empty one: none, without an `ip` process.
+    folder = Path("/sys/class/macvtap")
+    if not folder.is_dir() or not os.listdir(folder):
+        return []
     return [link["ifname"] for link in ip_links()
             if link.get("linkinfo", {}).get("info_kind") == "macvtap"]
 
 
+def is_up(netdev: str) -> bool:
+    """IFF_UP, read from sysfs (no `ip` process: each costs about a second under TCG)."""
+    return bool(int(read(f"/sys/class/net/{netdev}/flags") or "0", 16) & 0x1)
+
+
 def baseline() -> None:
     """The state every test starts from: igb (no options) and igbvf loaded, both PFs up with
-    no VFs and autoprobe on, no vfpool modprobe.d file, vfio-pci unloaded, no macvtap."""
+    no VFs and autoprobe on, no vfpool modprobe.d file, vfio-pci unloaded, no macvtap.
+
+    Only what differs from that state is changed: a module reload, a process or a udev settle
+    each cost seconds under TCG, and most tests leave most of it as they found it."""
+    started = time.monotonic()
+    try:
+        _baseline()
+    finally:
+        timed("baseline", started)
+
+
+def _baseline() -> None:
     for name in macvtaps():
         run("ip", "link", "del", name, check=False)
     param = read("/sys/module/igb/parameters/max_vfs")
+    settle = False
     if MODPROBE_CONF.exists() or not loaded("igb") or param not in (None, "0"):
         MODPROBE_CONF.unlink(missing_ok=True)
         run("modprobe", "-r", "igb", check=False)
         run("modprobe", "igb")
+        settle = True
     wait_for("both igb PFs with netdevs", lambda: all(netdevs_of(pf) for pf in PF_ADDRESSES))
-    # udev renames fresh netdevs (eth0 -> enp0s3f0) just after they appear; let it finish.
-    run("udevadm", "settle", "--timeout=120", check=False)
     for pf in PF_ADDRESSES:
         if numvfs(pf):
             (DEVICES / pf / "sriov_numvfs").write_text("0\n")
+            settle = True
         if attr(pf, "sriov_drivers_autoprobe") != "1":
             (DEVICES / pf / "sriov_drivers_autoprobe").write_text("1\n")
-        run("ip", "link", "set", pf_netdev(pf), "up")
+    if settle:
+        # udev renames fresh netdevs (eth0 -> enp0s3f0) just after they appear, and handles
+        # the removed VFs' events; let it finish before the names are used.
+        run("udevadm", "settle", "--timeout=120", check=False)
+    for pf in PF_ADDRESSES:
+        if not is_up(pf_netdev(pf)):
+            run("ip", "link", "set", pf_netdev(pf), "up")
     if loaded("vfio_pci"):
         run("modprobe", "-r", "vfio-pci", check=False)
-    run("modprobe", "igbvf")
+    if not loaded("igbvf"):
+        run("modprobe", "igbvf")
     wait_for("both PFs up", lambda: all(read(f"/sys/class/net/{pf_netdev(pf)}/operstate")
                                         == "up" for pf in PF_ADDRESSES))
 
