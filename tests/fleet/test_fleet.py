@@ -308,3 +308,17 @@ def test_a_postgresql_url_without_psycopg_names_the_extra(tmp_path: Path) -> Non
     assert result.stderr.count("\n") == 1
     assert "pip install 'vfpool[postgresql]'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_unreachable_database_is_one_line_and_changes_nothing_on_the_host(
+        sim_root: Path, cli: Cli, tmp_path: Path) -> None:
+    numvfs = sim_root / "sys/bus/pci/devices/0000:05:00.0/sriov_numvfs"
+    before = numvfs.read_text()
+    url = f"postgresql://vfpool@/vfpool?host={tmp_path / 'no-server'}"
+    for args in (("pool", "define", "p", "--pf", PF, "--vfs", "2"), ("pool", "start", "p"),
+                 ("lease", "acquire", "p", "--owner", "vm1"), ("reconcile",)):
+        result = cli("--sim", str(sim_root), "--db", url, *args)
+        assert result.exit_code == 1, (args, result.stderr)
+        assert result.stderr.startswith("error: cannot open database postgresql"), result.stderr
+        assert result.stderr.count("\n") == 1
+    assert numvfs.read_text() == before
