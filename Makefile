@@ -70,6 +70,7 @@ lint: deps
 bench: deps
 	$(PY) -m tests.bench
 	$(PY) -m tests.bench_report
+	$(PY) -m tests.bench_fleet
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo-host

@@ -8,10 +8,10 @@ identical machines do. 1,000 hosts are 8,000 PFs and 256,000 VF rows.
 
 The column mapping is all in ``COLUMNS``: for each table, the database columns in COPY order
 and the generated field each is filled from. When the schema changes, edit that table (and
-``STAND_IN_HOST_SCHEMA`` goes away once the real migration adds the hosts).
+the migrations).
 
 Run it alone to measure a load: ``python tests/fleetdata.py --hosts 1000`` starts a throwaway
-server (tests/pgserver.py), migrates it, adds the stand-in host columns and loads.
+server (tests/pgserver.py), migrates it and loads.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ COLUMNS: dict[str, dict[str, str]] = {
         "vfs_per_pf": "vfs_per_pf", "vlan": "vlan", "created_at": "now", "updated_at": "now",
     },
     "pool_pfs": {
-        "pool_id": "pool_id", "pf_pci": "pf_pci", "position": "position",
+        "pool_id": "pool_id", HOST_COLUMN: "host_id", "pf_pci": "pf_pci", "position": "position",
     },
     "vfs": {
         "id": "vf_id", HOST_COLUMN: "host_id", "pf_pci": "pf_pci", "index": "vf_index",
@@ -81,36 +81,7 @@ LOAD_ORDER = ("hosts", "pfs", "pools", "pool_pfs", "vfs", "leases", "events")
 # their sequences are moved past the loaded ids afterwards.
 ID_TABLES = ("hosts", "pools", "vfs", "leases")
 
-# A stand-in for the host schema of issue 12, applied on top of today's migrations so that
-# the loader can be run now: a hosts table, a host_id on pfs/pools/vfs/leases/events, and PCI
-# addresses and pool names unique per host. Delete it when the real migration lands.
-STAND_IN_HOST_SCHEMA = """
-CREATE TABLE hosts (
-    id SERIAL PRIMARY KEY,
-    machine_id VARCHAR(32) NOT NULL UNIQUE,
-    name VARCHAR(255) NOT NULL,
-    first_seen TIMESTAMPTZ NOT NULL,
-    last_seen TIMESTAMPTZ NOT NULL
-);
-ALTER TABLE pool_pfs DROP CONSTRAINT fk_pool_pfs_pf_pci_pfs;
-ALTER TABLE vfs DROP CONSTRAINT fk_vfs_pf_pci_pfs;
-ALTER TABLE vfs DROP CONSTRAINT uq_vfs_pci;
-ALTER TABLE vfs DROP CONSTRAINT uq_vfs_pf_pci_index;
-ALTER TABLE pools DROP CONSTRAINT uq_pools_name;
-ALTER TABLE pfs DROP CONSTRAINT pk_pfs;
-ALTER TABLE pfs ADD COLUMN host_id INTEGER NOT NULL REFERENCES hosts (id) ON DELETE CASCADE;
-ALTER TABLE pfs ADD CONSTRAINT pk_pfs PRIMARY KEY (host_id, pci);
-ALTER TABLE pools ADD COLUMN host_id INTEGER NOT NULL REFERENCES hosts (id) ON DELETE CASCADE;
-ALTER TABLE pools ADD CONSTRAINT uq_pools_host_id_name UNIQUE (host_id, name);
-ALTER TABLE vfs ADD COLUMN host_id INTEGER NOT NULL REFERENCES hosts (id) ON DELETE CASCADE;
-ALTER TABLE vfs ADD CONSTRAINT uq_vfs_host_id_pci UNIQUE (host_id, pci);
-ALTER TABLE vfs ADD CONSTRAINT uq_vfs_host_id_pf_pci_index UNIQUE (host_id, pf_pci, index);
-ALTER TABLE vfs ADD CONSTRAINT fk_vfs_host_id_pfs FOREIGN KEY (host_id, pf_pci)
-    REFERENCES pfs (host_id, pci) ON DELETE CASCADE;
-CREATE INDEX ix_vfs_host_id_state ON vfs (host_id, state);
-ALTER TABLE leases ADD COLUMN host_id INTEGER NOT NULL REFERENCES hosts (id) ON DELETE CASCADE;
-ALTER TABLE events ADD COLUMN host_id INTEGER REFERENCES hosts (id) ON DELETE SET NULL;
-"""
+
 
 # The layout every simulated host shares: dual-port X710-like cards, alternating by pairs
 # between NUMA node 0 (buses below 0x80) and node 1.
@@ -337,12 +308,6 @@ def _copy_batch(cursor: Any, batch: dict[str, list[Row]], result: LoadResult) ->
         result.rows[table] += len(batch[table])
 
 
-def add_stand_in_host_schema(connection: Any) -> None:
-    """Apply ``STAND_IN_HOST_SCHEMA`` to a store migrated by today's vfpool."""
-    with connection.transaction():
-        connection.execute(STAND_IN_HOST_SCHEMA)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=FleetShape.hosts)
@@ -355,7 +320,6 @@ def main(argv: list[str] | None = None) -> int:
         name = server.create_database("fleet")
         open_store(server.url(name)).close()
         with server.connect(name) as connection:
-            add_stand_in_host_schema(connection)
             result = load_fleet(connection, FleetShape(hosts=args.hosts),
                                 progress=lambda line: print(line, file=sys.stderr))
             size = connection.execute("SELECT pg_size_pretty(pg_database_size(%s))",

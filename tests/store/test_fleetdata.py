@@ -11,7 +11,6 @@ from sqlalchemy.engine import make_url
 
 from tests.fleetdata import (
     FleetShape,
-    add_stand_in_host_schema,
     check_columns,
     load_fleet,
     verify_foreign_keys,
@@ -23,9 +22,8 @@ SHAPE = FleetShape(hosts=3, pfs_per_host=8, vfs_per_pf=32)
 
 @pytest.fixture
 def connection(pg_server: PgServer, pg_migrated_url: str) -> Iterator[Any]:
-    """A psycopg connection to a store with today's schema plus the stand-in host columns."""
+    """A psycopg connection to a store with the newest schema."""
     with pg_server.connect(str(make_url(pg_migrated_url).database)) as connection:
-        add_stand_in_host_schema(connection)
         yield connection
 
 
