@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vfpool.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from vfpool.host.kernel import CommandResult
 from vfpool.model.pci import PciAddress, vf_address
 from vfpool.model.vfconfig import LINK_STATE_CODES, VfConfig
+from vfpool.ports import CommandResult
 from vfpool.sim.profiles import (
     DEFAULT_NICS,
     ONBOARD_NIC,
@@ -110,7 +110,7 @@ def _module_name(name: str) -> str:
 
 
 class SimHost:
-    """A simulated host rooted at ``root``; implements ``vfpool.host.kernel.KernelPort``."""
+    """A simulated host rooted at ``root``; implements ``vfpool.ports.KernelPort``."""
 
     def __init__(self, root: Path) -> None:
         try:
