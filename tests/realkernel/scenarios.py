@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from vfpool.host import binding, sriov
-from vfpool.host.kernel import KernelPort
 from vfpool.host.sysfs import Sysfs
 from vfpool.model.pci import PciAddress
 from vfpool.model.vfconfig import VfConfig
+from vfpool.ports import KernelPort
 from vfpool.service import pools
 
 PF0 = PciAddress.parse("0000:00:03.0")

@@ -1,8 +1,8 @@
 """VF configuration through the PF, over rtnetlink (pyroute2), and netdev MTU and link state.
 
-``NetlinkPort`` is what the services use; ``PyRoute2Netlink`` speaks to the kernel, and the
-simulator implements the same port. Kernel errors arrive as ``OSError`` with the errno
-(EOPNOTSUPP for a field the driver lacks, EINVAL for a bad VF index or value).
+``vfpool.ports.NetlinkPort`` is what the services use; ``PyRoute2Netlink`` speaks to the
+kernel, and the simulator implements the same port. Kernel errors arrive as ``OSError`` with
+the errno (EOPNOTSUPP for a field the driver lacks, EINVAL for a bad VF index or value).
 """
 
 from __future__ import annotations
@@ -10,24 +10,11 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from vfpool.errors import KernelRefusal
 from vfpool.model.vfconfig import LINK_STATE_CODES, LINK_STATES, VfConfig
-
-# The netlink fields vfpool sets, in the order it sets them.
-VF_FIELDS = ("mac", "vlan", "spoofchk", "trust", "link_state", "rate")
-
-
-class NetlinkPort(Protocol):
-    def vf_configs(self, pf_netdev: str) -> dict[int, VfConfig]:
-        """Every VF's config as the PF reports it (IFLA_VFINFO_LIST)."""
-
-    def set_vf(self, pf_netdev: str, index: int, field: str, config: VfConfig) -> None:
-        """Set one field group (see ``VF_FIELDS``) of VF ``index`` from ``config``."""
-
-    def set_link(self, netdev: str, *, mtu: int | None = None, up: bool | None = None) -> None:
-        """Set a netdev's MTU and/or administrative state."""
+from vfpool.ports import VF_FIELDS
 
 
 def vf_request(index: int, field: str, config: VfConfig) -> dict[str, Any]:

@@ -6,10 +6,10 @@ import os
 from pathlib import Path
 
 from vfpool.errors import InvalidInput, NotFound
-from vfpool.host.kernel import KernelPort
 from vfpool.host.pciids import PciIds
 from vfpool.model.pci import PciAddress
 from vfpool.model.snapshot import Netdev, PciFunction, PfSnapshot, VfSnapshot
+from vfpool.ports import KernelPort
 
 IFNAMSIZ = 16
 

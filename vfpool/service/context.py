@@ -7,9 +7,10 @@ from pathlib import Path
 
 from vfpool.errors import PermissionDenied
 from vfpool.host.identity import HostIdentity, read_identity
-from vfpool.host.kernel import KernelPort, RealKernel
+from vfpool.host.kernel import RealKernel
 from vfpool.host.lock import DEFAULT_LOCK_TIMEOUT, Locks
 from vfpool.host.sysfs import Sysfs
+from vfpool.ports import KernelPort
 from vfpool.store import Store, default_db_url, open_store
 
 

@@ -277,6 +277,13 @@ class Store:
                 Host.machine_id == self.host.machine_id))
         if host_id is None and write:
             host_id = _register_host(session, self.host)
+        elif host_id is None:
+            # A read before this host has written: an upgraded store's rows are on the host
+            # row no machine has claimed yet, which the first write here will claim.
+            unclaimed = session.scalar(select(func.min(Host.id)).where(
+                Host.machine_id.is_(None)))
+            set_host(session, NO_HOST if unclaimed is None else unclaimed)
+            return None
         elif host_id is not None and write and not self._host_seen:
             session.execute(update(Host).where(Host.id == host_id).values(
                 name=self.host.name, last_seen=utcnow()))
