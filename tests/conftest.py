@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -112,11 +113,29 @@ def sysfs(sim: SimHost) -> Sysfs:
 
 
 @pytest.fixture
-def ctx(sim_root: Path) -> Iterator[Context]:
-    """A service Context on the default simulated host, with its own store; closed after the
-    test. A test that needs another host or a prepared one uses a fixture of its own name."""
-    with open_context(sim=sim_root) as context:
-        yield context
+def make_ctx() -> Iterator[Callable[..., Context]]:
+    """Open a service Context on any simulated host (a SimHost or its root directory), with
+    that host's own store: ``make_ctx(make_sim("intel-i350"))``. Keyword arguments go to
+    open_context (``lock_timeout=...``). Every context it opened is closed after the test."""
+    opened: list[Context] = []
+
+    def make(host: SimHost | Path, **kwargs: Any) -> Context:
+        root = host.root if isinstance(host, SimHost) else host
+        context = open_context(sim=root, **kwargs)
+        opened.append(context)
+        return context
+
+    yield make
+    for context in reversed(opened):
+        context.close()
+
+
+@pytest.fixture
+def ctx(make_ctx: Callable[..., Context], sim_root: Path) -> Context:
+    """The service Context of the suite: the default simulated host (sim_root), with its own
+    store, closed after the test. A test on another host uses make_ctx."""
+    context: Context = make_ctx(sim_root)
+    return context
 
 
 @pytest.fixture

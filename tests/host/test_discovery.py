@@ -8,7 +8,7 @@ from pathlib import Path
 from vfpool.host.sysfs import Sysfs
 from vfpool.host.udev import UdevPf
 from vfpool.model.pci import PciAddress
-from vfpool.service.context import open_context
+from vfpool.service.context import Context, open_context
 from vfpool.service.pfs import discover, merge_udev
 
 
@@ -31,8 +31,7 @@ def test_a_pf_udev_lists_but_sysfs_lost_is_left_out(sysfs: Sysfs) -> None:
     assert merge_udev(sysfs.pfs(), [_udev("0000:99:00.0", "gone")]) == []
 
 
-def test_a_simulated_host_is_discovered_through_sysfs_alone(sim_root: Path) -> None:
-    ctx = open_context(sim=sim_root)
+def test_a_simulated_host_is_discovered_through_sysfs_alone(ctx: Context) -> None:
     assert [str(pf.pci) for pf in discover(ctx)] == [
         "0000:05:00.0", "0000:05:00.1", "0000:85:00.0", "0000:85:00.1"]
 

@@ -5,7 +5,7 @@ simulated hosts (mlx4, igb)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,13 +31,6 @@ from vfpool.service import pools
 from vfpool.service.context import Context, open_context
 from vfpool.sim.host import SimHost
 from vfpool.store import Pf, PoolPf
-
-
-@pytest.fixture
-def ctx(sim_root: Path) -> Iterator[Context]:
-    with open_context(sim=sim_root) as context:
-        yield context
-
 
 FULL = ("full", IXGBE0, IXGBE1)
 # No min_tx_rate: ixgbe_ndo_set_vf_bw() refuses any nonzero one (see model/drivers.py).

@@ -5,7 +5,7 @@ scalar max_vfs for every port). Also the disruption check and restoring the old 
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -34,17 +34,19 @@ I350_0, I350_1 = "0000:05:00.0", "0000:05:00.1"
 
 
 @pytest.fixture
-def mlx4(make_sim: Callable[..., SimHost]) -> Iterator[tuple[SimHost, Context]]:
+def mlx4(make_sim: Callable[..., SimHost],
+         make_ctx: Callable[..., Context]) -> tuple[SimHost, Context]:
+    """A ConnectX-3 (mlx4_core) and an 82599, and a Context on them."""
     sim = make_sim("mellanox-cx3", "intel-82599")
-    with open_context(sim=sim.root) as ctx:
-        yield sim, ctx
+    return sim, make_ctx(sim)
 
 
 @pytest.fixture
-def igb(make_sim: Callable[..., SimHost]) -> Iterator[tuple[SimHost, Context]]:
+def igb(make_sim: Callable[..., SimHost],
+        make_ctx: Callable[..., Context]) -> tuple[SimHost, Context]:
+    """A dual-port I350 (igb), and a Context on it."""
     sim = make_sim("intel-i350")
-    with open_context(sim=sim.root) as ctx:
-        yield sim, ctx
+    return sim, make_ctx(sim)
 
 
 # --------------------------------------------------------------------------- mlx4_core

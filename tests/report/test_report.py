@@ -21,7 +21,7 @@ import errno
 import os
 import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -88,14 +88,15 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]
 
 
 @pytest.fixture
-def ctx(scenario: tuple[Path, list[str]]) -> Iterator[Context]:
-    with open_context(sim=scenario[0]) as context:
-        yield context
+def scenario_ctx(scenario: tuple[Path, list[str]], make_ctx: Callable[..., Context]) -> Context:
+    """A Context on the scenario's host (built once per module)."""
+    context: Context = make_ctx(scenario[0])
+    return context
 
 
 @pytest.fixture
-def report(ctx: Context) -> Report:
-    return report_service.build_report(ctx, now=NOW)
+def report(scenario_ctx: Context) -> Report:
+    return report_service.build_report(scenario_ctx, now=NOW)
 
 
 # ---------------------------------------------------------------- what it reports
@@ -115,9 +116,9 @@ def test_pool_and_pf_counts(report: Report) -> None:
     }
 
 
-def test_counts_agree_with_pool_info(ctx: Context, report: Report) -> None:
+def test_counts_agree_with_pool_info(scenario_ctx: Context, report: Report) -> None:
     for pool in report.pools:
-        assert pool.vfs == pools.info(ctx, pool.name)["vfs"]
+        assert pool.vfs == pools.info(scenario_ctx, pool.name)["vfs"]
 
 
 def test_vf_rows_carry_their_live_lease(report: Report) -> None:
@@ -140,51 +141,50 @@ def test_vf_rows_carry_their_live_lease(report: Report) -> None:
     assert (stuck.state, stuck.lease_state, stuck.owner) == ("reserved", "reserved", "vm4")
 
 
-def test_events_are_the_newest_twenty_newest_first(sim_root: Path) -> None:
-    with open_context(sim=sim_root) as ctx:
-        pools.define(ctx, pools.parse_spec("a", ["enp5s0f0"], 2, "auto", "vfio", VfDefaults()))
-        with ctx.store.session() as session:
-            for number in range(30):
-                events.record(session, "test.event", pool="a", number=number)
-        report = report_service.build_report(ctx, now=NOW)
+def test_events_are_the_newest_twenty_newest_first(ctx: Context) -> None:
+    pools.define(ctx, pools.parse_spec("a", ["enp5s0f0"], 2, "auto", "vfio", VfDefaults()))
+    with ctx.store.session() as session:
+        for number in range(30):
+            events.record(session, "test.event", pool="a", number=number)
+    report = report_service.build_report(ctx, now=NOW)
     assert [event.id for event in report.events] == list(range(31, 11, -1))
     assert report.events[0].action == "test.event"
     assert report.events[0].detail == {"number": 29}
 
 
-def test_empty_store(sim_root: Path) -> None:
-    with open_context(sim=sim_root) as ctx:
-        report = report_service.build_report(ctx, now=NOW)
+def test_empty_store(ctx: Context) -> None:
+    report = report_service.build_report(ctx, now=NOW)
     assert (report.pools, report.vfs, report.events) == ([], [], [])
     assert report_service.render_csv(report) == ",".join(report_service.CSV_COLUMNS) + "\n"
     assert "vfpool_vfs{" not in report_service.render_prometheus(report)
 
 
-def test_a_constant_number_of_queries(ctx: Context) -> None:
+def test_a_constant_number_of_queries(scenario_ctx: Context) -> None:
     """Set-based: the query count does not grow with the VFs (never one query per VF)."""
     statements: list[str] = []
 
     def count(*args: Any) -> None:
         statements.append(args[2])
 
-    event.listen(ctx.store.engine, "before_cursor_execute", count)
+    engine = scenario_ctx.store.engine
+    event.listen(engine, "before_cursor_execute", count)
     try:
-        report = report_service.build_report(ctx, now=NOW)
+        report = report_service.build_report(scenario_ctx, now=NOW)
     finally:
-        event.remove(ctx.store.engine, "before_cursor_execute", count)
+        event.remove(engine, "before_cursor_execute", count)
     selects = [text for text in statements if text.lstrip().upper().startswith("SELECT")]
     assert len(report.vfs) == 8
     assert len(selects) == 5, selects
 
 
-def test_now_must_be_aware(ctx: Context) -> None:
+def test_now_must_be_aware(scenario_ctx: Context) -> None:
     with pytest.raises(ValueError, match="naive datetime"):
-        report_service.build_report(ctx, now=datetime(2025, 1, 1))
+        report_service.build_report(scenario_ctx, now=datetime(2025, 1, 1))
 
 
-def test_default_now_is_the_current_time(ctx: Context) -> None:
+def test_default_now_is_the_current_time(scenario_ctx: Context) -> None:
     before = datetime.now(UTC)
-    report = report_service.build_report(ctx)
+    report = report_service.build_report(scenario_ctx)
     assert before <= report.generated_at <= datetime.now(UTC)
 
 
