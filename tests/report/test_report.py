@@ -20,7 +20,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,7 +29,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import event, select
 
-from vfpool.errors import HostError, PermissionDenied
+from tests.conftest import NOBODY, give_to_nobody, python_as_nobody
+from vfpool.errors import HostError
 from vfpool.model.pool import VfDefaults
 from vfpool.service import events, leases, pools
 from vfpool.service import report as report_service
@@ -332,22 +332,40 @@ def test_write_onto_a_directory(tmp_path: Path) -> None:
     assert _listing(tmp_path) == []
 
 
-def test_write_without_permission(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def denied(**kwargs: Any) -> tuple[int, str]:
-        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+# The child that writes as user nobody: prints the refusal's exit code and text, or "written".
+WRITE_AS_NOBODY = """
+import sys
+from vfpool.errors import PermissionDenied
+from vfpool.service.report import write_atomically
+try:
+    write_atomically(sys.argv[1], "x\\n")
+except PermissionDenied as exc:
+    print(exc.exit_code, exc, sep="\\n")
+else:
+    print("written")
+"""
 
-    monkeypatch.setattr(tempfile, "mkstemp", denied)
-    target = tmp_path / "vfpool.prom"
-    with pytest.raises(PermissionDenied) as failure:
-        report_service.write_atomically(target, "x\n")
-    assert str(failure.value) == f"cannot write {target}: permission denied"
-    assert failure.value.exit_code == 6
 
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only directory")
-def test_write_into_a_read_only_directory(tmp_path: Path) -> None:
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0o555)
-    with pytest.raises(PermissionDenied):
-        report_service.write_atomically(locked / "vfpool.prom", "x\n")
-    assert _listing(locked) == []
+@pytest.mark.parametrize("directory", ["root's, 0755", "nobody's own, 0555"])
+def test_write_without_permission(nobody_dir: Path, directory: str) -> None:
+    """The kernel's own EACCES, as user nobody meets it: in root's directory (0755) or in a
+    read-only directory of its own, the temp file cannot be created. PermissionDenied (exit 6)
+    names the target, and nothing is left behind; where nobody may write, the same call
+    works."""
+    target_dir = nobody_dir / "out"
+    target_dir.mkdir()
+    if directory == "root's, 0755":
+        target_dir.chmod(0o755)
+    else:
+        give_to_nobody(target_dir)
+        target_dir.chmod(0o555)
+    target = target_dir / "vfpool.prom"
+    result = python_as_nobody(WRITE_AS_NOBODY, str(target), cwd=nobody_dir)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == f"6\ncannot write {target}: permission denied\n"
+    assert _listing(target_dir) == []
+    target_dir.chmod(0o755)
+    give_to_nobody(target_dir)
+    result = python_as_nobody(WRITE_AS_NOBODY, str(target), cwd=nobody_dir)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "written\n", "")
+    assert target.read_text() == "x\n" and target.stat().st_uid == NOBODY
