@@ -7,9 +7,11 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -17,6 +19,7 @@ from typer.testing import CliRunner
 from tests.pgserver import PgServer, PgUnavailable
 from vfpool.cli.main import app
 from vfpool.host.sysfs import Sysfs
+from vfpool.service.context import Context, open_context
 from vfpool.sim.host import SimHost
 from vfpool.store import DB_FILENAME, open_store
 
@@ -24,17 +27,49 @@ GOLDEN = Path(__file__).parent / "data" / "golden"
 VFPOOL = Path(sys.executable).parent / "vfpool"
 
 
-def run_as_nobody(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """The installed `vfpool ARGS` as user nobody (65534): the suite itself runs as root."""
+NOBODY = 65534
+
+
+def _as_nobody(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     setpriv = shutil.which("setpriv")
     if setpriv is None:
         pytest.skip("setpriv (util-linux) is not installed, so no process can drop root here")
     if os.geteuid() != 0:
         pytest.skip("the suite is not running as root, so it cannot switch to another user")
     env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "LANG": "C.UTF-8"}
-    return subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
-                           str(VFPOOL), *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=60, check=False)
+    return subprocess.run([setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                           *argv], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=60, check=False)
+
+
+def run_as_nobody(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The installed `vfpool ARGS` as user nobody (65534): the suite itself runs as root."""
+    return _as_nobody([str(VFPOOL), *args], cwd)
+
+
+def python_as_nobody(source: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``python -c SOURCE ARGS`` with this venv's interpreter, as user nobody."""
+    return _as_nobody([sys.executable, "-c", source, *args], cwd)
+
+
+def give_to_nobody(path: Path) -> None:
+    """chown -R nobody:nogroup PATH (a simulated host belongs to whoever owns its tree)."""
+    os.lchown(path, NOBODY, NOBODY)
+    for parent, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.lchown(os.path.join(parent, name), NOBODY, NOBODY)
+
+
+@pytest.fixture
+def nobody_dir() -> Iterator[Path]:
+    """A directory user nobody can reach (pytest's own tmp tree is root's alone, 0700): root's,
+    mode 0755, so nobody may read it but not create anything in it. Removed afterwards."""
+    shared = Path(tempfile.mkdtemp(prefix="vfpool-nobody-"))
+    try:
+        shared.chmod(0o755)
+        yield shared
+    finally:
+        shutil.rmtree(shared)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -75,6 +110,32 @@ def sim(sim_root: Path) -> SimHost:
 @pytest.fixture
 def sysfs(sim: SimHost) -> Sysfs:
     return Sysfs(sim)
+
+
+@pytest.fixture
+def make_ctx() -> Iterator[Callable[..., Context]]:
+    """Open a service Context on any simulated host (a SimHost or its root directory), with
+    that host's own store: ``make_ctx(make_sim("intel-i350"))``. Keyword arguments go to
+    open_context (``lock_timeout=...``). Every context it opened is closed after the test."""
+    opened: list[Context] = []
+
+    def make(host: SimHost | Path, **kwargs: Any) -> Context:
+        root = host.root if isinstance(host, SimHost) else host
+        context = open_context(sim=root, **kwargs)
+        opened.append(context)
+        return context
+
+    yield make
+    for context in reversed(opened):
+        context.close()
+
+
+@pytest.fixture
+def ctx(make_ctx: Callable[..., Context], sim_root: Path) -> Context:
+    """The service Context of the suite: the default simulated host (sim_root), with its own
+    store, closed after the test. A test on another host uses make_ctx."""
+    context: Context = make_ctx(sim_root)
+    return context
 
 
 @pytest.fixture

@@ -9,18 +9,18 @@ import sys
 from pathlib import Path
 
 from vfpool.service import pools
-from vfpool.service.context import open_context
+from vfpool.service.context import Context
 
 VFPOOL = Path(sys.executable).parent / "vfpool"
 
 
-def _define(sim_root: Path) -> None:
-    pools.define(open_context(sim=sim_root), pools.parse_spec(
+def _define(ctx: Context) -> None:
+    pools.define(ctx, pools.parse_spec(
         "a", ["enp133s0f0"], 3, "auto", "vfio", pools.VfDefaults()))
 
 
-def test_progress_goes_to_a_terminal(sim_root: Path) -> None:
-    _define(sim_root)
+def test_progress_goes_to_a_terminal(sim_root: Path, ctx: Context) -> None:
+    _define(ctx)
     controller, terminal = pty.openpty()
     try:
         result = subprocess.run([str(VFPOOL), "--sim", str(sim_root), "pool", "start", "a"],
@@ -46,8 +46,8 @@ def test_progress_goes_to_a_terminal(sim_root: Path) -> None:
     assert result.stdout == "started pool a: 3 VFs, 3 free\n"
 
 
-def test_no_progress_when_stderr_is_not_a_terminal(sim_root: Path) -> None:
-    _define(sim_root)
+def test_no_progress_when_stderr_is_not_a_terminal(sim_root: Path, ctx: Context) -> None:
+    _define(ctx)
     result = subprocess.run([str(VFPOOL), "--sim", str(sim_root), "pool", "start", "a"],
                             capture_output=True, text=True, timeout=60, check=False)
     assert (result.returncode, result.stderr) == (0, "")

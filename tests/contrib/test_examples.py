@@ -14,18 +14,17 @@ import pytest
 
 from tests.conftest import CliResult
 from vfpool.service import pools
-from vfpool.service.context import open_context
+from vfpool.service.context import Context
 
 SCRIPT = Path(__file__).resolve().parents[2] / "contrib" / "examples" / "vm-with-vfs.sh"
 VENV_BIN = Path(sys.executable).parent
 
 
 @pytest.fixture
-def started_pool(sim_root: Path) -> Path:
+def started_pool(sim_root: Path, ctx: Context) -> Path:
     """The default sim host with pool ``p``: 4 VFs of the first X710 port, VLAN 100, started."""
     if shutil.which("jq") is None:
         pytest.skip("jq is not installed (apt-get install jq); vm-with-vfs.sh needs it")
-    ctx = open_context(sim=sim_root)
     pools.define(ctx, pools.parse_spec("p", ["enp133s0f0"], 4, "auto", "vfio",
                                        pools.VfDefaults(vlan=100)))
     pools.start(ctx, "p")
@@ -48,7 +47,8 @@ def live_leases(cli: Callable[..., CliResult], sim_root: Path) -> list[dict[str,
 
 
 def test_prints_the_leases_the_store_holds_while_the_command_runs(
-        started_pool: Path, cli: Callable[..., CliResult], tmp_path: Path) -> None:
+        started_pool: Path, cli: Callable[..., CliResult], tmp_path: Path,
+        ctx: Context) -> None:
     seen = tmp_path / "seen.json"
     environment = tmp_path / "env.txt"
     probe = ('vfpool lease list --owner vm1 --json > "$1"; '
@@ -71,7 +71,7 @@ def test_prints_the_leases_the_store_holds_while_the_command_runs(
     assert sorted(result.stderr.splitlines()) == [f"released lease {lease['id']}"
                                                   for lease in held]
     assert live_leases(cli, started_pool) == []
-    assert pools.info(open_context(sim=started_pool), "p")["vfs"]["free"] == 4
+    assert pools.info(ctx, "p")["vfs"]["free"] == 4
 
 
 def test_command_failure_is_passed_on_and_the_leases_are_still_released(

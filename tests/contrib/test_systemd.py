@@ -17,7 +17,7 @@ import pytest
 from vfpool.cli.contrib import systemd_units, under_home
 from vfpool.errors import InvalidInput
 from vfpool.service import pools
-from vfpool.service.context import open_context
+from vfpool.service.context import Context
 from vfpool.sim.host import SimHost
 
 UNITS = Path(__file__).resolve().parents[2] / "contrib" / "systemd"
@@ -33,13 +33,13 @@ def exec_lines(unit: str) -> list[list[str]]:
     return [shlex.split(line.split("=", 1)[1]) for line in lines if line.startswith("ExecStart=")]
 
 
-def test_autostart_unit_starts_autostart_pools_then_reconciles(sim_root: Path) -> None:
+def test_autostart_unit_starts_autostart_pools_then_reconciles(sim_root: Path,
+                                                               ctx: Context) -> None:
     commands = exec_lines("vfpool-autostart.service")
     assert [argv[1:] for argv in commands] == [["pool", "start", "--autostarted"],
                                                ["reconcile"]]
     text = (UNITS / "vfpool-autostart.service").read_text()
     assert "After=systemd-udev-settle.service" in text
-    ctx = open_context(sim=sim_root)
     pools.define(ctx, pools.parse_spec("a", ["enp133s0f0"], 4, "auto", "vfio",
                                        pools.VfDefaults()))
     pools.set_autostart(ctx, "a", True)

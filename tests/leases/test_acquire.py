@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -40,12 +40,6 @@ LEASE_KEYS = {"id", "pool", "owner", "token", "state", "mode", "mac", "vlan", "n
 # The VF config a lease saves (issue 4, step 2).
 SAVED_KEYS = {"mac", "vlan", "qos", "spoofchk", "trust", "link_state", "min_tx_rate",
               "max_tx_rate", "driver"}
-
-
-@pytest.fixture
-def ctx(sim_root: Path) -> Iterator[Context]:
-    with open_context(sim=sim_root) as context:
-        yield context
 
 
 def start_pool(ctx: Context, name: str, *pfs: str, vfs: int, method: str = "auto",

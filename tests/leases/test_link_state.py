@@ -3,8 +3,7 @@ where the driver can set it; and the administrator's setting back on release."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -14,12 +13,6 @@ from vfpool.model.vfconfig import VfConfig
 from vfpool.service import leases, pools
 from vfpool.service.context import Context, open_context
 from vfpool.sim.host import SimHost
-
-
-@pytest.fixture
-def ctx(sim_root: Path) -> Iterator[Context]:
-    with open_context(sim=sim_root) as context:
-        yield context
 
 
 def _start(ctx: Context, name: str, pf: str, **defaults: object) -> None:

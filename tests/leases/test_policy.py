@@ -8,8 +8,6 @@ Default simulated host: 82599 at 0000:05:00.0 (enp5s0f0) on NUMA 0, X710 at 0000
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,14 +15,8 @@ import pytest
 from tests.leases.test_acquire import I40E0, IXGBE0, lease_rows, start_pool, vf_states
 from vfpool.errors import Conflict, Exhausted, NotFound
 from vfpool.service import leases, pools
-from vfpool.service.context import Context, open_context
+from vfpool.service.context import Context
 from vfpool.sim.host import SimHost
-
-
-@pytest.fixture
-def ctx(sim_root: Path) -> Iterator[Context]:
-    with open_context(sim=sim_root) as context:
-        yield context
 
 
 def where(records: list[dict[str, Any]]) -> list[tuple[str, int]]:

@@ -8,8 +8,6 @@ at 0000:85:00.0 = enp133s0f0.
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,17 +34,11 @@ from vfpool.errors import (
 )
 from vfpool.model.vfconfig import VfConfig
 from vfpool.service import leases, pools, reconcile
-from vfpool.service.context import Context, open_context
+from vfpool.service.context import Context
 from vfpool.sim.host import SimHost
 from vfpool.store import Event
 
 ADMIN_CONFIG = VfConfig(mac="52:54:00:aa:bb:07", vlan=7, qos=1, spoofchk=False, trust=True)
-
-
-@pytest.fixture
-def ctx(sim_root: Path) -> Iterator[Context]:
-    with open_context(sim=sim_root) as context:
-        yield context
 
 
 def release_events(ctx: Context, lease_id: int) -> list[Event]:

@@ -5,7 +5,7 @@ simulated hosts (mlx4, igb)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,7 @@ from tests.pools import (
     actions,
     define,
     events,
+    host_vfs,
     numvfs,
     pool_state,
     spec,
@@ -31,13 +32,6 @@ from vfpool.service import pools
 from vfpool.service.context import Context, open_context
 from vfpool.sim.host import SimHost
 from vfpool.store import Pf, PoolPf
-
-
-@pytest.fixture
-def ctx(sim_root: Path) -> Iterator[Context]:
-    with open_context(sim=sim_root) as context:
-        yield context
-
 
 FULL = ("full", IXGBE0, IXGBE1)
 # No min_tx_rate: ixgbe_ndo_set_vf_bw() refuses any nonzero one (see model/drivers.py).
@@ -165,9 +159,21 @@ def test_defaults_at_the_edges_are_valid(ctx: Context, options: dict[str, int]) 
     assert {key: record["defaults"][key] for key in options} == options
 
 
-def test_vfs_at_totalvfs_and_range_size_are_valid(ctx: Context) -> None:
-    define(ctx, "whole", IXGBE0, vfs=63)
-    define(ctx, "ranged", "enp133s0f1#56-63", vfs=8)
+def test_vfs_at_totalvfs_and_range_size_are_valid(sim: SimHost, ctx: Context) -> None:
+    """The largest counts are accepted, stored as given, and start to exactly those VFs."""
+    whole = define(ctx, "whole", IXGBE0, vfs=63)
+    ranged = define(ctx, "ranged", "enp133s0f1#56-63", vfs=8)
+    assert (whole["state"], whole["vfs_per_pf"], whole["pfs"][0]["range"]) == (
+        "inactive", 63, None)
+    assert (ranged["state"], ranged["vfs_per_pf"], ranged["pfs"][0]["range"]) == (
+        "inactive", 8, "56-63")
+    pools.start(ctx, "whole")
+    pools.start(ctx, "ranged")
+    assert [index for index, _ in host_vfs(sim, IXGBE0)] == list(range(63))
+    assert [index for index, _ in host_vfs(sim, I40E1)] == list(range(64))
+    assert [index for _, index, *_ in vf_rows(ctx, I40E1)] == list(range(56, 64))
+    assert (pools.info(ctx, "whole")["vfs"]["free"], pools.info(ctx, "ranged")["vfs"]["free"]) \
+        == (63, 8)
 
 
 def test_vfs_above_totalvfs_and_range(ctx: Context) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import errno
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -38,12 +38,6 @@ from vfpool.sim.host import SimHost
 
 T = 0.5
 PF0_LABEL = "PF 0000:05:00.0 (enp5s0f0)"
-
-
-@pytest.fixture
-def ctx(sim_root: Path) -> Iterator[Context]:
-    with open_context(sim=sim_root) as context:
-        yield context
 
 
 def _assert_failed_cleanly(ctx: Context, name: str, message: str) -> None:

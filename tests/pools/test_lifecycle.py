@@ -4,8 +4,7 @@ every step. Module-param pools are in test_module_param.py."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -38,12 +37,6 @@ from vfpool.service.context import Context, open_context
 from vfpool.sim.host import SimHost
 
 T = 0.5  # seconds to wait for VFs; only faults make a test wait that long
-
-
-@pytest.fixture
-def ctx(sim_root: Path) -> Iterator[Context]:
-    with open_context(sim=sim_root) as context:
-        yield context
 
 
 def _presize(sim: SimHost, pci: str, count: int, *, autoprobe: bool = True) -> None:

@@ -5,7 +5,7 @@ scalar max_vfs for every port). Also the disruption check and restoring the old 
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -34,17 +34,19 @@ I350_0, I350_1 = "0000:05:00.0", "0000:05:00.1"
 
 
 @pytest.fixture
-def mlx4(make_sim: Callable[..., SimHost]) -> Iterator[tuple[SimHost, Context]]:
+def mlx4(make_sim: Callable[..., SimHost],
+         make_ctx: Callable[..., Context]) -> tuple[SimHost, Context]:
+    """A ConnectX-3 (mlx4_core) and an 82599, and a Context on them."""
     sim = make_sim("mellanox-cx3", "intel-82599")
-    with open_context(sim=sim.root) as ctx:
-        yield sim, ctx
+    return sim, make_ctx(sim)
 
 
 @pytest.fixture
-def igb(make_sim: Callable[..., SimHost]) -> Iterator[tuple[SimHost, Context]]:
+def igb(make_sim: Callable[..., SimHost],
+        make_ctx: Callable[..., Context]) -> tuple[SimHost, Context]:
+    """A dual-port I350 (igb), and a Context on it."""
     sim = make_sim("intel-i350")
-    with open_context(sim=sim.root) as ctx:
-        yield sim, ctx
+    return sim, make_ctx(sim)
 
 
 # --------------------------------------------------------------------------- mlx4_core
@@ -235,9 +237,21 @@ def test_igb_pools_needing_different_counts_conflict(igb: tuple[SimHost, Context
 
 def test_igb_sysfs_pool_does_not_conflict_with_a_module_param_pool(
         igb: tuple[SimHost, Context]) -> None:
-    _, ctx = igb
+    """Only module-param pools must agree on igb's one max_vfs: a sysfs pool on the other
+    port may want another count, and both pools then hold their own counts on the host."""
+    sim, ctx = igb
     define(ctx, "a", "enp5s0f0", vfs=3, method="module-param")
     define(ctx, "b", "enp5s0f1", vfs=5, method="sysfs")
+    assert [pool["name"] for pool in pools.list_pools(ctx, include_inactive=True)] == ["a", "b"]
+    assert [(pools.info(ctx, name)["pfs"][0]["method"], pools.info(ctx, name)["vfs_per_pf"])
+            for name in ("a", "b")] == [("module-param", 3), ("sysfs", 5)]
+    # The reload for a takes enp5s0f1 down too (b is not active yet): allowed explicitly.
+    pools.start(ctx, "a", timeout=T, allow_disruption=True)
+    pools.start(ctx, "b", timeout=T)
+    assert modprobe_conf(sim, "igb").read_text() == conf_text("igb", "max_vfs=3")
+    assert (numvfs(sim, I350_0), numvfs(sim, I350_1)) == (3, 5)
+    assert [(pf, index) for pf, index, *_ in vf_rows(ctx)] == [
+        *((I350_0, index) for index in range(3)), *((I350_1, index) for index in range(5))]
 
 
 # --------------------------------------------------------------------------- reload failures

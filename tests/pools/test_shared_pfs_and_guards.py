@@ -16,13 +16,8 @@ from vfpool.model.pci import PciAddress
 from vfpool.model.pool import PfRef, VfDefaults, check_member
 from vfpool.model.snapshot import PfSnapshot
 from vfpool.service import pools
-from vfpool.service.context import Context, open_context
+from vfpool.service.context import Context
 from vfpool.sim.host import SimHost
-
-
-@pytest.fixture
-def ctx(sim_root: Path) -> Context:
-    return open_context(sim=sim_root)
 
 
 @pytest.mark.parametrize("first", ["low", "high"])

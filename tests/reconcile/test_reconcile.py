@@ -21,7 +21,7 @@ from vfpool.host import binding
 from vfpool.model.pci import PciAddress
 from vfpool.model.vfconfig import VfConfig
 from vfpool.service import leases, pools
-from vfpool.service.context import Context, open_context
+from vfpool.service.context import Context
 from vfpool.service.reconcile import reconcile
 from vfpool.sim.host import SimHost
 from vfpool.store import Event, Lease, Vf
@@ -31,12 +31,11 @@ PF = "0000:85:00.0"
 
 
 @pytest.fixture
-def ctx(sim_root: Path) -> Context:
-    context = open_context(sim=sim_root)
-    pools.define(context, pools.parse_spec("p", ["enp133s0f0"], 3, "auto", "netdev",
-                                           pools.VfDefaults(vlan=10)))
-    pools.start(context, "p")
-    return context
+def pool_p(ctx: Context) -> None:
+    """Pool p (netdev, enp133s0f0, 3 VFs, VLAN 10) started on ctx's host."""
+    pools.define(ctx, pools.parse_spec("p", ["enp133s0f0"], 3, "auto", "netdev",
+                                       pools.VfDefaults(vlan=10)))
+    pools.start(ctx, "p")
 
 
 def _vf_states(ctx: Context) -> dict[int, tuple[str, str | None]]:
@@ -54,11 +53,13 @@ def _assert_settled(ctx: Context) -> None:
     assert reconcile(ctx)["findings"] == []
 
 
+@pytest.mark.usefixtures("pool_p")
 def test_nothing_to_do_on_a_consistent_host(ctx: Context) -> None:
     leases.acquire(ctx, "p", "vm1")
     _assert_settled(ctx)
 
 
+@pytest.mark.usefixtures("pool_p")
 def test_after_a_reboot_start_then_reconcile_frees_stale_leases(sim: SimHost,
                                                                ctx: Context) -> None:
     lease = leases.acquire(ctx, "p", "vm1")[0]
@@ -74,6 +75,7 @@ def test_after_a_reboot_start_then_reconcile_frees_stale_leases(sim: SimHost,
     _assert_settled(ctx)
 
 
+@pytest.mark.usefixtures("pool_p")
 def test_reconcile_before_start_after_a_reboot_loses_the_leases_then_start_recovers(
         sim: SimHost, ctx: Context) -> None:
     lease = leases.acquire(ctx, "p", "vm1")[0]
@@ -89,6 +91,7 @@ def test_reconcile_before_start_after_a_reboot_loses_the_leases_then_start_recov
     _assert_settled(ctx)
 
 
+@pytest.mark.usefixtures("pool_p")
 def test_a_vf_removed_behind_vfpools_back(sim: SimHost, ctx: Context) -> None:
     lease = leases.acquire(ctx, "p", "vm1")[0]
     pf = sim.root / "sys/bus/pci/devices" / PF / "sriov_numvfs"
@@ -109,6 +112,7 @@ def test_a_vf_removed_behind_vfpools_back(sim: SimHost, ctx: Context) -> None:
     _assert_settled(ctx)
 
 
+@pytest.mark.usefixtures("pool_p")
 def test_a_vf_on_the_host_but_not_in_the_store_is_added(ctx: Context) -> None:
     with ctx.store.session() as session:
         session.execute(delete(Vf).where(Vf.pf_pci == PF, Vf.vf_index == 1))
@@ -119,6 +123,7 @@ def test_a_vf_on_the_host_but_not_in_the_store_is_added(ctx: Context) -> None:
     _assert_settled(ctx)
 
 
+@pytest.mark.usefixtures("pool_p")
 def test_a_lease_whose_owner_process_is_gone_is_stale(sim: SimHost, ctx: Context) -> None:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
@@ -131,11 +136,13 @@ def test_a_lease_whose_owner_process_is_gone_is_stale(sim: SimHost, ctx: Context
     _assert_settled(ctx)
 
 
+@pytest.mark.usefixtures("pool_p")
 def test_a_lease_whose_owner_lives_is_left_alone(ctx: Context) -> None:
     leases.acquire(ctx, "p", "vm1", owner_pid=os.getpid())
     _assert_settled(ctx)
 
 
+@pytest.mark.usefixtures("pool_p")
 def test_sigkill_during_release_is_finished_by_reconcile(sim_root: Path, sim: SimHost,
                                                          ctx: Context) -> None:
     lease = leases.acquire(ctx, "p", "vm1")[0]
@@ -169,6 +176,7 @@ def test_sigkill_during_release_is_finished_by_reconcile(sim_root: Path, sim: Si
     _assert_settled(ctx)
 
 
+@pytest.mark.usefixtures("pool_p")
 def test_cli_reconcile_json_and_text(sim_root: Path, sim: SimHost, ctx: Context) -> None:
     leases.acquire(ctx, "p", "vm1")
     sim.reboot()
@@ -194,6 +202,7 @@ def _events(ctx: Context, action: str) -> list[Any]:
             select(Event).where(Event.action == action).order_by(Event.id))]
 
 
+@pytest.mark.usefixtures("pool_p")
 def test_a_vlan_changed_behind_vfpools_back_is_put_back(sim: SimHost, ctx: Context) -> None:
     lease = leases.acquire(ctx, "p", "vm1")[0]
     index = lease["vf"]["index"]
@@ -214,8 +223,8 @@ def test_a_vlan_changed_behind_vfpools_back_is_put_back(sim: SimHost, ctx: Conte
     _assert_settled(ctx)
 
 
-def test_mac_trust_and_driver_drift_of_a_vfio_lease(sim: SimHost, sim_root: Path) -> None:
-    context = open_context(sim=sim_root)
+def test_mac_trust_and_driver_drift_of_a_vfio_lease(sim: SimHost, ctx: Context) -> None:
+    context = ctx  # no pool p here: pool v is the only one reconcile sees
     pools.define(context, pools.parse_spec("v", ["enp5s0f0"], 2, "auto", "vfio",
                                            pools.VfDefaults(trust=True)))
     pools.start(context, "v")
@@ -233,6 +242,7 @@ def test_mac_trust_and_driver_drift_of_a_vfio_lease(sim: SimHost, sim_root: Path
     assert reconcile(context)["findings"] == []
 
 
+@pytest.mark.usefixtures("pool_p")
 def test_a_lease_whose_config_cannot_be_put_back_is_lost(sim: SimHost, ctx: Context) -> None:
     lease = leases.acquire(ctx, "p", "vm1")[0]
     sim.set_vf("enp133s0f0", 0, "vlan", VfConfig(vlan=99, qos=0))

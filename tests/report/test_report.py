@@ -20,8 +20,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import event, select
 
-from vfpool.errors import HostError, PermissionDenied
+from tests.conftest import NOBODY, give_to_nobody, python_as_nobody
+from vfpool.errors import HostError
 from vfpool.model.pool import VfDefaults
 from vfpool.service import events, leases, pools
 from vfpool.service import report as report_service
@@ -88,14 +88,15 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]
 
 
 @pytest.fixture
-def ctx(scenario: tuple[Path, list[str]]) -> Iterator[Context]:
-    with open_context(sim=scenario[0]) as context:
-        yield context
+def scenario_ctx(scenario: tuple[Path, list[str]], make_ctx: Callable[..., Context]) -> Context:
+    """A Context on the scenario's host (built once per module)."""
+    context: Context = make_ctx(scenario[0])
+    return context
 
 
 @pytest.fixture
-def report(ctx: Context) -> Report:
-    return report_service.build_report(ctx, now=NOW)
+def report(scenario_ctx: Context) -> Report:
+    return report_service.build_report(scenario_ctx, now=NOW)
 
 
 # ---------------------------------------------------------------- what it reports
@@ -115,9 +116,9 @@ def test_pool_and_pf_counts(report: Report) -> None:
     }
 
 
-def test_counts_agree_with_pool_info(ctx: Context, report: Report) -> None:
+def test_counts_agree_with_pool_info(scenario_ctx: Context, report: Report) -> None:
     for pool in report.pools:
-        assert pool.vfs == pools.info(ctx, pool.name)["vfs"]
+        assert pool.vfs == pools.info(scenario_ctx, pool.name)["vfs"]
 
 
 def test_vf_rows_carry_their_live_lease(report: Report) -> None:
@@ -140,51 +141,50 @@ def test_vf_rows_carry_their_live_lease(report: Report) -> None:
     assert (stuck.state, stuck.lease_state, stuck.owner) == ("reserved", "reserved", "vm4")
 
 
-def test_events_are_the_newest_twenty_newest_first(sim_root: Path) -> None:
-    with open_context(sim=sim_root) as ctx:
-        pools.define(ctx, pools.parse_spec("a", ["enp5s0f0"], 2, "auto", "vfio", VfDefaults()))
-        with ctx.store.session() as session:
-            for number in range(30):
-                events.record(session, "test.event", pool="a", number=number)
-        report = report_service.build_report(ctx, now=NOW)
+def test_events_are_the_newest_twenty_newest_first(ctx: Context) -> None:
+    pools.define(ctx, pools.parse_spec("a", ["enp5s0f0"], 2, "auto", "vfio", VfDefaults()))
+    with ctx.store.session() as session:
+        for number in range(30):
+            events.record(session, "test.event", pool="a", number=number)
+    report = report_service.build_report(ctx, now=NOW)
     assert [event.id for event in report.events] == list(range(31, 11, -1))
     assert report.events[0].action == "test.event"
     assert report.events[0].detail == {"number": 29}
 
 
-def test_empty_store(sim_root: Path) -> None:
-    with open_context(sim=sim_root) as ctx:
-        report = report_service.build_report(ctx, now=NOW)
+def test_empty_store(ctx: Context) -> None:
+    report = report_service.build_report(ctx, now=NOW)
     assert (report.pools, report.vfs, report.events) == ([], [], [])
     assert report_service.render_csv(report) == ",".join(report_service.CSV_COLUMNS) + "\n"
     assert "vfpool_vfs{" not in report_service.render_prometheus(report)
 
 
-def test_a_constant_number_of_queries(ctx: Context) -> None:
+def test_a_constant_number_of_queries(scenario_ctx: Context) -> None:
     """Set-based: the query count does not grow with the VFs (never one query per VF)."""
     statements: list[str] = []
 
     def count(*args: Any) -> None:
         statements.append(args[2])
 
-    event.listen(ctx.store.engine, "before_cursor_execute", count)
+    engine = scenario_ctx.store.engine
+    event.listen(engine, "before_cursor_execute", count)
     try:
-        report = report_service.build_report(ctx, now=NOW)
+        report = report_service.build_report(scenario_ctx, now=NOW)
     finally:
-        event.remove(ctx.store.engine, "before_cursor_execute", count)
+        event.remove(engine, "before_cursor_execute", count)
     selects = [text for text in statements if text.lstrip().upper().startswith("SELECT")]
     assert len(report.vfs) == 8
     assert len(selects) == 5, selects
 
 
-def test_now_must_be_aware(ctx: Context) -> None:
+def test_now_must_be_aware(scenario_ctx: Context) -> None:
     with pytest.raises(ValueError, match="naive datetime"):
-        report_service.build_report(ctx, now=datetime(2025, 1, 1))
+        report_service.build_report(scenario_ctx, now=datetime(2025, 1, 1))
 
 
-def test_default_now_is_the_current_time(ctx: Context) -> None:
+def test_default_now_is_the_current_time(scenario_ctx: Context) -> None:
     before = datetime.now(UTC)
-    report = report_service.build_report(ctx)
+    report = report_service.build_report(scenario_ctx)
     assert before <= report.generated_at <= datetime.now(UTC)
 
 
@@ -332,22 +332,40 @@ def test_write_onto_a_directory(tmp_path: Path) -> None:
     assert _listing(tmp_path) == []
 
 
-def test_write_without_permission(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def denied(**kwargs: Any) -> tuple[int, str]:
-        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+# The child that writes as user nobody: prints the refusal's exit code and text, or "written".
+WRITE_AS_NOBODY = """
+import sys
+from vfpool.errors import PermissionDenied
+from vfpool.service.report import write_atomically
+try:
+    write_atomically(sys.argv[1], "x\\n")
+except PermissionDenied as exc:
+    print(exc.exit_code, exc, sep="\\n")
+else:
+    print("written")
+"""
 
-    monkeypatch.setattr(tempfile, "mkstemp", denied)
-    target = tmp_path / "vfpool.prom"
-    with pytest.raises(PermissionDenied) as failure:
-        report_service.write_atomically(target, "x\n")
-    assert str(failure.value) == f"cannot write {target}: permission denied"
-    assert failure.value.exit_code == 6
 
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only directory")
-def test_write_into_a_read_only_directory(tmp_path: Path) -> None:
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0o555)
-    with pytest.raises(PermissionDenied):
-        report_service.write_atomically(locked / "vfpool.prom", "x\n")
-    assert _listing(locked) == []
+@pytest.mark.parametrize("directory", ["root's, 0755", "nobody's own, 0555"])
+def test_write_without_permission(nobody_dir: Path, directory: str) -> None:
+    """The kernel's own EACCES, as user nobody meets it: in root's directory (0755) or in a
+    read-only directory of its own, the temp file cannot be created. PermissionDenied (exit 6)
+    names the target, and nothing is left behind; where nobody may write, the same call
+    works."""
+    target_dir = nobody_dir / "out"
+    target_dir.mkdir()
+    if directory == "root's, 0755":
+        target_dir.chmod(0o755)
+    else:
+        give_to_nobody(target_dir)
+        target_dir.chmod(0o555)
+    target = target_dir / "vfpool.prom"
+    result = python_as_nobody(WRITE_AS_NOBODY, str(target), cwd=nobody_dir)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == f"6\ncannot write {target}: permission denied\n"
+    assert _listing(target_dir) == []
+    target_dir.chmod(0o755)
+    give_to_nobody(target_dir)
+    result = python_as_nobody(WRITE_AS_NOBODY, str(target), cwd=nobody_dir)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "written\n", "")
+    assert target.read_text() == "x\n" and target.stat().st_uid == NOBODY
