@@ -144,7 +144,8 @@ class VfpoolGroup(VfpoolGroupBase):
              **extra: Any) -> Any:
         code = 0
         try:
-            result = super().main(args, prog_name or "vfpool", complete_var,
+            # The name in usage lines is vfpool however it was started (python -m, a runner).
+            result = super().main(args, "vfpool", complete_var,
                                   standalone_mode=False, **extra)
             code = result if isinstance(result, int) else 0
         except VfpoolError as exc:  # raised while the root's own options were parsed
