@@ -8,7 +8,8 @@ from typing import Any
 import typer
 
 from vfpool.cli.core import VfpoolTyper, settings
-from vfpool.cli.render import cell, emit, emit_json, note, stderr_is_terminal, table
+from vfpool.cli.progress import progress
+from vfpool.cli.render import cell, emit, emit_json, note, table
 from vfpool.errors import InvalidInput
 from vfpool.model.pool import VfDefaults, validate_link_state
 from vfpool.service import pools as pool_service
@@ -50,10 +51,6 @@ def _note_lost(record: dict[str, Any]) -> None:
     if lost:
         note(f"note: lease(s) {', '.join(map(str, lost))} lost: --allow-disruption reset "
              "their VFs")
-
-
-def _progress() -> pool_service.Progress:
-    return note if stderr_is_terminal() else pool_service._quiet
 
 
 def _pool_lines(record: dict[str, Any]) -> str:
@@ -165,8 +162,9 @@ def start(
         raise InvalidInput("give a pool NAME or --autostarted")
     with settings(cli).context() as ctx:
         if autostarted:
-            results = pool_service.start_autostarted(ctx, allow_disruption=allow_disruption,
-                                                     timeout=timeout, progress=_progress())
+            with progress("start autostart pools") as shown:
+                results = pool_service.start_autostarted(
+                    ctx, allow_disruption=allow_disruption, timeout=timeout, progress=shown)
             if as_json:
                 emit_json(results)
             else:
@@ -180,8 +178,9 @@ def start(
                 raise typer.Exit(max(r["exit_code"] for r in failed))
             return
         assert name is not None
-        record = pool_service.start(ctx, name, allow_disruption=allow_disruption,
-                                    timeout=timeout, progress=_progress())
+        with progress(f"start pool {name}") as shown:
+            record = pool_service.start(ctx, name, allow_disruption=allow_disruption,
+                                        timeout=timeout, progress=shown)
     _note_lost(record)
     if as_json:
         emit_json(record)
@@ -207,10 +206,9 @@ def destroy(
     Example:
       vfpool pool destroy tenant-a --force
     """
-    with settings(cli).context() as ctx:
+    with settings(cli).context() as ctx, progress(f"destroy pool {name}") as shown:
         record = pool_service.destroy(ctx, name, force=force, keep_vfs=keep_vfs,
-                                      allow_disruption=allow_disruption,
-                                      progress=_progress())
+                                      allow_disruption=allow_disruption, progress=shown)
     _note_lost(record)
     if as_json:
         emit_json(record)
@@ -268,9 +266,9 @@ def resize(
     Example:
       vfpool pool resize tenant-a --vfs 16
     """
-    with settings(cli).context() as ctx:
+    with settings(cli).context() as ctx, progress(f"resize pool {name}") as shown:
         record = pool_service.resize(ctx, name, vfs, allow_disruption=allow_disruption,
-                                     timeout=timeout, progress=_progress())
+                                     timeout=timeout, progress=shown)
     _note_lost(record)
     if as_json:
         emit_json(record)
