@@ -37,6 +37,8 @@ class Node:
 
     path: str
     commands: list[str] = field(default_factory=list)
+    # Hidden commands (aliases such as ``pool info``): not offered, but their words complete.
+    aliases: list[str] = field(default_factory=list)
     options: list[str] = field(default_factory=list)
     # option -> choice:…|file|dir|command|pool|lease|text
     values: dict[str, str] = field(default_factory=dict)
@@ -88,8 +90,13 @@ def _argument_kind(path: str, param: Any) -> str:
     return _store_kind(path, param) or "text"
 
 
-def walk(command: Any, path: str = "") -> list[Node]:
-    """The nodes of the command tree below ``command``, depth first, subcommands sorted."""
+def walk(command: Any, path: str = "", ctx: Any = None) -> list[Node]:
+    """The nodes of the command tree below ``command``, depth first, subcommands sorted.
+    Hidden options are left out; hidden commands (aliases) are walked but not offered."""
+    # typer builds on click, or on the copy of click it ships: take the Context class from
+    # the command. The context carries the help option's names (-h, --help) down the tree.
+    ctx = command.context_class(command, info_name=path.split(" ")[-1] or "vfpool", parent=ctx,
+                                **command.context_settings)
     node = Node(path)
     for param in command.params:
         if getattr(param, "hidden", False):
@@ -103,16 +110,16 @@ def walk(command: Any, path: str = "") -> list[Node]:
         elif param.param_type_name == "argument":
             node.positional.append(_argument_kind(path, param) + ("+" if param.nargs == -1
                                                                   else ""))
-    if command.add_help_option:
-        node.options += command.context_settings.get("help_option_names", ["--help"])
+    help_option = command.get_help_option(ctx)
+    if help_option is not None:
+        node.options += help_option.opts
     node.options = sorted(set(node.options))
     nodes = [node]
     subcommands = getattr(command, "commands", {})
     for name in sorted(subcommands):
-        if subcommands[name].hidden:
-            continue
-        node.commands.append(_checked(name, _WORD))
-        nodes += walk(subcommands[name], f"{path} {name}".strip())
+        (node.aliases if subcommands[name].hidden else node.commands).append(
+            _checked(name, _WORD))
+        nodes += walk(subcommands[name], f"{path} {name}".strip(), ctx)
     return nodes
 
 
@@ -158,10 +165,10 @@ _vfpool() {
                 esac
             fi
         else
-            commands=$(_vfpool_commands "$path")
+            commands="$(_vfpool_commands "$path") $(_vfpool_aliases "$path")"
             if [[ " $commands " == *" $word "* ]]; then
                 path=${path:+$path }$word
-            elif [[ -n $commands ]]; then
+            elif [[ -n ${commands// /} ]]; then
                 return 0  # not a subcommand of this group: nothing completes after it
             else
                 arg=$((arg + 1))
@@ -236,6 +243,7 @@ def render(root: Any) -> str:
     options = [(node.path, f'echo "{" ".join(node.options)}"') for node in nodes]
     values = [(f"{node.path} {option}".strip(), f'echo "{kind}"')
               for node in nodes for option, kind in node.values.items()]
+    aliases = [(node.path, f'echo "{" ".join(node.aliases)}"') for node in nodes if node.aliases]
     positional = [(node.path, f'echo "{" ".join(node.positional)}"') for node in nodes
                   if node.positional]
     # _vfpool_value matches "PATH OPTION"; at the top level the path is empty, hence the
@@ -245,6 +253,8 @@ def render(root: Any) -> str:
         HEADER,
         _case("_vfpool_commands", "The subcommands of a command path (\"\" is the top level).",
               commands, ":"),
+        _case("_vfpool_aliases", "Hidden commands (aliases) of a command path: not offered, "
+              "but what follows them completes.", aliases, ":"),
         _case("_vfpool_options", "The options of a command path.", options, ":"),
         _case("_vfpool_value", "Options that take a value, and what completes the value; "
               "fails for the others.", value_arms, "return 1").replace(

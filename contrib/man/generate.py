@@ -204,10 +204,10 @@ def render(root: Any) -> str:
         lines += [".PP", text(paragraph)]
     lines += [".PP", "Every command works on the real host, or on a simulated one with "
                      "\\fB\\-\\-sim\\fR \\fIDIR\\fR. Commands that print data take "
-                     "\\fB\\-\\-json\\fR, and every command takes \\fB\\-\\-help\\fR."]
+                     "\\fB\\-\\-json\\fR, and every command takes \\fB\\-h\\fR (\\fB\\-\\-help\\fR)."]
     if examples:
         lines += [".PP", "Example:", ".RS 4", ".nf", *[text(e) for e in examples], ".fi", ".RE"]
-    lines += [".SH GLOBAL OPTIONS", ".PP", "Given before the command.", ".RS 4"]
+    lines += [".SH GLOBAL OPTIONS", ".PP", "Given before or after the command.", ".RS 4"]
     for param in root.params:
         if not getattr(param, "hidden", False):
             lines += _param(param)

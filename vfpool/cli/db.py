@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import typer
 
-from vfpool.cli.main import settings
+from vfpool.cli.core import VfpoolTyper, settings
 from vfpool.cli.render import emit, emit_json
 from vfpool.store import open_store
 
-app = typer.Typer(no_args_is_help=True, help="The vfpool database.")
+app = VfpoolTyper(help="The vfpool database.")
 
 
 @app.command("upgrade")
-def upgrade(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def upgrade(
+    cli: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
     """Apply all migrations (also done automatically whenever the store is opened).
 
-    Example: vfpool --db sqlite:////tmp/v.db db upgrade
+    \b
+    Example:
+      vfpool --db sqlite:////tmp/v.db db upgrade
     """
-    with settings().context() as ctx, open_store(ctx.db_url, migrate=False) as store:
+    with settings(cli).context() as ctx, open_store(ctx.db_url, migrate=False) as store:
         before = store.current_revision()
         store.upgrade()
         after = store.current_revision()
@@ -29,12 +34,17 @@ def upgrade(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -
 
 
 @app.command("current")
-def current(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def current(
+    cli: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
     """Print the schema revision of the database and the newest one this vfpool knows.
 
-    Example: vfpool db current --json
+    \b
+    Example:
+      vfpool db current --json
     """
-    with settings().context() as ctx, open_store(ctx.db_url, migrate=False) as store:
+    with settings(cli).context() as ctx, open_store(ctx.db_url, migrate=False) as store:
         revision, head = store.current_revision(), store.head_revision()
     if as_json:
         emit_json({"url": ctx.db_url, "current": revision, "head": head,

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from vfpool.cli.main import settings
+from vfpool.cli.core import VfpoolTyper, settings
 from vfpool.cli.render import emit, emit_json, table
 from vfpool.service import fleet as fleet_service
 
-app = typer.Typer(no_args_is_help=True, help="Decisions across the hosts sharing the store.")
+app = VfpoolTyper(help="Decisions across the hosts sharing the store.")
 
 
 @app.command("place")
 def place(
+    cli: typer.Context,
     pool: str = typer.Argument(..., metavar="POOL", help="The pool's name on each host."),
     count: int = typer.Option(..., "--count", metavar="K", help="How many VFs."),
     numa_node: int | None = typer.Option(None, "--numa-node", metavar="N",
@@ -24,9 +25,11 @@ def place(
     Best is: all K on the NUMA node asked for, then the most free on it, then the most free.
     Exit 5 when no host can.
 
-    Example: vfpool fleet place tenant --count 2 --numa-node 0 --json
+    \b
+    Example:
+      vfpool fleet place tenant --count 2 --numa-node 0 --json
     """
-    with settings().context() as ctx:
+    with settings(cli).context() as ctx:
         rows = fleet_service.place(ctx, pool, count, numa_node=numa_node)
     if as_json:
         emit_json([{"host": row.host, "pool": row.pool, "free": row.free,

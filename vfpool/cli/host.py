@@ -6,11 +6,11 @@ from typing import Any
 
 import typer
 
-from vfpool.cli.main import settings
+from vfpool.cli.core import VfpoolTyper, settings
 from vfpool.cli.render import emit, emit_json, note, table
 from vfpool.service import fleet as fleet_service
 
-app = typer.Typer(no_args_is_help=True, help="The hosts that share this store.")
+app = VfpoolTyper(help="The hosts that share this store.")
 
 
 def host_document(host: fleet_service.HostInfo) -> dict[str, Any]:
@@ -21,12 +21,17 @@ def host_document(host: fleet_service.HostInfo) -> dict[str, Any]:
 
 
 @app.command("list")
-def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def list_(
+    cli: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
     """List every host that shares the store, with its pools and VFs by state.
 
-    Example: vfpool --db postgresql://vfpool@db/vfpool host list
+    \b
+    Example:
+      vfpool --db postgresql://vfpool@db/vfpool host list
     """
-    with settings().context() as ctx:
+    with settings(cli).context() as ctx:
         hosts = fleet_service.host_list(ctx)
     if as_json:
         emit_json([host_document(host) for host in hosts])

@@ -6,12 +6,12 @@ from typing import Any
 
 import typer
 
-from vfpool.cli.main import settings
+from vfpool.cli.core import VfpoolTyper, settings
 from vfpool.cli.render import emit, emit_json, note, table
 from vfpool.errors import InvalidInput
 from vfpool.service import leases as lease_service
 
-app = typer.Typer(no_args_is_help=True, help="Lease VFs to VMs and release them.")
+app = VfpoolTyper(help="Lease VFs to VMs and release them.")
 
 JSON = typer.Option(False, "--json", help="Print JSON.")
 
@@ -24,6 +24,7 @@ def _rows(records: list[dict[str, Any]]) -> str:
 
 @app.command("acquire")
 def acquire(
+    cli: typer.Context,
     pool: str = typer.Argument(..., metavar="POOL"),
     owner: str = typer.Option(..., "--owner", help="Who holds the lease: a VM name or UUID."),
     count: int = typer.Option(1, "--count", metavar="K", help="Lease K VFs: all or none."),
@@ -42,9 +43,11 @@ def acquire(
 ) -> None:
     """Lease VFs from an active pool. Prints each lease with its token, shown only here.
 
-    Example: vfpool lease acquire tenant-a --owner vm1 --count 2 --numa-node 1 --json
+    \b
+    Example:
+      vfpool lease acquire tenant-a --owner vm1 --count 2 --numa-node 1 --json
     """
-    with settings().context() as ctx:
+    with settings(cli).context() as ctx:
         records = lease_service.acquire(ctx, pool, owner, count=count, mac=mac, vlan=vlan,
                                         numa_node=numa_node, spread=spread, owner_pid=owner_pid,
                                         link_state=link_state)
@@ -60,6 +63,7 @@ def acquire(
 
 @app.command("release")
 def release(
+    cli: typer.Context,
     lease_id: int | None = typer.Argument(None, metavar="LEASE_ID"),
     token: str | None = typer.Option(None, "--token", help="The token printed by acquire."),
     owner: str | None = typer.Option(None, "--owner", help="Release all of OWNER's leases."),
@@ -68,11 +72,13 @@ def release(
 ) -> None:
     """Release a lease: restore the VF's saved config and driver, and free it.
 
-    Example: vfpool lease release 7 --token 3q2-H…
+    \b
+    Example:
+      vfpool lease release 7 --token 3q2-H…
     """
     if (lease_id is None) == (owner is None):
         raise InvalidInput("give a LEASE_ID or --owner OWNER")
-    with settings().context() as ctx:
+    with settings(cli).context() as ctx:
         if owner is not None:
             records = lease_service.release_owner(ctx, owner)
         else:
@@ -86,6 +92,7 @@ def release(
 
 @app.command("list")
 def list_(
+    cli: typer.Context,
     pool: str | None = typer.Option(None, "--pool", help="Only this pool's leases."),
     owner: str | None = typer.Option(None, "--owner", help="Only this owner's leases."),
     include_finished: bool = typer.Option(False, "--all", help="Include released leases."),
@@ -93,9 +100,11 @@ def list_(
 ) -> None:
     """List live leases (all of them with --all).
 
-    Example: vfpool lease list --owner vm1 --json
+    \b
+    Example:
+      vfpool lease list --owner vm1 --json
     """
-    with settings().context() as ctx:
+    with settings(cli).context() as ctx:
         records = lease_service.list_leases(ctx, pool=pool, owner=owner,
                                             include_finished=include_finished)
     if as_json:
@@ -105,12 +114,18 @@ def list_(
 
 
 @app.command("show")
-def show(lease_id: int = typer.Argument(..., metavar="LEASE_ID"), as_json: bool = JSON) -> None:
+def show(
+    cli: typer.Context,
+    lease_id: int = typer.Argument(..., metavar="LEASE_ID"),
+    as_json: bool = JSON,
+) -> None:
     """Show one lease, with the VF config it saved and applied.
 
-    Example: vfpool lease show 7
+    \b
+    Example:
+      vfpool lease show 7
     """
-    with settings().context() as ctx:
+    with settings(cli).context() as ctx:
         record = lease_service.show_lease(ctx, lease_id)
     if as_json:
         emit_json(record)

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import typer
 
-from vfpool.cli.main import settings
+from vfpool.cli.core import VfpoolTyper, settings
 from vfpool.cli.render import cell, emit, emit_json, table
 from vfpool.service import pfs as pf_service
 
-app = typer.Typer(no_args_is_help=True, help="SR-IOV physical functions (PFs).")
+app = VfpoolTyper(help="SR-IOV physical functions (PFs).")
 
 
 @app.command("list")
-def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def list_(
+    cli: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
     """List the SR-IOV capable PFs of the host.
 
-    Example: vfpool --sim /tmp/host pf list
+    \b
+    Example:
+      vfpool --sim /tmp/host pf list
     """
-    with settings().context() as ctx:
+    with settings(cli).context() as ctx:
         rows = pf_service.list_pfs(ctx)
     if as_json:
         emit_json(rows)
@@ -31,14 +36,17 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> 
 
 @app.command("show")
 def show(
+    cli: typer.Context,
     pf: str = typer.Argument(..., metavar="PF", help="PCI address or netdev name."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Show one PF and its VFs.
 
-    Example: vfpool --sim /tmp/host pf show enp5s0f0
+    \b
+    Example:
+      vfpool --sim /tmp/host pf show enp5s0f0
     """
-    with settings().context() as ctx:
+    with settings(cli).context() as ctx:
         record = pf_service.show_pf(ctx, pf)
     if as_json:
         emit_json(record)

@@ -7,13 +7,14 @@ from typing import Any
 
 import typer
 
-from vfpool.cli.main import settings
-from vfpool.cli.render import cell, emit, emit_json, note, stderr_is_terminal, table
+from vfpool.cli.core import VfpoolTyper, settings
+from vfpool.cli.progress import progress
+from vfpool.cli.render import cell, emit, emit_json, note, table
 from vfpool.errors import InvalidInput
 from vfpool.model.pool import VfDefaults, validate_link_state
 from vfpool.service import pools as pool_service
 
-app = typer.Typer(no_args_is_help=True, help="Network pools of VFs.")
+app = VfpoolTyper(help="Network pools of VFs.")
 
 JSON = typer.Option(False, "--json", help="Print JSON.")
 TIMEOUT = typer.Option(pool_service.DEFAULT_TIMEOUT, "--timeout", min=0.0, max=86400.0,
@@ -52,10 +53,6 @@ def _note_lost(record: dict[str, Any]) -> None:
              "their VFs")
 
 
-def _progress() -> pool_service.Progress:
-    return note if stderr_is_terminal() else pool_service._quiet
-
-
 def _pool_lines(record: dict[str, Any]) -> str:
     defaults = ", ".join(f"{key}={cell(value)}" for key, value in record["defaults"].items()
                          if value is not None) or "-"
@@ -77,6 +74,7 @@ def _pool_lines(record: dict[str, Any]) -> str:
 
 @app.command("define")
 def define(
+    cli: typer.Context,
     name: str | None = typer.Argument(None, metavar="NAME",
                                       help="Pool name (overrides the name in --file)."),
     pfs: list[str] = typer.Option([], "--pf", metavar="PF[#START-END]",
@@ -101,9 +99,11 @@ def define(
 ) -> None:
     """Define a pool: validate it against the host and store it, inactive.
 
-    Example: vfpool pool define tenant-a --pf enp133s0f0 --pf enp133s0f1#0-7 --vfs 8 --vlan 100
+    \b
+    Example:
+      vfpool pool define tenant-a --pf enp133s0f0 --pf enp133s0f1#0-7 --vfs 8 --vlan 100
     """
-    with settings().context() as ctx:
+    with settings(cli).context() as ctx:
         if file is not None:
             if pfs or vfs is not None:
                 raise InvalidInput("give either --file or --pf/--vfs, not both")
@@ -131,17 +131,20 @@ def define(
 
 
 @app.command("dumpconfig")
-def dumpconfig(name: str = typer.Argument(..., metavar="NAME")) -> None:
+def dumpconfig(cli: typer.Context, name: str = typer.Argument(..., metavar="NAME")) -> None:
     """Print a pool's definition as TOML that `pool define --file` reads back.
 
-    Example: vfpool pool dumpconfig tenant-a > tenant-a.toml
+    \b
+    Example:
+      vfpool pool dumpconfig tenant-a > tenant-a.toml
     """
-    with settings().context() as ctx:
+    with settings(cli).context() as ctx:
         emit(pool_service.dumpconfig(ctx, name).rstrip("\n"))
 
 
 @app.command("start")
 def start(
+    cli: typer.Context,
     name: str | None = typer.Argument(None, metavar="NAME"),
     autostarted: bool = typer.Option(False, "--autostarted",
                                      help="Start every pool marked autostart (at boot)."),
@@ -151,14 +154,17 @@ def start(
 ) -> None:
     """Start a pool: size its PFs, verify, inventory its VFs, mark it active.
 
-    Example: vfpool pool start tenant-a
+    \b
+    Example:
+      vfpool pool start tenant-a
     """
     if autostarted == (name is not None):
         raise InvalidInput("give a pool NAME or --autostarted")
-    with settings().context() as ctx:
+    with settings(cli).context() as ctx:
         if autostarted:
-            results = pool_service.start_autostarted(ctx, allow_disruption=allow_disruption,
-                                                     timeout=timeout, progress=_progress())
+            with progress("start autostart pools") as shown:
+                results = pool_service.start_autostarted(
+                    ctx, allow_disruption=allow_disruption, timeout=timeout, progress=shown)
             if as_json:
                 emit_json(results)
             else:
@@ -172,8 +178,9 @@ def start(
                 raise typer.Exit(max(r["exit_code"] for r in failed))
             return
         assert name is not None
-        record = pool_service.start(ctx, name, allow_disruption=allow_disruption,
-                                    timeout=timeout, progress=_progress())
+        with progress(f"start pool {name}") as shown:
+            record = pool_service.start(ctx, name, allow_disruption=allow_disruption,
+                                        timeout=timeout, progress=shown)
     _note_lost(record)
     if as_json:
         emit_json(record)
@@ -186,6 +193,7 @@ def start(
 
 @app.command("destroy")
 def destroy(
+    cli: typer.Context,
     name: str = typer.Argument(..., metavar="NAME"),
     force: bool = typer.Option(False, "--force", help="Release the pool's leases first."),
     keep_vfs: bool = typer.Option(False, "--keep-vfs", help="Leave the VFs on the PFs."),
@@ -194,12 +202,13 @@ def destroy(
 ) -> None:
     """Deactivate a pool; its PFs go back to 0 VFs unless --keep-vfs.
 
-    Example: vfpool pool destroy tenant-a --force
+    \b
+    Example:
+      vfpool pool destroy tenant-a --force
     """
-    with settings().context() as ctx:
+    with settings(cli).context() as ctx, progress(f"destroy pool {name}") as shown:
         record = pool_service.destroy(ctx, name, force=force, keep_vfs=keep_vfs,
-                                      allow_disruption=allow_disruption,
-                                      progress=_progress())
+                                      allow_disruption=allow_disruption, progress=shown)
     _note_lost(record)
     if as_json:
         emit_json(record)
@@ -209,27 +218,32 @@ def destroy(
 
 
 @app.command("undefine")
-def undefine(name: str = typer.Argument(..., metavar="NAME")) -> None:
+def undefine(cli: typer.Context, name: str = typer.Argument(..., metavar="NAME")) -> None:
     """Forget an inactive pool.
 
-    Example: vfpool pool undefine tenant-a
+    \b
+    Example:
+      vfpool pool undefine tenant-a
     """
-    with settings().context() as ctx:
+    with settings(cli).context() as ctx:
         pool_service.undefine(ctx, name)
     emit(f"undefined pool {name}")
 
 
 @app.command("autostart")
 def autostart(
+    cli: typer.Context,
     name: str = typer.Argument(..., metavar="NAME"),
     disable: bool = typer.Option(False, "--disable", help="Do not start it at boot."),
     as_json: bool = JSON,
 ) -> None:
     """Mark a pool to be started at boot (by vfpool-autostart.service).
 
-    Example: vfpool pool autostart tenant-a
+    \b
+    Example:
+      vfpool pool autostart tenant-a
     """
-    with settings().context() as ctx:
+    with settings(cli).context() as ctx:
         record = pool_service.set_autostart(ctx, name, not disable)
     if as_json:
         emit_json(record)
@@ -239,6 +253,7 @@ def autostart(
 
 @app.command("resize")
 def resize(
+    cli: typer.Context,
     name: str = typer.Argument(..., metavar="NAME"),
     vfs: int = typer.Option(..., "--vfs", metavar="N", help="The new number of VFs per PF."),
     allow_disruption: bool = DISRUPT,
@@ -247,11 +262,13 @@ def resize(
 ) -> None:
     """Change a pool's VFs per PF; an active pool is resized on the host at once.
 
-    Example: vfpool pool resize tenant-a --vfs 16
+    \b
+    Example:
+      vfpool pool resize tenant-a --vfs 16
     """
-    with settings().context() as ctx:
+    with settings(cli).context() as ctx, progress(f"resize pool {name}") as shown:
         record = pool_service.resize(ctx, name, vfs, allow_disruption=allow_disruption,
-                                     timeout=timeout, progress=_progress())
+                                     timeout=timeout, progress=shown)
     _note_lost(record)
     if as_json:
         emit_json(record)
@@ -261,14 +278,17 @@ def resize(
 
 @app.command("list")
 def list_(
+    cli: typer.Context,
     include_inactive: bool = typer.Option(False, "--all", help="Include inactive pools."),
     as_json: bool = JSON,
 ) -> None:
     """List active pools (all pools with --all).
 
-    Example: vfpool pool list --all
+    \b
+    Example:
+      vfpool pool list --all
     """
-    with settings().context() as ctx:
+    with settings(cli).context() as ctx:
         records = pool_service.list_pools(ctx, include_inactive=include_inactive)
     if as_json:
         emit_json(records)
@@ -280,15 +300,25 @@ def list_(
                  f"{r['vfs']['free']}/{r['vfs']['total']}"] for r in records]))
 
 
-@app.command("info")
-def info(name: str = typer.Argument(..., metavar="NAME"), as_json: bool = JSON) -> None:
-    """Show a pool: state, PFs, VF counts and VF defaults.
+@app.command("show")
+def show(
+    cli: typer.Context,
+    name: str = typer.Argument(..., metavar="NAME"),
+    as_json: bool = JSON,
+) -> None:
+    """Show a pool: state, PFs, VF counts and VF defaults (`pool info` is an alias).
 
-    Example: vfpool pool info tenant-a --json
+    \b
+    Example:
+      vfpool pool show tenant-a --json
     """
-    with settings().context() as ctx:
+    with settings(cli).context() as ctx:
         record = pool_service.info(ctx, name)
     if as_json:
         emit_json(record)
     else:
         emit(_pool_lines(record))
+
+
+# The verb for one object is `show` everywhere; `pool info`, its first name, stays.
+app.command("info", hidden=True)(show)

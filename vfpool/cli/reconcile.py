@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import typer
 
-from vfpool.cli.main import settings
+from vfpool.cli.core import VfpoolTyper, settings
 from vfpool.cli.render import emit, emit_json
 from vfpool.service import reconcile as reconcile_service
 
+app = VfpoolTyper()
 
+
+@app.command("reconcile")
 def reconcile(
+    cli: typer.Context,
     dry_run: bool = typer.Option(False, "--dry-run", help="Report, change nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Compare the store with the host and repair it; a second run finds nothing.
 
-    Example: vfpool reconcile --dry-run
+    \b
+    Example:
+      vfpool reconcile --dry-run
     """
-    with settings().context() as ctx:
+    with settings(cli).context() as ctx:
         report = reconcile_service.reconcile(ctx, dry_run=dry_run)
     if as_json:
         emit_json(report)

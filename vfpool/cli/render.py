@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,7 +42,3 @@ def emit(text: str) -> None:
 def note(text: str) -> None:
     """A message for the person at the terminal, never part of the data on stdout."""
     typer.echo(text, err=True)
-
-
-def stderr_is_terminal() -> bool:
-    return sys.stderr.isatty()

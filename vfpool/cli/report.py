@@ -6,13 +6,17 @@ from pathlib import Path
 
 import typer
 
-from vfpool.cli.main import settings
+from vfpool.cli.core import VfpoolTyper, settings
 from vfpool.cli.render import emit
 from vfpool.errors import InvalidInput
 from vfpool.service import report as report_service
 
+app = VfpoolTyper()
 
+
+@app.command("report")
 def report(
+    cli: typer.Context,
     output_format: str = typer.Option("table", "--format",
                                       metavar="table|json|csv|prometheus",
                                       help="table for people, json for scripts, csv (one row "
@@ -28,7 +32,9 @@ def report(
 ) -> None:
     """Report pools, PFs, VFs with their leases, and the 20 newest events, from the store.
 
-    Example: vfpool report --format prometheus --output /var/lib/node_exporter/vfpool.prom
+    \b
+    Example:
+      vfpool report --format prometheus --output /var/lib/node_exporter/vfpool.prom
     """
     if output_format not in report_service.FORMATS:
         raise InvalidInput(f"invalid --format {output_format!r}: use table, json, csv or "
@@ -37,7 +43,7 @@ def report(
         if output_format not in ("table", "json"):
             raise InvalidInput(f"give --json or --format {output_format}, not both")
         output_format = "json"
-    with settings().context() as ctx:
+    with settings(cli).context() as ctx:
         if fleet:
             text = report_service.render_fleet(report_service.build_fleet_report(ctx),
                                                output_format)

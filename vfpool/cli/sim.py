@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from vfpool.cli.core import VfpoolTyper
 from vfpool.cli.render import emit, emit_json, note, table
 from vfpool.errors import InvalidInput
 from vfpool.host.identity import NAME, write_identity
@@ -14,7 +15,7 @@ from vfpool.host.sysfs import valid_ifname
 from vfpool.sim.host import FaultKind, SimHost
 from vfpool.sim.profiles import PROFILES
 
-app = typer.Typer(no_args_is_help=True, help="Simulated SR-IOV hosts for tests and the demo.")
+app = VfpoolTyper(help="Simulated SR-IOV hosts for tests and the demo.")
 
 
 @app.command("create")
@@ -34,7 +35,9 @@ def create(
 ) -> None:
     """Build a simulated host from NIC profiles.
 
-    Example: vfpool sim create /tmp/host --nic intel-i350@0000:03:00.0 --nic mellanox-cx3
+    \b
+    Example:
+      vfpool sim create /tmp/host --nic intel-i350@0000:03:00.0 --nic mellanox-cx3
     """
     if netns is not None and not valid_ifname(netns):
         raise InvalidInput(f"invalid network namespace name {netns!r}")
@@ -61,7 +64,9 @@ def create(
 def profiles(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List the NIC profiles a simulated host can have.
 
-    Example: vfpool sim profiles --json
+    \b
+    Example:
+      vfpool sim profiles --json
     """
     rows = [{"name": p.name, "card": p.card, "vendor": f"{p.vendor:04x}",
              "device": f"{p.pf_device:04x}", "vf_device": f"{p.vf_device:04x}",
@@ -85,7 +90,9 @@ def reboot(directory: Path = typer.Argument(..., metavar="DIR")) -> None:
     """Reboot a simulated host: sysfs-sized VFs are gone, module-param VFs come back, and the
     boot id changes.
 
-    Example: vfpool sim reboot /tmp/host
+    \b
+    Example:
+      vfpool sim reboot /tmp/host
     """
     host = SimHost(directory)
     host.reboot()
@@ -110,7 +117,9 @@ def fault(
 ) -> None:
     """Make the next writes to a file of a simulated host fail.
 
-    Example: vfpool sim fault /tmp/host sys/bus/pci/devices/0000:05:00.0/sriov_numvfs --errno EIO
+    \b
+    Example:
+      vfpool sim fault /tmp/host sys/bus/pci/devices/0000:05:00.0/sriov_numvfs --errno EIO
     """
     choices: list[tuple[FaultKind, bool]] = [("errno", errno is not None), ("ignore", ignore),
                                              ("no-netdev", no_netdev), ("hang", hang)]

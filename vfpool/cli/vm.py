@@ -9,18 +9,19 @@ from types import FrameType
 
 import typer
 
-from vfpool.cli.main import settings
+from vfpool.cli.core import VfpoolTyper, settings
 from vfpool.cli.render import emit, emit_json, note
 from vfpool.model.qemu import QEMU_BINARY
 from vfpool.service import vm as vm_service
 
-app = typer.Typer(no_args_is_help=True, help="Hand leased VFs to QEMU.")
+app = VfpoolTyper(help="Hand leased VFs to QEMU.")
 
 JSON = typer.Option(False, "--json", help="Print JSON.")
 
 
 @app.command("launch", context_settings={"allow_interspersed_args": False})
 def launch(
+    cli: typer.Context,
     owner: str = typer.Option(..., "--owner", help="The VM's name; owns the leases."),
     pool: str = typer.Option(..., "--pool", help="The pool to lease VFs from."),
     count: int = typer.Option(1, "--count", metavar="K", help="How many VFs."),
@@ -33,7 +34,9 @@ def launch(
 ) -> None:
     """Lease VFs, run QEMU with them, and release them when QEMU ends, however it ends.
 
-    Example: vfpool vm launch --owner vm1 --pool tenant-a --count 2 -- -m 1G -accel kvm disk.img
+    \b
+    Example:
+      vfpool vm launch --owner vm1 --pool tenant-a --count 2 -- -m 1G -accel kvm disk.img
     """
     received: list[int] = []
 
@@ -43,7 +46,7 @@ def launch(
 
     previous = signal.signal(signal.SIGTERM, on_signal)
     try:
-        with settings().context() as ctx:
+        with settings(cli).context() as ctx:
             result = vm_service.launch(ctx, owner, pool, count=count,
                                        qemu_args=list(qemu_args or []), dry_run=dry_run,
                                        binary=qemu, numa_node=numa_node, note=note)
@@ -63,14 +66,17 @@ def launch(
 
 @app.command("args")
 def args(
+    cli: typer.Context,
     lease_ids: list[int] = typer.Argument(..., metavar="LEASE_ID..."),
     as_json: bool = JSON,
 ) -> None:
     """Print the QEMU arguments of leases (a netdev lease: its interface and MAC only).
 
-    Example: vfpool vm args 7 8 --json
+    \b
+    Example:
+      vfpool vm args 7 8 --json
     """
-    with settings().context() as ctx:
+    with settings(cli).context() as ctx:
         records = vm_service.args(ctx, lease_ids)
     if as_json:
         emit_json(records)
@@ -86,6 +92,7 @@ def args(
 
 @app.command("attach")
 def attach(
+    cli: typer.Context,
     qmp_socket: Path = typer.Argument(..., metavar="QMP_SOCKET"),
     lease_id: int = typer.Argument(..., metavar="LEASE_ID"),
     bus: str | None = typer.Option(None, "--bus", help="The PCI bus or root port to plug into."),
@@ -93,9 +100,11 @@ def attach(
 ) -> None:
     """Hot-add a leased VF to a running QEMU over QMP.
 
-    Example: vfpool vm attach /run/vm1/qmp.sock 7 --bus rp1
+    \b
+    Example:
+      vfpool vm attach /run/vm1/qmp.sock 7 --bus rp1
     """
-    with settings().context() as ctx:
+    with settings(cli).context() as ctx:
         record = vm_service.attach(ctx, qmp_socket, lease_id, bus=bus, note=note)
     if as_json:
         emit_json(record)
@@ -105,6 +114,7 @@ def attach(
 
 @app.command("detach")
 def detach(
+    cli: typer.Context,
     qmp_socket: Path = typer.Argument(..., metavar="QMP_SOCKET"),
     lease_id: int = typer.Argument(..., metavar="LEASE_ID"),
     timeout: float = typer.Option(vm_service.DETACH_TIMEOUT, "--timeout", metavar="SECONDS",
@@ -114,9 +124,11 @@ def detach(
 ) -> None:
     """Hot-remove a leased VF from a running QEMU, waiting for DEVICE_DELETED.
 
-    Example: vfpool vm detach /run/vm1/qmp.sock 7
+    \b
+    Example:
+      vfpool vm detach /run/vm1/qmp.sock 7
     """
-    with settings().context() as ctx:
+    with settings(cli).context() as ctx:
         record = vm_service.detach(ctx, qmp_socket, lease_id, timeout=timeout)
     if as_json:
         emit_json(record)

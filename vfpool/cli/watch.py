@@ -10,7 +10,7 @@ from types import FrameType
 
 import typer
 
-from vfpool.cli.main import settings
+from vfpool.cli.core import VfpoolTyper, settings
 from vfpool.cli.render import note
 from vfpool.errors import InvalidInput
 from vfpool.host.udev import UdevDiscovery, UdevMonitor
@@ -37,7 +37,12 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[list[str]]:
             signal.signal(signum, handler)
 
 
+app = VfpoolTyper()
+
+
+@app.command("watch", short_help="Follow udev and keep the store in step.")
 def watch(
+    cli: typer.Context,
     once: bool = typer.Option(False, "--once", help="Exit after the first change handled."),
     timeout: float | None = typer.Option(None, "--timeout", metavar="SECONDS", min=0,
                                          max=10**9,
@@ -49,9 +54,11 @@ def watch(
     Each change goes to the events log and one line to stderr. Runs until SIGTERM or SIGINT,
     then exits 0.
 
-    Example: vfpool watch --timeout 60
+    \b
+    Example:
+      vfpool watch --timeout 60
     """
-    current = settings()
+    current = settings(cli)
     if current.sim is not None:
         raise InvalidInput("vfpool watch follows this machine's udev, and a simulated host "
                            "has none: run it without --sim (or VFPOOL_SIM)")

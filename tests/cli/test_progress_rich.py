@@ -1,0 +1,100 @@
+"""Progress through rich on a terminal (a pty here): each step, with its time, and the whole
+command's time; colours unless NO_COLOR is set; nothing extra when stderr is a pipe."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vfpool.service import pools
+from vfpool.service.context import open_context
+
+VFPOOL = Path(sys.executable).parent / "vfpool"
+COLOUR = re.compile(r"\x1b\[[0-9;]*(3[0-7]|9[0-7]|38;[0-9;]+)m")  # an SGR foreground colour
+
+
+def _define(sim_root: Path) -> None:
+    pools.define(open_context(sim=sim_root), pools.parse_spec(
+        "a", ["enp133s0f0"], 3, "auto", "vfio", pools.VfDefaults()))
+
+
+def on_a_terminal(*args: str, env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], str]:
+    """Run vfpool with stderr on a pty; returns the result (stdout on a pipe) and what the
+    terminal received."""
+    controller, terminal = pty.openpty()
+    try:
+        result = subprocess.run([str(VFPOOL), *args], stdout=subprocess.PIPE, stderr=terminal,
+                                text=True, timeout=120, check=False, env=env)
+        os.close(terminal)
+        terminal = -1
+        written = b""
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: the other end is closed and drained
+                break
+            if not chunk:
+                break
+            written += chunk
+    finally:
+        os.close(controller)
+        if terminal >= 0:
+            os.close(terminal)
+    return result, written.decode(errors="replace")
+
+
+def environment(**extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith("VFPOOL_") and key not in ("NO_COLOR", "FORCE_COLOR")}
+    env.update(TERM="xterm-256color", COLUMNS="120", **extra)
+    return env
+
+
+@pytest.mark.parametrize(("args", "title", "step", "stdout"), [
+    (("pool", "start", "a"), "start pool a", "PF 0000:85:00.0 (enp133s0f0): 0 -> 3 VFs",
+     "started pool a: 3 VFs, 3 free\n"),
+    (("pool", "resize", "a", "--vfs", "2"), "resize pool a",
+     "PF 0000:85:00.0 (enp133s0f0): 0 -> 2 VFs", "pool a now has 2 VFs per PF\n"),
+    (("pool", "destroy", "a"), "destroy pool a", "PF 0000:85:00.0 (enp133s0f0): 3 -> 0 VFs",
+     "destroyed pool a\n"),
+])
+def test_steps_and_times_on_a_terminal(args: tuple[str, ...], title: str, step: str,
+                                       stdout: str, sim_root: Path) -> None:
+    _define(sim_root)
+    if args[1] in ("destroy", "resize"):  # both change the host of an active pool
+        subprocess.run([str(VFPOOL), "--sim", str(sim_root), "pool", "start", "a"],
+                       capture_output=True, timeout=120, check=True, env=environment())
+    result, shown = on_a_terminal("--sim", str(sim_root), *args, env=environment())
+    assert (result.returncode, result.stdout) == (0, stdout)
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown)
+    assert step in plain
+    assert title in plain
+    assert re.search(r"\d+:\d\d:\d\d", plain)  # each step's elapsed time
+    assert re.search(rf"{re.escape(title)}: \d+\.\d s in all", plain)
+    assert COLOUR.search(shown)
+
+
+def test_no_color_is_honoured(sim_root: Path) -> None:
+    _define(sim_root)
+    result, shown = on_a_terminal("--sim", str(sim_root), "pool", "start", "a",
+                                  env=environment(NO_COLOR="1"))
+    assert result.returncode == 0
+    assert "PF 0000:85:00.0 (enp133s0f0): 0 -> 3 VFs" in shown
+    assert not COLOUR.search(shown)
+
+
+@pytest.mark.parametrize("args", [("pool", "resize", "a", "--vfs", "2"),
+                                  ("pool", "destroy", "a")])
+def test_nothing_extra_on_a_pipe(args: tuple[str, ...], sim_root: Path) -> None:
+    _define(sim_root)
+    subprocess.run([str(VFPOOL), "--sim", str(sim_root), "pool", "start", "a"],
+                   capture_output=True, timeout=120, check=True, env=environment())
+    result = subprocess.run([str(VFPOOL), "--sim", str(sim_root), *args], capture_output=True,
+                            text=True, timeout=120, check=False, env=environment())
+    assert (result.returncode, result.stderr) == (0, "")
