@@ -3,7 +3,9 @@
 The machines here are noisy (two cores, shared with other sessions), so every figure that
 matters is either CPU time (which other processes do not add to) or a ratio of two things
 measured in the same run, interleaved so that a change of load hits both sides. The targets
-are issue 11's; the verdict column says PASS or MISS and the command never fails on a MISS.
+are issue 11's; the verdict column says met or NOT MET and the command never fails on a miss.
+Each section's table is printed as soon as it is measured; a summary of the targets ends the
+run.
 
 1. vfpool's own CPU per acquire+release through the Python API (``vfpool.connect(sim=...)``,
    ``host.acquire``, ``host.release``) on a 256-VF pool (one E810, 2 PFs x 128 VFs), with the
@@ -30,12 +32,23 @@ are issue 11's; the verdict column says PASS or MISS and the command never fails
 6. The report over 8 x 256 VFs, 2000 leases and 100k events: tests/bench_report.py, which
    `make bench` runs next. No target.
 
+7. For every target not met, where vfpool's CPU goes: ``tests.benchkit.StackSampler``, a
+   sampling profiler weighted by CPU time that leaves the simulator's frames out, over a few
+   more operations. For 1 and 5 the vfpool functions with the largest share of vfpool's own
+   CPU (the innermost vfpool function on the stack, libraries it calls included; and every
+   vfpool function on the stack); for 2 and 3 the functions whose CPU per pair grows the
+   most from the small case to the large one. For 4, the packages the command imports that
+   ``import typer, sqlalchemy.orm`` does not.
+
 Then, as before: throughput of forked API workers and the CLI storm of tests/races/storm.py.
-Each phase says on stderr how long it took.
+Each phase says on stderr how long it took. ``--quick`` runs every section with fewer
+repetitions (and the storm with fewer rounds) to check that the bench works; its figures are
+rougher.
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import multiprocessing
@@ -45,16 +58,17 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import vfpool
 from tests.benchkit import (
-    REPO,
     VFPOOL,
     Layout,
     Row,
     Sample,
     SimMeter,
+    StackSampler,
     acquire_release,
     build_host,
     by_package,
@@ -76,12 +90,15 @@ from tests.benchkit import (
 from vfpool.sim.host import SimHost
 
 POOL = "bench"
-ROUNDS = 60  # acquire+release pairs per pool in the interleaved loop
-WARM = 5  # pairs per pool before measuring: imports, statement caches, pci.ids
+ROUNDS = 40  # acquire+release pairs per pool in the interleaved loop
+WARM = 3  # pairs per pool before measuring: imports, statement caches, pci.ids
 FLOOR_LOOPS = 200
-START_RUNS = 3  # pool starts of 1024 VFs
-COLD_RUNS = 7  # cold processes of each kind
-PROCESS_OPS = 30  # acquire+release pairs per worker in the throughput runs
+START_RUNS = 2  # pool starts of 1024 VFs
+COLD_RUNS = 5  # cold processes of each kind
+METERED_RUNS = 2  # cold acquires with the simulator metered
+PROCESS_OPS = 10  # acquire+release pairs per worker in the throughput runs
+PROFILE_PAIRS = 15  # acquire+release pairs per pool under the sampler
+STORM = ((1, 8), (16, 2), (32, 2))  # (processes, rounds each)
 HISTORY_LEASES = 30_000
 HISTORY_EVENTS = 100_000
 
@@ -251,7 +268,7 @@ def cold_rows(root: Path, workdir: Path) -> list[Row]:
     cpu = {key: statistics.median(c for _, c in values) for key, values in costs.items()}
     # The simulator's part of a cold acquire, from separate metered runs (not the ones above).
     sim_cpu = []
-    for number in range(3):
+    for number in range(METERED_RUNS):
         report = workdir / f"cold-meter-{number}.json"
         child_cost([sys.executable, "-m", "tests.benchkit", "cli", str(report), *acquire[1:]])
         sim_cpu.append(json.loads(report.read_text())["cpu"])
@@ -261,7 +278,7 @@ def cold_rows(root: Path, workdir: Path) -> list[Row]:
         Row(f"4. cold processes, median of {COLD_RUNS}, run in turn"),
         Row("   `vfpool --sim DIR lease acquire` (256-VF pool): wall / CPU",
             f"{ms(wall['vfpool'])} / {ms(cpu['vfpool'])}"),
-        Row("   of which the simulator's ports CPU (3 separate metered runs)",
+        Row(f"   of which the simulator's ports CPU ({METERED_RUNS} separate metered runs)",
             ms(statistics.median(sim_cpu))),
         Row("   `python -c 'import typer, sqlalchemy.orm'`: wall / CPU",
             f"{ms(wall['floor'])} / {ms(cpu['floor'])}"),
@@ -274,8 +291,13 @@ def cold_rows(root: Path, workdir: Path) -> list[Row]:
             f"{cpu['vfpool'] / cpu['bare']:.1f}x, {wall['vfpool'] / wall['bare']:.1f}x"),
     ]
     packages = by_package(import_times([str(VFPOOL), "--sim", str(root), "lease", "list"]))
+    floor_packages = by_package(import_times(floor[1:]))
     top = ", ".join(f"{name} {us / 1e3:.0f}" for name, us in packages.most_common(6))
     rows.append(Row("   imports of `vfpool lease list` by package, ms (-X importtime)", top))
+    beyond = Counter({name: us for name, us in packages.items() if name not in floor_packages})
+    rows.append(Row("   of which packages `import typer, sqlalchemy.orm` does not import, ms",
+                    f"{sum(beyond.values()) / 1e3:.0f} in all: " + ", ".join(
+                        f"{name} {us / 1e3:.0f}" for name, us in beyond.most_common(7))))
     for flag in ("--help", "--version"):
         imports = import_times([str(VFPOOL), flag])
         orm = [item for item in imports if item.module.split(".")[0] == "sqlalchemy"]
@@ -287,6 +309,62 @@ def cold_rows(root: Path, workdir: Path) -> list[Row]:
                         verdict(not orm)))
         rows.append(Row(f"   `vfpool {flag}`: imports (importtime) / wall / CPU",
                         f"{total:.0f} ms / {ms(cost.wall)} / {ms(cost.cpu)}"))
+    return rows
+
+
+# ---------------------------------------------------------------- 7: where the CPU goes
+
+def profile_pairs(root: Path, pairs: int) -> StackSampler:
+    with vfpool.connect(sim=root) as host:
+        acquire_release(host, POOL, "profile")  # warm
+        with StackSampler() as sampler:
+            for _ in range(pairs):
+                acquire_release(host, POOL, "profile")
+    return sampler
+
+
+def profile_start(root: Path) -> StackSampler:
+    with vfpool.connect(sim=root) as host:
+        host.destroy_pool(POOL)
+        with StackSampler() as sampler:
+            host.start_pool(POOL)
+    return sampler
+
+
+def hot_rows(title: str, sampler: StackSampler, per: int, *, count: int = 8) -> list[Row]:
+    """The largest shares of vfpool's own CPU; ms per operation beside each."""
+    rows = [Row(f"{title}: vfpool's own CPU {ms(sampler.own / per)} per operation, "
+                f"simulator's {ms(sampler.sim / per)} (sampled)")]
+    for which, what in (("innermost", "innermost vfpool function, libraries it calls included"),
+                        ("inclusive", "every vfpool function on the stack")):
+        rows.append(Row(f"   by {what}"))
+        table = getattr(sampler, which)
+        rows += [Row(f"      {name}", f"{share * 100:4.1f}%  {ms(table[name] / per)}")
+                 for name, share in sampler.top(which, count)]
+    rows.append(Row("   by innermost Python function (vfpool's or a library's)"))
+    rows += [Row(f"      {name}", f"{share * 100:4.1f}%  {ms(sampler.leaf[name] / per)}")
+             for name, share in sampler.top("leaf", count)]
+    return rows
+
+
+def share(part: float, whole: float) -> str:
+    return f"{part / whole * 100:.0f}%" if whole > 0 else "-"
+
+
+def growth_rows(title: str, large: StackSampler, small: StackSampler, per: int, *,
+                count: int = 8) -> list[Row]:
+    """What grows from ``small`` to ``large``, per pair, by innermost vfpool function and by
+    innermost Python function."""
+    growth = (large.own - small.own) / per
+    rows = [Row(f"{title}: vfpool's own CPU per pair {ms(small.own / per)} -> "
+                f"{ms(large.own / per)} (sampled), +{ms(growth)}")]
+    for which, what in (("innermost", "innermost vfpool function"),
+                        ("leaf", "innermost Python function")):
+        big, little = getattr(large, which), getattr(small, which)
+        deltas = Counter({name: (big[name] - little[name]) / per for name in big | little})
+        rows.append(Row(f"   grew most, by {what} (ms per pair, share of the growth)"))
+        rows += [Row(f"      {name}", f"+{ms(delta)}  {share(delta, growth)}")
+                 for name, delta in deltas.most_common(count) if delta > 0]
     return rows
 
 
@@ -319,7 +397,7 @@ def storm_rows(workdir: Path) -> list[Row]:
 
     rows = [Row("storm: CLI processes acquiring and releasing beside reconcile, report, "
                 "pool info, pool resize")]
-    for workers, rounds in ((1, 8), (16, 2), (32, 2)):
+    for workers, rounds in STORM:
         root = workdir / f"storm-{workers}"
         SimHost.create(root, ["intel-x710@0000:85:00.0:numa=1"])
         with vfpool.connect(sim=root) as host:
@@ -340,9 +418,36 @@ def storm_rows(workdir: Path) -> list[Row]:
 
 # ---------------------------------------------------------------- main
 
+def quick() -> None:
+    """Fewer repetitions everywhere: to see that the bench runs, not to read its figures."""
+    global ROUNDS, WARM, FLOOR_LOOPS, START_RUNS, COLD_RUNS, METERED_RUNS, PROCESS_OPS
+    global PROFILE_PAIRS, STORM, THROUGHPUT
+    ROUNDS, WARM, FLOOR_LOOPS, START_RUNS, COLD_RUNS, METERED_RUNS = 6, 1, 30, 1, 2, 1
+    PROCESS_OPS, PROFILE_PAIRS, STORM, THROUGHPUT = 3, 3, ((1, 2), (4, 1)), (1, 2)
+
+
+THROUGHPUT = (1, 4, 16)  # worker processes
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__.split(
+        "\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="few repetitions: check that the bench runs (rough figures)")
+    parser.add_argument("--profile", action="store_true",
+                        help="print where the CPU goes (7.) for every target, met or not")
+    arguments = parser.parse_args()
+    if arguments.quick:
+        quick()
     started = time.perf_counter()
+    title = "vfpool bench (issue 11 targets; measured, never asserted)"
     workdir = Path(tempfile.mkdtemp(prefix="vfpool-bench-"))
+    every: list[Row] = []
+
+    def show(rows: list[Row], heading: str) -> None:
+        every.extend(rows)
+        print_table(rows, heading, names=60)
+
     try:
         roots = {key: workdir / f"host-{key}" for key in LAYOUTS}
         with phase("building the simulated hosts and pools"):
@@ -351,10 +456,9 @@ def main() -> None:
         with phase(f"writing {HISTORY_LEASES} old leases and {HISTORY_EVENTS} events"):
             insert_history(roots["256+history"] / "vfpool.db", POOL, leases=HISTORY_LEASES,
                            events=HISTORY_EVENTS)
-        rows: list[Row] = []
         with SimMeter() as meter:
             overhead = meter.overhead()
-            with phase(f"5. pool start of 1024 VFs, {START_RUNS} times"):
+            with phase(f"5. pool start of 1024 VFs, {START_RUNS} time(s)"):
                 starts = pool_starts(roots["1024"], meter)
             with phase(f"1-3. acquire+release, {WARM}+{ROUNDS} rounds over 4 pools"):
                 samples = api_rounds(roots, meter)
@@ -364,25 +468,77 @@ def main() -> None:
             floor_db = workdir / "floor.db"
             shutil.copy(roots["256"] / "vfpool.db", floor_db)
             floor = sqlite_floor(floor_db, FLOOR_LOOPS)
-        rows += api_rows(samples, floor, overhead, history, empty)
+        show(api_rows(samples, floor, overhead, history, empty), f"{title}: 1-3")
         with phase("4. cold processes"):
-            rows += cold_rows(roots["256"], workdir)
-        rows += start_rows(starts)
+            show(cold_rows(roots["256"], workdir), f"{title}: 4")
+        show(start_rows(starts), f"{title}: 5")
+
+        sections = {name: any(row.verdict == "NOT MET" for row in rows)
+                    for name, rows in _sections(every).items()}
+        profile = {name for name, miss in sections.items() if miss or arguments.profile}
+        if profile & {"1", "2", "3", "5"}:
+            with phase(f"7. where the CPU goes, for {', '.join(sorted(profile))}"):
+                show(profile_rows(roots, profile), "7. where vfpool's own CPU goes "
+                     "(sampled; the simulator's frames left out)")
         with phase("throughput of forked API workers"):
-            rows.append(Row(f"throughput: forked API workers, {PROCESS_OPS} pairs each, "
-                            "256-VF pool"))
-            for processes in (1, 4, 16):
+            rows = [Row(f"throughput: forked API workers, {PROCESS_OPS} pairs each, "
+                        "256-VF pool")]
+            for processes in THROUGHPUT:
                 rows.append(Row(f"   {processes} process(es)",
                                 f"{throughput(roots['256'], processes):.0f} "
                                 "acquire+release/s"))
+            show(rows, "throughput")
         with phase("storm"):
-            rows += storm_rows(workdir)
-        print_table(rows, "vfpool bench (issue 11 targets; measured, never asserted)")
+            show(storm_rows(workdir), "storm")
+        targets: list[Row] = []
+        for name, rows in _sections(every).items():
+            targets += [Row(f"{name}. {rows[0].name.split('. ', 1)[-1][:52]}: "
+                            f"{row.name.strip()}", row.value, row.target, row.verdict)
+                        for row in rows if row.target]
+        print_table(targets, f"{title}: the targets")
         print(f"\n{cpu_count()} CPUs; {ROUNDS} rounds; python {sys.version.split()[0]}; "
-              f"bench.py took {time.perf_counter() - started:.0f} s; "
-              f"6. (the report) follows from tests/bench_report.py; {REPO.name}")
+              f"bench.py took {time.perf_counter() - started:.0f} s"
+              f"{' (--quick: rough figures)' if arguments.quick else ''}; "
+              "6. (the report) follows from tests/bench_report.py")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _sections(rows: list[Row]) -> dict[str, list[Row]]:
+    """The numbered sections among ``rows`` (a heading "N. ..." and the rows under it)."""
+    found: dict[str, list[Row]] = {}
+    current: list[Row] | None = None
+    for row in rows:
+        number = row.name.split(".", 1)[0]
+        if not row.name.startswith(" ") and number.isdigit():
+            current = found.setdefault(number, [])
+        elif not row.name.startswith(" "):
+            current = None
+        if current is not None:
+            current.append(row)
+    return found
+
+
+def profile_rows(roots: dict[str, Path], sections: set[str]) -> list[Row]:
+    rows: list[Row] = []
+    samplers: dict[str, StackSampler] = {}
+
+    def pairs(key: str) -> StackSampler:
+        if key not in samplers:
+            samplers[key] = profile_pairs(roots[key], PROFILE_PAIRS)
+        return samplers[key]
+
+    if "1" in sections:
+        rows += hot_rows("1. acquire+release, 256-VF pool", pairs("256"), PROFILE_PAIRS)
+    if "2" in sections:
+        rows += growth_rows("2. 32-VF pool -> 1024-VF pool", pairs("1024"), pairs("32"),
+                            PROFILE_PAIRS)
+    if "3" in sections:
+        rows += growth_rows("3. empty store -> store with history", pairs("256+history"),
+                            pairs("256"), PROFILE_PAIRS)
+    if "5" in sections:
+        rows += hot_rows("5. pool start, 1024 VFs", profile_start(roots["1024"]), 1)
+    return rows
 
 
 if __name__ == "__main__":

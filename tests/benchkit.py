@@ -1,5 +1,4 @@
-"""The instruments of `make bench` (tests/bench.py) and of `make bench-profile`
-(tests/bench_profile.py). Nothing here asserts a timing.
+"""The instruments of `make bench` (tests/bench.py). Nothing here asserts a timing.
 
 Leaving the simulator out: ``SimMeter``
 ---------------------------------------
@@ -36,6 +35,7 @@ import sqlite3
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -161,6 +161,103 @@ def median_of(samples: Sequence[Sample], field: str) -> float:
 def percentile(values: Sequence[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+# ---------------------------------------------------------------- where vfpool's CPU goes
+
+VFPOOL_DIR = str(Path(vfpool.__file__).resolve().parent)
+SIM_DIR = str(Path(VFPOOL_DIR) / "sim")
+SIM = "(the simulator's ports)"
+
+
+class StackSampler:
+    """A sampling profiler weighted by CPU time. A thread looks at the profiled thread's
+    stack every ``interval`` seconds and charges it the CPU time that thread used since the
+    last look (``time.pthread_getcpuclockid``), so waiting and the machine's other load count
+    for nothing. A sample whose stack passes through ``vfpool/sim`` is the simulator's (left
+    out, as ``SimMeter`` leaves it out); every other sample is vfpool's own, charged
+
+    - ``inclusive``: once to every vfpool function on the stack (``file:function``);
+    - ``innermost``: to the innermost vfpool function, which includes the libraries it calls
+      (SQLAlchemy, sqlite3, pathlib) but not vfpool code it calls;
+    - ``leaf``: to the innermost Python function of all, vfpool's or a library's.
+    """
+
+    def __init__(self, interval: float = 0.0005) -> None:
+        self.interval = interval
+        self.inclusive: Counter[str] = Counter()
+        self.innermost: Counter[str] = Counter()
+        self.leaf: Counter[str] = Counter()
+        self.sim = 0.0
+        self.own = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._switch = 0.0
+
+    @staticmethod
+    def _name(code: Any) -> str:
+        filename = code.co_filename
+        if filename.startswith(VFPOOL_DIR):
+            filename = "vfpool" + filename[len(VFPOOL_DIR):]
+        else:
+            parts = Path(filename).parts
+            for anchor in ("site-packages", "lib"):
+                if anchor in parts:
+                    filename = "/".join(parts[len(parts) - parts[::-1].index(anchor):])
+                    break
+        return f"{filename}:{getattr(code, 'co_qualname', code.co_name)}"
+
+    def _charge(self, frame: Any, cpu: float) -> None:
+        names = []
+        leaf = None
+        while frame is not None:
+            filename = frame.f_code.co_filename
+            if filename.startswith(SIM_DIR):
+                self.sim += cpu
+                return
+            if leaf is None:
+                leaf = self._name(frame.f_code)
+            if filename.startswith(VFPOOL_DIR):
+                names.append(self._name(frame.f_code))
+            frame = frame.f_back
+        self.own += cpu
+        if leaf is not None:
+            self.leaf[leaf] += cpu
+        if names:
+            self.innermost[names[0]] += cpu
+        for name in set(names):
+            self.inclusive[name] += cpu
+
+    def _run(self, ident: int) -> None:
+        clock = time.pthread_getcpuclockid(ident)
+        last = time.clock_gettime(clock)
+        while not self._stop.wait(self.interval):
+            frame = sys._current_frames().get(ident)
+            now = time.clock_gettime(clock)
+            if frame is not None:
+                self._charge(frame, now - last)
+            last = now
+
+    def __enter__(self) -> StackSampler:
+        self._switch = sys.getswitchinterval()
+        sys.setswitchinterval(self.interval / 2)  # let the sampler in while the target runs
+        self._thread = threading.Thread(target=self._run, args=(threading.get_ident(),),
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        sys.setswitchinterval(self._switch)
+
+    def top(self, which: str, count: int = 8) -> list[tuple[str, float]]:
+        """The ``count`` largest entries of ``inclusive``, ``innermost`` or ``leaf`` as
+        (name, share of vfpool's own sampled CPU)."""
+        table: Counter[str] = getattr(self, which)
+        return [(name, cpu / self.own) for name, cpu in table.most_common(count)
+                if self.own > 0]
 
 
 # ---------------------------------------------------------------- hosts and stores
@@ -375,11 +472,11 @@ class Row:
 
 
 def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
+    return "met" if ok else "NOT MET"
 
 
-def print_table(rows: Sequence[Row], title: str) -> None:
-    names = max(len(row.name) for row in rows)
+def print_table(rows: Sequence[Row], title: str, *, names: int = 0) -> None:
+    names = max(names, *(len(row.name) for row in rows))
     values = max(len("value"), *(len(row.value) for row in rows))
     targets = max(len("target"), *(len(row.target) for row in rows))
     print(f"\n{title}")
