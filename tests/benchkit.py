@@ -205,7 +205,8 @@ class StackSampler:
                 if anchor in parts:
                     filename = "/".join(parts[len(parts) - parts[::-1].index(anchor):])
                     break
-        return f"{filename}:{getattr(code, 'co_qualname', code.co_name)}"
+        name = getattr(code, "co_qualname", code.co_name).replace(".<locals>", "")
+        return f"{filename}:{name}"[:90]
 
     def _charge(self, frame: Any, cpu: float) -> None:
         names = []
@@ -430,6 +431,21 @@ def import_times(argv: Sequence[str]) -> list[Imported]:
     if not found:
         raise RuntimeError(f"no -X importtime output from {argv}: {result.stderr[-500:]}")
     return found
+
+
+def import_chain(imports: Sequence[Imported], package: str) -> list[str]:
+    """The vfpool modules through which ``package`` was first imported, innermost first
+    (``-X importtime`` lists a module after everything it imported, one level deeper)."""
+    for number, item in enumerate(imports):
+        if item.module.split(".")[0] == package:
+            chain, depth = [], item.depth
+            for later in imports[number + 1:]:
+                if later.depth < depth:
+                    depth = later.depth
+                    if later.module.split(".")[0] == "vfpool":
+                        chain.append(later.module)
+            return chain
+    return []
 
 
 def by_package(imports: Sequence[Imported]) -> Counter[str]:
