@@ -1,60 +1,175 @@
 """`make bench`: measurements printed as a table, never asserted.
 
-The machines here are noisy, so every figure that matters is a ratio between two things measured
-in the same run: the API's acquire+release against its bare SQLite transactions, and a fresh
-`vfpool lease acquire` process against `python3 -c pass`.
+The machines here are noisy (two cores, shared with other sessions), so every figure that
+matters is either CPU time (which other processes do not add to) or a ratio of two things
+measured in the same run, interleaved so that a change of load hits both sides. The targets
+are issue 11's; the verdict column says met or NOT MET and the command never fails on a miss.
+Each section's table is printed as soon as it is measured; a summary of the targets ends the
+run.
+
+1. vfpool's own CPU per acquire+release through the Python API (``vfpool.connect(sim=...)``,
+   ``host.acquire``, ``host.release``) on a 256-VF pool (one E810, 2 PFs x 128 VFs), with the
+   simulator's time left out: the process CPU time of the pair minus the CPU time spent inside
+   the sim's port methods, as ``tests.benchkit.SimMeter`` counts it (its docstring says what
+   is counted on which side: vfpool's sysfs reads, lock files, SQLAlchemy and SQLite are
+   vfpool's). Target: at most 3 ms. Beside it, the same store transactions done bare with
+   ``sqlite3`` (the floor), and the ratio.
+2. The same own CPU on a 1024-VF pool (two E810s, 4 PFs x 256) against a 32-VF pool (two
+   E810s, 4 PFs x 8): the same shape of host, only the pool size differs. Target: at most
+   1.25.
+3. The same own CPU on a 256-VF pool whose store holds 100k events and 30k released leases
+   (written in bulk with sqlite3, shaped as vfpool writes them) against the pool of 1 (whose
+   store holds only the leases of this run). Target: at most 1.25.
+   1-3 run in one loop: each round does one acquire+release on each of the four pools.
+4. A cold `vfpool --sim DIR lease acquire` process against ``python -c "import typer,
+   sqlalchemy.orm"`` and ``python -c pass`` in the same venv, run in turn, median wall time
+   and median CPU (the child's user + system time, from its rusage). Target: at most 1.5x on
+   both. And whether `vfpool --help` and `vfpool --version` import SQLAlchemy (``python -X
+   importtime`` on the console script); target: they do not.
+5. `pool start` of the 1024-VF pool (4 x 256 on two E810s, vfio mode) through the API, after
+   a `pool destroy` each time: vfpool's CPU beyond the sim's own (both from ``SimMeter``), as a
+   fraction of the sim's. Target: at most 10%.
+6. The report over 8 x 256 VFs, 2000 leases and 100k events: tests/bench_report.py, which
+   `make bench` runs next. No target.
+
+7. For every target not met, where vfpool's CPU goes: ``tests.benchkit.StackSampler``, a
+   sampling profiler weighted by CPU time that leaves the simulator's frames out, over a few
+   more operations. For 1 and 5 the vfpool functions with the largest share of vfpool's own
+   CPU (the innermost vfpool function on the stack, libraries it calls included; and every
+   vfpool function on the stack); for 2 and 3 the functions whose CPU per pair grows the
+   most from the small case to the large one. For 4, the packages the command imports that
+   ``import typer, sqlalchemy.orm`` does not.
+
+Then, as before: throughput of forked API workers and the CLI storm of tests/races/storm.py.
+Each phase says on stderr how long it took. ``--quick`` runs every section with fewer
+repetitions (and the storm with fewer rounds) to check that the bench works; its figures are
+rougher.
 """
 
 from __future__ import annotations
 
+import argparse
+import functools
 import json
 import multiprocessing
-import os
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections import Counter
 from pathlib import Path
 
 import vfpool
+from tests.benchkit import (
+    VFPOOL,
+    Layout,
+    Row,
+    Sample,
+    SimMeter,
+    StackSampler,
+    acquire_release,
+    build_host,
+    by_package,
+    child_cost,
+    cpu_count,
+    e810_cards,
+    e810_pfs,
+    import_chain,
+    import_times,
+    insert_history,
+    measured,
+    median_of,
+    ms,
+    percentile,
+    phase,
+    print_table,
+    store_counts,
+    verdict,
+)
 from vfpool.sim.host import SimHost
 
 POOL = "bench"
-LOOPS = 200
-PROCESS_OPS = 60  # acquire+release pairs per worker in the throughput runs
-VFPOOL = Path(sys.executable).parent / "vfpool"
+ROUNDS = 40  # acquire+release pairs per pool in the interleaved loop
+WARM = 3  # pairs per pool before measuring: imports, statement caches, pci.ids
+FLOOR_LOOPS = 200
+START_RUNS = 2  # pool starts of 1024 VFs
+COLD_RUNS = 5  # cold processes of each kind
+METERED_RUNS = 2  # cold acquires with the simulator metered
+PROCESS_OPS = 10  # acquire+release pairs per worker in the throughput runs
+PROFILE_PAIRS = 15  # acquire+release pairs per pool under the sampler
+STORM = ((1, 4), (16, 1), (32, 1))  # (processes, acquire+release rounds each)
+HISTORY_LEASES = 30_000
+HISTORY_EVENTS = 100_000
+
+TARGET_OWN_MS = 3.0
+TARGET_GROWTH = 1.25
+TARGET_COLD = 1.5
+TARGET_START = 0.10
+
+LAYOUTS = {
+    "256": Layout(POOL, e810_cards(1, 128), e810_pfs(1), 128),
+    "256+history": Layout(POOL, e810_cards(1, 128), e810_pfs(1), 128),
+    "32": Layout(POOL, e810_cards(2, 8), e810_pfs(2), 8),
+    "1024": Layout(POOL, e810_cards(2, 256), e810_pfs(2), 256),
+}
 
 
-def build_host(root: Path) -> None:
-    """A 256-VF pool: an E810 with 128 VFs on each of its two ports."""
-    SimHost.create(root, ["intel-e810@0000:05:00.0:numa=0:totalvfs=128"])
-    with vfpool.connect(sim=root) as host:
-        host.define_pool(POOL, ["enp5s0f0", "enp5s0f1"], 128)
-        host.start_pool(POOL)
+# ---------------------------------------------------------------- 5: pool start
 
-
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
-
-
-def api_loop(root: Path, loops: int) -> list[float]:
+def pool_starts(root: Path, meter: SimMeter) -> list[Sample]:
+    """Start the (defined, inactive) 1024-VF pool START_RUNS times, destroying it in between;
+    it is left started."""
     samples = []
     with vfpool.connect(sim=root) as host:
-        for number in range(loops):
-            started = time.perf_counter()
-            lease = host.acquire(POOL, owner=f"bench-{number % 7}")
-            host.release(lease)
-            samples.append(time.perf_counter() - started)
+        for run in range(START_RUNS):
+            if run:
+                host.destroy_pool(POOL)
+            samples.append(measured(meter, lambda: host.start_pool(POOL)))
+    return samples
+
+
+def start_rows(samples: list[Sample]) -> list[Row]:
+    cpu, sim_cpu = median_of(samples, "cpu"), median_of(samples, "sim_cpu")
+    beyond = [sample.own_cpu / sample.sim_cpu for sample in samples]
+    wall_beyond = [sample.own_wall / sample.sim_wall for sample in samples]
+    share = statistics.median(beyond)
+    return [
+        Row(f"5. pool start, 1024 VFs (4 PFs x 256, vfio), median of {len(samples)}"),
+        Row("   process CPU, all of it", ms(cpu)),
+        Row("   of which in the simulator's ports", ms(sim_cpu),),
+        Row("   vfpool's own CPU", ms(median_of(samples, "own_cpu"))),
+        Row("   pool start: vfpool's CPU beyond the simulator's", f"{share * 100:.0f}%",
+            f"<= {TARGET_START * 100:.0f}%", verdict(share <= TARGET_START)),
+        Row("   the same by wall time (sim wall inside the ports)",
+            f"{statistics.median(wall_beyond) * 100:.0f}% "
+            f"({ms(median_of(samples, 'wall'))} wall)"),
+        Row("   simulator port calls per start", f"{samples[0].port_calls}"),
+    ]
+
+
+# ---------------------------------------------------------------- 1-3: the API loop
+
+def api_rounds(roots: dict[str, Path], meter: SimMeter) -> dict[str, list[Sample]]:
+    hosts = {key: vfpool.connect(sim=root) for key, root in roots.items()}
+    samples: dict[str, list[Sample]] = {key: [] for key in roots}
+    try:
+        for number in range(WARM + ROUNDS):
+            owner = f"bench-{number % 7}"
+            for key, host in hosts.items():
+                sample = measured(meter, functools.partial(acquire_release, host, POOL, owner))
+                if number >= WARM:
+                    samples[key].append(sample)
+    finally:
+        for host in hosts.values():
+            host.close()
     return samples
 
 
 def sqlite_floor(db_path: Path, loops: int) -> list[float]:
-    """The same loop reduced to its SQLite transactions: reserve, save, activate, release."""
+    """The loop's store work reduced to bare SQLite transactions: reserve, save, activate,
+    release. Process CPU seconds per pair."""
     connection = sqlite3.connect(db_path, isolation_level=None)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
@@ -62,7 +177,7 @@ def sqlite_floor(db_path: Path, loops: int) -> list[float]:
     pool_id = connection.execute("SELECT id FROM pools WHERE name=?", (POOL,)).fetchone()[0]
     samples = []
     for number in range(loops):
-        started = time.perf_counter()
+        started = time.process_time()
         connection.execute("BEGIN IMMEDIATE")
         vf_id, vf_pci, pf_pci, index = connection.execute(
             "SELECT id, pci, pf_pci, \"index\" FROM vfs WHERE state='free' "
@@ -88,16 +203,180 @@ def sqlite_floor(db_path: Path, loops: int) -> list[float]:
         connection.execute("INSERT INTO events (at, action, lease_id) VALUES "
                            "(datetime('now'), 'lease.release', ?)", (lease_id,))
         connection.execute("COMMIT")
-        samples.append(time.perf_counter() - started)
+        samples.append(time.process_time() - started)
     connection.close()
     return samples
 
 
+def api_rows(samples: dict[str, list[Sample]], floor: list[float], overhead: float,
+             history: tuple[int, int], empty: tuple[int, int]) -> list[Row]:
+    own = {key: median_of(values, "own_cpu") for key, values in samples.items()}
+    base = samples["256"]
+    floor_median = statistics.median(floor)
+    calls = statistics.median(sample.port_calls for sample in base)
+    size_ratio = own["1024"] / own["32"]
+    history_ratio = own["256+history"] / own["256"]
+    rows = [
+        Row(f"1. acquire+release, Python API, 256-VF pool (E810, 2 x 128), median of "
+            f"{len(base)}"),
+        Row("   vfpool's own CPU per pair (process CPU - simulator's)", ms(own["256"]),
+            f"<= {TARGET_OWN_MS:g} ms", verdict(own["256"] * 1e3 <= TARGET_OWN_MS)),
+        Row("   vfpool's own CPU, p90",
+            ms(percentile([sample.own_cpu for sample in base], 0.9))),
+        Row("   simulator's ports CPU", ms(median_of(base, "sim_cpu"))),
+        Row("   process CPU, all of it", ms(median_of(base, "cpu"))),
+        Row("   wall time, all of it (loaded machine)", ms(median_of(base, "wall"))),
+        Row("   simulator port calls per pair; meter cost left in vfpool's figure",
+            f"{calls:.0f}; {calls * overhead * 1e6:.0f} us"),
+        Row(f"   the same store transactions, bare sqlite3 (CPU), median of {len(floor)}",
+            ms(floor_median)),
+        Row("   ratio vfpool's own CPU / bare sqlite3", f"{own['256'] / floor_median:.1f}x"),
+        Row("2. pool size: the same own CPU, 4 PFs x 256 against 4 PFs x 8"),
+        Row("   1024-VF pool (two E810s, 4 x 256)", ms(own["1024"])),
+        Row("   32-VF pool (two E810s, 4 x 8)", ms(own["32"])),
+        Row("   ratio own CPU, 1024-VF pool / 32-VF pool", f"{size_ratio:.2f}",
+            f"<= {TARGET_GROWTH:g}",
+            verdict(size_ratio <= TARGET_GROWTH)),
+        Row("   simulator's ports CPU, 1024 / 32",
+            f"{ms(median_of(samples['1024'], 'sim_cpu'))} / "
+            f"{ms(median_of(samples['32'], 'sim_cpu'))}"),
+        Row("3. history: the same own CPU, 256-VF pool, store with history against without"),
+        Row(f"   with {history[0]} leases, {history[1]} events", ms(own["256+history"])),
+        Row(f"   without ({empty[0]} leases, {empty[1]} events: this run's)", ms(own["256"])),
+        Row("   ratio own CPU, store with history / without", f"{history_ratio:.2f}",
+            f"<= {TARGET_GROWTH:g}",
+            verdict(history_ratio <= TARGET_GROWTH)),
+    ]
+    return rows
+
+
+# ---------------------------------------------------------------- 4: cold processes
+
+def cold_rows(root: Path, workdir: Path) -> list[Row]:
+    acquire = [str(VFPOOL), "--sim", str(root), "lease", "acquire", POOL, "--owner", "cold",
+               "--json"]
+    release = [str(VFPOOL), "--sim", str(root), "lease", "release", "--owner", "cold"]
+    floor = [sys.executable, "-c", "import typer, sqlalchemy.orm"]
+    bare = [sys.executable, "-c", "pass"]
+    costs: dict[str, list[tuple[float, float]]] = {"vfpool": [], "floor": [], "bare": []}
+    for _ in range(COLD_RUNS):
+        cost = child_cost(acquire)
+        costs["vfpool"].append((cost.wall, cost.cpu))
+        json.loads(cost.stdout)  # it did acquire
+        child_cost(release)
+        for key, argv in (("floor", floor), ("bare", bare)):
+            cost = child_cost(argv)
+            costs[key].append((cost.wall, cost.cpu))
+    wall = {key: statistics.median(w for w, _ in values) for key, values in costs.items()}
+    cpu = {key: statistics.median(c for _, c in values) for key, values in costs.items()}
+    # The simulator's part of a cold acquire, from separate metered runs (not the ones above).
+    sim_cpu = []
+    for number in range(METERED_RUNS):
+        report = workdir / f"cold-meter-{number}.json"
+        child_cost([sys.executable, "-m", "tests.benchkit", "cli", str(report), *acquire[1:]])
+        sim_cpu.append(json.loads(report.read_text())["cpu"])
+        child_cost(release)
+    wall_ratio, cpu_ratio = wall["vfpool"] / wall["floor"], cpu["vfpool"] / cpu["floor"]
+    rows = [
+        Row(f"4. cold processes, median of {COLD_RUNS}, run in turn"),
+        Row("   `vfpool --sim DIR lease acquire` (256-VF pool): wall / CPU",
+            f"{ms(wall['vfpool'])} / {ms(cpu['vfpool'])}"),
+        Row(f"   of which the simulator's ports CPU ({METERED_RUNS} separate metered runs)",
+            ms(statistics.median(sim_cpu))),
+        Row("   `python -c 'import typer, sqlalchemy.orm'`: wall / CPU",
+            f"{ms(wall['floor'])} / {ms(cpu['floor'])}"),
+        Row("   `python -c pass`: wall / CPU", f"{ms(wall['bare'])} / {ms(cpu['bare'])}"),
+        Row("   ratio cold acquire / typer+sqlalchemy.orm, CPU", f"{cpu_ratio:.2f}x",
+            f"<= {TARGET_COLD:g}x", verdict(cpu_ratio <= TARGET_COLD)),
+        Row("   ratio cold acquire / typer+sqlalchemy.orm, wall", f"{wall_ratio:.2f}x",
+            f"<= {TARGET_COLD:g}x", verdict(wall_ratio <= TARGET_COLD)),
+        Row("   ratio vfpool / python -c pass, CPU and wall",
+            f"{cpu['vfpool'] / cpu['bare']:.1f}x, {wall['vfpool'] / wall['bare']:.1f}x"),
+    ]
+    packages = by_package(import_times([str(VFPOOL), "--sim", str(root), "lease", "list"]))
+    floor_packages = by_package(import_times(floor[1:]))
+    top = ", ".join(f"{name} {us / 1e3:.0f}" for name, us in packages.most_common(6))
+    rows.append(Row("   imports of `vfpool lease list` by package, ms (-X importtime)", top))
+    beyond = Counter({name: us for name, us in packages.items() if name not in floor_packages})
+    rows.append(Row("   of which packages `import typer, sqlalchemy.orm` does not import, ms",
+                    f"{sum(beyond.values()) / 1e3:.0f} in all: " + ", ".join(
+                        f"{name} {us / 1e3:.0f}" for name, us in beyond.most_common(7))))
+    for flag in ("--help", "--version"):
+        imports = import_times([str(VFPOOL), flag])
+        orm = [item for item in imports if item.module.split(".")[0] == "sqlalchemy"]
+        total = sum(item.self_us for item in imports) / 1e3
+        cost = child_cost([str(VFPOOL), flag])
+        said = (f"yes: {len(orm)} modules, {sum(i.self_us for i in orm) / 1e3:.0f} ms, via "
+                + " <- ".join(import_chain(imports, "sqlalchemy")) if orm else "no")
+        rows.append(Row(f"   `vfpool {flag}` imports SQLAlchemy?", said, "no",
+                        verdict(not orm)))
+        rows.append(Row(f"   `vfpool {flag}`: imports (importtime) / wall / CPU",
+                        f"{total:.0f} ms / {ms(cost.wall)} / {ms(cost.cpu)}"))
+    return rows
+
+
+# ---------------------------------------------------------------- 7: where the CPU goes
+
+def profile_pairs(root: Path, pairs: int) -> StackSampler:
+    with vfpool.connect(sim=root) as host:
+        acquire_release(host, POOL, "profile")  # warm
+        with StackSampler() as sampler:
+            for _ in range(pairs):
+                acquire_release(host, POOL, "profile")
+    return sampler
+
+
+def profile_start(root: Path) -> StackSampler:
+    with vfpool.connect(sim=root) as host:
+        host.destroy_pool(POOL)
+        with StackSampler() as sampler:
+            host.start_pool(POOL)
+    return sampler
+
+
+def hot_rows(title: str, sampler: StackSampler, per: int, *, count: int = 8) -> list[Row]:
+    """The largest shares of vfpool's own CPU; ms per operation beside each."""
+    rows = [Row(f"{title}: vfpool's own CPU {ms(sampler.own / per)} per operation, "
+                f"simulator's {ms(sampler.sim / per)} (sampled)")]
+    for which, what in (("innermost", "innermost vfpool function, libraries it calls included"),
+                        ("inclusive", "every vfpool function on the stack")):
+        rows.append(Row(f"   by {what}"))
+        table = getattr(sampler, which)
+        rows += [Row(f"      {name}", f"{share * 100:4.1f}%  {ms(table[name] / per)}")
+                 for name, share in sampler.top(which, count)]
+    rows.append(Row("   by innermost Python function (vfpool's or a library's)"))
+    rows += [Row(f"      {name}", f"{share * 100:4.1f}%  {ms(sampler.leaf[name] / per)}")
+             for name, share in sampler.top("leaf", count)]
+    return rows
+
+
+def share(part: float, whole: float) -> str:
+    return f"{part / whole * 100:.0f}%" if whole > 0 else "-"
+
+
+def growth_rows(title: str, large: StackSampler, small: StackSampler, per: int, *,
+                count: int = 8) -> list[Row]:
+    """What grows from ``small`` to ``large``, per pair, by innermost vfpool function and by
+    innermost Python function."""
+    growth = (large.own - small.own) / per
+    rows = [Row(f"{title}: vfpool's own CPU per pair {ms(small.own / per)} -> "
+                f"{ms(large.own / per)} (sampled), +{ms(growth)}")]
+    for which, what in (("innermost", "innermost vfpool function"),
+                        ("leaf", "innermost Python function")):
+        big, little = getattr(large, which), getattr(small, which)
+        deltas = Counter({name: (big[name] - little[name]) / per for name in big | little})
+        rows.append(Row(f"   grew most, by {what} (ms per pair, share of the growth)"))
+        rows += [Row(f"      {name}", f"+{ms(delta)}  {share(delta, growth)}")
+                 for name, delta in deltas.most_common(count) if delta > 0]
+    return rows
+
+
+# ---------------------------------------------------------------- throughput and storm
+
 def _worker(root: str, ops: int, owner: str) -> None:
     with vfpool.connect(sim=root) as host:
         for _ in range(ops):
-            lease = host.acquire(POOL, owner=owner)
-            host.release(lease)
+            acquire_release(host, POOL, owner)
 
 
 def throughput(root: Path, processes: int) -> float:
@@ -114,90 +393,158 @@ def throughput(root: Path, processes: int) -> float:
     return processes * PROCESS_OPS / (time.perf_counter() - started)
 
 
-def wall_times(argv: list[str], runs: int, after: Callable[[], None] | None = None) -> float:
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        subprocess.run(argv, check=True, capture_output=True, timeout=60)
-        samples.append(time.perf_counter() - started)
-        if after is not None:
-            after()
-    return statistics.median(samples)
+STORM_TITLE = ("storm: CLI processes acquiring and releasing beside reconcile, report, pool "
+               "info, pool resize")
 
 
-def storm_rows(workdir: Path) -> list[tuple[str, str]]:
-    """The storm of tests/races/test_storm.py, timed: 1, 16 and 32 processes acquiring and
-    releasing while reconcile, report, pool info and pool resize loop beside them."""
+def storm_rows(workdir: Path, workers: int, rounds: int) -> list[Row]:
+    """The storm of tests/races/test_storm.py, timed: ``workers`` processes acquiring and
+    releasing ``rounds`` times while reconcile, report, pool info and pool resize loop beside
+    them."""
     from tests.races.storm import storm
 
-    rows = []
-    for workers, rounds in ((1, 8), (16, 2), (32, 2)):
-        root = workdir / f"storm-{workers}"
-        SimHost.create(root, ["intel-x710@0000:85:00.0:numa=1"])
-        with vfpool.connect(sim=root) as host:
-            host.define_pool("storm", ["enp133s0f0", "enp133s0f1"], 16, mode="netdev",
-                             vlan=42)
-            host.start_pool("storm")
-        result = storm(root, "storm", workers=workers, rounds=rounds)
-        figures = result.figures()
-        codes = sorted({call.returncode for call in result.calls})
-        rows.append((f"storm, {workers} process(es): acquire+release calls/s, p50, p99",
-                     f"{figures['ops_per_s']:.1f}/s, {figures['p50'] * 1e3:.0f} ms, "
-                     f"{figures['p99'] * 1e3:.0f} ms"))
-        rows.append((f"storm, {workers} process(es): errors (exit codes seen)",
-                     f"{len(result.unexpected)} ({', '.join(map(str, codes))}; "
-                     f"{len(result.calls)} calls)"))
-    return rows
+    root = workdir / f"storm-{workers}"
+    SimHost.create(root, ["intel-x710@0000:85:00.0:numa=1"])
+    with vfpool.connect(sim=root) as host:
+        host.define_pool("storm", ["enp133s0f0", "enp133s0f1"], 16, mode="netdev", vlan=42)
+        host.start_pool("storm")
+    result = storm(root, "storm", workers=workers, rounds=rounds)
+    figures = result.figures()
+    codes = sorted({call.returncode for call in result.calls})
+    return [
+        Row(f"   {workers} process(es) x {rounds}: acquire+release calls/s, p50, p99",
+            f"{figures['ops_per_s']:.1f}/s, {figures['p50'] * 1e3:.0f} ms, "
+            f"{figures['p99'] * 1e3:.0f} ms"),
+        Row(f"   {workers} process(es) x {rounds}: errors (exit codes seen)",
+            f"{len(result.unexpected)} ({', '.join(map(str, codes))}; "
+            f"{len(result.calls)} calls)"),
+    ]
+
+
+# ---------------------------------------------------------------- main
+
+def quick() -> None:
+    """Fewer repetitions everywhere: to see that the bench runs, not to read its figures."""
+    global ROUNDS, WARM, FLOOR_LOOPS, START_RUNS, COLD_RUNS, METERED_RUNS, PROCESS_OPS
+    global PROFILE_PAIRS, STORM, THROUGHPUT
+    ROUNDS, WARM, FLOOR_LOOPS, START_RUNS, COLD_RUNS, METERED_RUNS = 6, 1, 30, 1, 2, 1
+    PROCESS_OPS, PROFILE_PAIRS, STORM, THROUGHPUT = 3, 3, ((1, 1), (2, 1)), (1, 2)
+
+
+THROUGHPUT = (1, 4, 16)  # worker processes
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__.split(
+        "\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="few repetitions: check that the bench runs (rough figures)")
+    parser.add_argument("--profile", action="store_true",
+                        help="print where the CPU goes (7.) for every target, met or not")
+    arguments = parser.parse_args()
+    if arguments.quick:
+        quick()
+    started = time.perf_counter()
+    title = "vfpool bench (issue 11 targets; measured, never asserted)"
     workdir = Path(tempfile.mkdtemp(prefix="vfpool-bench-"))
+    every: list[Row] = []
+
+    def show(rows: list[Row], heading: str) -> None:
+        every.extend(rows)
+        print_table(rows, heading, names=60)
+
     try:
-        root = workdir / "host"
-        build_host(root)
-        rows: list[tuple[str, str]] = []
-        api_loop(root, 20)  # warm caches, migrations, imports
-        api = api_loop(root, LOOPS)
-        floor_db = workdir / "floor.db"
-        shutil.copy(root / "vfpool.db", floor_db)
-        floor = sqlite_floor(floor_db, LOOPS)
-        api_median, floor_median = statistics.median(api), statistics.median(floor)
-        rows += [
-            ("acquire+release, Python API, 256-VF pool: median", f"{api_median * 1e3:.2f} ms"),
-            ("acquire+release, Python API, 256-VF pool: p99",
-             f"{percentile(api, 0.99) * 1e3:.2f} ms"),
-            ("same loop, bare SQLite transactions: median", f"{floor_median * 1e3:.2f} ms"),
-            ("same loop, bare SQLite transactions: p99",
-             f"{percentile(floor, 0.99) * 1e3:.2f} ms"),
-            ("ratio API / SQLite floor (medians)", f"{api_median / floor_median:.1f}x"),
-        ]
-        for processes in (1, 4, 16):
-            rows.append((f"throughput, {processes} process(es)",
-                         f"{throughput(root, processes):.0f} acquire+release/s"))
-        env_root = str(root)
+        roots = {key: workdir / f"host-{key}" for key in LAYOUTS}
+        with phase("building the simulated hosts and pools"):
+            for key, layout in LAYOUTS.items():
+                build_host(roots[key], layout, start=key != "1024")
+        with phase(f"writing {HISTORY_LEASES} old leases and {HISTORY_EVENTS} events"):
+            insert_history(roots["256+history"] / "vfpool.db", POOL, leases=HISTORY_LEASES,
+                           events=HISTORY_EVENTS)
+        with SimMeter() as meter:
+            overhead = meter.overhead()
+            with phase(f"5. pool start of 1024 VFs, {START_RUNS} time(s)"):
+                starts = pool_starts(roots["1024"], meter)
+            with phase(f"1-3. acquire+release, {WARM}+{ROUNDS} rounds over 4 pools"):
+                samples = api_rounds(roots, meter)
+        history = store_counts(roots["256+history"] / "vfpool.db")
+        empty = store_counts(roots["256"] / "vfpool.db")
+        with phase("1. bare sqlite3 floor"):
+            floor_db = workdir / "floor.db"
+            shutil.copy(roots["256"] / "vfpool.db", floor_db)
+            floor = sqlite_floor(floor_db, FLOOR_LOOPS)
+        show(api_rows(samples, floor, overhead, history, empty), f"{title}: 1-3")
+        with phase("4. cold processes"):
+            show(cold_rows(roots["256"], workdir), f"{title}: 4")
+        show(start_rows(starts), f"{title}: 5")
 
-        def release_all() -> None:
-            subprocess.run([str(VFPOOL), "--sim", env_root, "lease", "release", "--owner",
-                            "cold"], check=True, capture_output=True, timeout=60)
-
-        cold = wall_times([str(VFPOOL), "--sim", env_root, "lease", "acquire", POOL, "--owner",
-                           "cold", "--json"], 7, after=release_all)
-        bare = wall_times([sys.executable, "-c", "pass"], 7)
-        rows += [
-            ("`vfpool lease acquire` as a fresh process: median", f"{cold * 1e3:.0f} ms"),
-            ("`python3 -c pass` beside it: median", f"{bare * 1e3:.0f} ms"),
-            ("ratio fresh vfpool / bare python", f"{cold / bare:.1f}x"),
-        ]
-        rows += storm_rows(workdir)
-        width = max(len(name) for name, _ in rows)
-        print(f"{'measurement'.ljust(width)}  value")
-        print(f"{'-' * width}  {'-' * 24}")
-        for name, value in rows:
-            print(f"{name.ljust(width)}  {value}")
-        print(f"\n{os.cpu_count()} CPUs; {LOOPS} loops; {PROCESS_OPS} pairs per process; "
-              f"{json.dumps({'python': sys.version.split()[0]})}")
+        sections = {name: any(row.verdict == "NOT MET" for row in rows)
+                    for name, rows in _sections(every).items()}
+        profile = {name for name, miss in sections.items() if miss or arguments.profile}
+        profile &= {"1", "2", "3", "5"}  # 4's imports are in its own rows
+        if profile:
+            with phase(f"7. where the CPU goes, for {', '.join(sorted(profile))}"):
+                show(profile_rows(roots, profile), "7. where vfpool's own CPU goes "
+                     "(sampled; the simulator's frames left out)")
+        with phase("throughput of forked API workers"):
+            rows = [Row(f"throughput: forked API workers, {PROCESS_OPS} pairs each, "
+                        "256-VF pool")]
+            for processes in THROUGHPUT:
+                rows.append(Row(f"   {processes} process(es)",
+                                f"{throughput(roots['256'], processes):.0f} "
+                                "acquire+release/s"))
+            show(rows, "throughput")
+        for workers, rounds in STORM:
+            with phase(f"storm, {workers} process(es) x {rounds}"):
+                show([Row(STORM_TITLE), *storm_rows(workdir, workers, rounds)], "storm")
+        targets: list[Row] = []
+        for name, rows in _sections(every).items():
+            targets += [Row(f"{name}. {row.name.strip()}", row.value, row.target, row.verdict)
+                        for row in rows if row.target]
+        print_table(targets, f"{title}: the targets")
+        print(f"\n{cpu_count()} CPUs; {ROUNDS} rounds; python {sys.version.split()[0]}; "
+              f"bench.py took {time.perf_counter() - started:.0f} s"
+              f"{' (--quick: rough figures)' if arguments.quick else ''}; "
+              "6. (the report) follows from tests/bench_report.py")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _sections(rows: list[Row]) -> dict[str, list[Row]]:
+    """The numbered sections among ``rows`` (a heading "N. ..." and the rows under it)."""
+    found: dict[str, list[Row]] = {}
+    current: list[Row] | None = None
+    for row in rows:
+        number = row.name.split(".", 1)[0]
+        if not row.name.startswith(" ") and number.isdigit():
+            current = found.setdefault(number, [])
+        elif not row.name.startswith(" "):
+            current = None
+        if current is not None:
+            current.append(row)
+    return found
+
+
+def profile_rows(roots: dict[str, Path], sections: set[str]) -> list[Row]:
+    rows: list[Row] = []
+    samplers: dict[str, StackSampler] = {}
+
+    def pairs(key: str) -> StackSampler:
+        if key not in samplers:
+            samplers[key] = profile_pairs(roots[key], PROFILE_PAIRS)
+        return samplers[key]
+
+    if "1" in sections:
+        rows += hot_rows("1. acquire+release, 256-VF pool", pairs("256"), PROFILE_PAIRS)
+    if "2" in sections:
+        rows += growth_rows("2. 32-VF pool -> 1024-VF pool", pairs("1024"), pairs("32"),
+                            PROFILE_PAIRS)
+    if "3" in sections:
+        rows += growth_rows("3. empty store -> store with history", pairs("256+history"),
+                            pairs("256"), PROFILE_PAIRS)
+    if "5" in sections:
+        rows += hot_rows("5. pool start, 1024 VFs", profile_start(roots["1024"]), 1)
+    return rows
 
 
 if __name__ == "__main__":
