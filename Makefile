@@ -46,7 +46,7 @@ demo: deps
 	$(VENV)/bin/vfpool --sim $(DEMO_HOST) pool define tenant-a --pf enp133s0f0 \
 	    --pf enp133s0f1 --vfs 8 --vlan 100 --mode macvtap
 	$(VENV)/bin/vfpool --sim $(DEMO_HOST) pool start tenant-a
-	$(VENV)/bin/vfpool --sim $(DEMO_HOST) pool info tenant-a
+	$(VENV)/bin/vfpool --sim $(DEMO_HOST) pool show tenant-a
 	@echo "== lease two VFs on NUMA node 1 to vm1, then release them"
 	$(VENV)/bin/vfpool --sim $(DEMO_HOST) lease acquire tenant-a --owner vm1 --count 2 \
 	    --numa-node 1

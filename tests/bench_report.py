@@ -23,6 +23,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from vfpool.host.identity import read_identity
 from vfpool.model.vfconfig import generated_mac
 from vfpool.service import report as report_service
 from vfpool.service.context import open_context
@@ -38,6 +39,8 @@ NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 # SQLAlchemy's SQLite DATETIME text format: what UtcDateTime reads back.
 SQL_TIME = "%Y-%m-%d %H:%M:%S.%f"
 VFPOOL = Path(sys.executable).parent / "vfpool"
+# The report runs on this machine (no --sim), so the store's rows are this machine's.
+BENCH_HOST = read_identity(Path("/"), simulated=False)
 
 
 def _at(offset_seconds: float) -> str:
@@ -63,18 +66,22 @@ def build_store(db_path: Path) -> None:
     connection.execute("PRAGMA foreign_keys=ON")
     created = _at(86_400)
     connection.execute("BEGIN")
+    # One host owns it all: the store is opened below for a host with this machine id.
+    connection.execute("INSERT INTO hosts (id, machine_id, name, first_seen, last_seen) "
+                       "VALUES (1, ?, 'bench', ?, ?)", (BENCH_HOST.machine_id, created, created))
     connection.executemany(
-        "INSERT INTO pfs (pci, netdev, driver, vendor, device, totalvfs, numa_node, "
-        "first_seen, last_seen) VALUES (?, ?, 'ice', '8086', '1592', ?, ?, ?, ?)",
+        "INSERT INTO pfs (host_id, pci, netdev, driver, vendor, device, totalvfs, numa_node, "
+        "first_seen, last_seen) VALUES (1, ?, ?, 'ice', '8086', '1592', ?, ?, ?, ?)",
         [(pf_pci(n), f"enp{0x10 + n}s0f0np0", VFS_PER_PF, n * 2 // PFS, created, created)
          for n in range(PFS)])
     pools = PFS // PFS_PER_POOL
     connection.executemany(
-        "INSERT INTO pools (id, name, state, autostart, method, mode, vfs_per_pf, vlan, "
-        "created_at, updated_at) VALUES (?, ?, 'active', 0, 'auto', 'vfio', ?, ?, ?, ?)",
+        "INSERT INTO pools (id, host_id, name, state, autostart, method, mode, vfs_per_pf, "
+        "vlan, created_at, updated_at) VALUES (?, 1, ?, 'active', 0, 'auto', 'vfio', ?, ?, ?, "
+        "?)",
         [(p + 1, f"tenant-{p}", VFS_PER_PF, 100 + p, created, created) for p in range(pools)])
     connection.executemany(
-        "INSERT INTO pool_pfs (pool_id, pf_pci, position) VALUES (?, ?, ?)",
+        "INSERT INTO pool_pfs (pool_id, host_id, pf_pci, position) VALUES (?, 1, ?, ?)",
         [(n // PFS_PER_POOL + 1, pf_pci(n), n % PFS_PER_POOL) for n in range(PFS)])
     vfs = [(n * VFS_PER_PF + i + 1, n, i) for n in range(PFS) for i in range(VFS_PER_PF)]
     leased = vfs[:LEASES]
@@ -82,8 +89,8 @@ def build_store(db_path: Path) -> None:
     states = {vf_id: ("reserved" if k % reserved_every == 0 else "leased")
               for k, (vf_id, _, _) in enumerate(leased)}
     connection.executemany(
-        'INSERT INTO vfs (id, pf_pci, "index", pci, netdev, state, updated_at) '
-        "VALUES (?, ?, ?, ?, NULL, ?, ?)",
+        'INSERT INTO vfs (id, host_id, pf_pci, "index", pci, netdev, state, updated_at) '
+        "VALUES (?, 1, ?, ?, ?, NULL, ?, ?)",
         [(vf_id, pf_pci(n), i, vf_pci(n, i), states.get(vf_id, "free"), created)
          for vf_id, n, i in vfs])
     lease_rows = []
@@ -96,14 +103,15 @@ def build_store(db_path: Path) -> None:
             generated_mac(pool, owner, i), 100 + n // PFS_PER_POOL, n * 2 // PFS,
             json.dumps({"driver": "vfio-pci"}), _at(60 * (LEASES - k)), _at(60 * (LEASES - k))))
     connection.executemany(
-        "INSERT INTO leases (id, pool_id, vf_id, pf_pci, vf_pci, vf_index, owner, token_hash, "
-        "state, mode, mac, vlan, numa_node, applied_config, boot_id, created_at, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'vfio', ?, ?, ?, ?, 'bench-boot', ?, ?)",
+        "INSERT INTO leases (id, host_id, pool_id, vf_id, pf_pci, vf_pci, vf_index, owner, "
+        "token_hash, state, mode, mac, vlan, numa_node, applied_config, boot_id, created_at, "
+        "updated_at) VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, 'vfio', ?, ?, ?, ?, 'bench-boot', ?, "
+        "?)",
         lease_rows)
     actions = ("lease.reserve", "lease.acquire", "lease.release", "pool.start")
     connection.executemany(
-        "INSERT INTO events (at, actor, action, pool, pf, vf, lease_id, detail) "
-        "VALUES (?, 'bench[1]', ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO events (host_id, at, actor, action, pool, pf, vf, lease_id, detail) "
+        "VALUES (1, ?, 'bench[1]', ?, ?, ?, ?, ?, ?)",
         ((_at(EVENTS - e), actions[e % 4], f"tenant-{e % pools}", pf_pci(e % PFS),
           vf_pci(e % PFS, e % VFS_PER_PF), e % LEASES + 1, json.dumps({"owner": f"vm-{e}"}))
          for e in range(EVENTS)))

@@ -308,8 +308,8 @@ def insert_history(db_path: Path, pool: str, *, leases: int, events: int) -> Non
     connection = sqlite3.connect(db_path, isolation_level=None)
     try:
         connection.execute("PRAGMA foreign_keys=ON")
-        pool_id, mode = connection.execute(
-            "SELECT id, mode FROM pools WHERE name=?", (pool,)).fetchone()
+        pool_id, mode, host_id = connection.execute(
+            "SELECT id, mode, host_id FROM pools WHERE name=?", (pool,)).fetchone()
         vfs = connection.execute(
             'SELECT v.id, v.pf_pci, v."index", v.pci, p.numa_node FROM vfs v '
             "JOIN pool_pfs m ON m.pf_pci = v.pf_pci JOIN pfs p ON p.pci = v.pf_pci "
@@ -333,16 +333,17 @@ def insert_history(db_path: Path, pool: str, *, leases: int, events: int) -> Non
             applied = json.dumps({"mac": mac, "vlan": 0, "qos": 0, "spoofchk": None,
                                   "trust": None, "link_state": "auto", "min_tx_rate": None,
                                   "max_tx_rate": None, "driver": "vfio-pci", "mtu": None})
-            lease_rows.append((pool_id, vf_id, pf_pci, vf_pci, index, owner, "0" * 64,
+            lease_rows.append((host_id, pool_id, vf_id, pf_pci, vf_pci, index, owner, "0" * 64,
                                "released", mode, mac, numa, applied, saved, "old-boot",
                                _sql_time(created), _sql_time(released), _sql_time(released)))
         connection.execute("BEGIN")
         first_id = (connection.execute("SELECT coalesce(max(id), 0) FROM leases")
                     .fetchone()[0] + 1)
         connection.executemany(
-            "INSERT INTO leases (pool_id, vf_id, pf_pci, vf_pci, vf_index, owner, token_hash, "
-            "state, mode, mac, numa_node, applied_config, saved_config, boot_id, created_at, "
-            "updated_at, released_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO leases (host_id, pool_id, vf_id, pf_pci, vf_pci, vf_index, owner, "
+            "token_hash, state, mode, mac, numa_node, applied_config, saved_config, boot_id, "
+            "created_at, updated_at, released_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             lease_rows)
 
         def event_rows() -> Iterator[tuple[object, ...]]:
@@ -351,23 +352,24 @@ def insert_history(db_path: Path, pool: str, *, leases: int, events: int) -> Non
                 lease_number, step_number = divmod(number, 3)
                 row = lease_rows[lease_number]
                 action = ("lease.reserve", "lease.acquire", "lease.release")[step_number]
-                detail: dict[str, object] = {"owner": row[5]}
+                detail: dict[str, object] = {"owner": row[6]}
                 if action == "lease.acquire":
-                    detail.update(mode=mode, mac=row[9])
+                    detail.update(mode=mode, mac=row[10])
                 elif action == "lease.release":
                     detail.update(reason="released by its owner", vf_state="free",
                                   vf_reason=None)
-                yield (row[15] if step_number == 2 else row[14], "root[1]", action, pool,
-                       row[2], row[3], first_id + lease_number, json.dumps(detail))
+                yield (host_id, row[16] if step_number == 2 else row[15], "root[1]", action,
+                       pool, row[3], row[4], first_id + lease_number, json.dumps(detail))
             for number in range(events - lease_events):
                 at = now - timedelta(seconds=span * (1 - number / max(1, events)))
                 action = ("pool.start", "reconcile")[number % 2]
-                yield (_sql_time(at), "root[1]", action, pool if number % 2 == 0 else None,
-                       None, None, None, json.dumps({"note": "bench history"}))
+                yield (host_id, _sql_time(at), "root[1]", action,
+                       pool if number % 2 == 0 else None, None, None, None,
+                       json.dumps({"note": "bench history"}))
 
         connection.executemany(
-            "INSERT INTO events (at, actor, action, pool, pf, vf, lease_id, detail) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", event_rows())
+            "INSERT INTO events (host_id, at, actor, action, pool, pf, vf, lease_id, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", event_rows())
         connection.execute("COMMIT")
     finally:
         connection.close()

@@ -53,7 +53,8 @@ def tree_commands(*path: str) -> list[str]:
     command = typer.main.get_command(app)
     for name in path:
         command = command.commands[name]  # type: ignore[attr-defined]
-    return sorted(command.commands)  # type: ignore[attr-defined]
+    return sorted(name for name, child in command.commands.items()  # type: ignore[attr-defined]
+                  if not child.hidden)
 
 
 @pytest.mark.parametrize(("line", "expected"), [
@@ -61,7 +62,8 @@ def tree_commands(*path: str) -> list[str]:
     ("vfpool lease ", ["acquire", "list", "release", "show"]),
     ("vfpool --sim /tmp/host pool def", ["define"]),
     ("vfpool --debug --db sqlite:///x.db lease rel", ["release"]),
-    ("vfpool --", ["--db", "--debug", "--help", "--lock-timeout", "--sim", "--version"]),
+    ("vfpool --", ["--db", "--debug", "--help", "--json", "--lock-timeout", "--sim",
+                   "--version"]),
     ("vfpool lease release 3 --t", ["--token"]),
     ("vfpool pool define p --pf enp5s0f0 --me", ["--method"]),
     ("vfpool pool define p --method ", ["auto", "module-param", "sysfs"]),

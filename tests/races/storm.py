@@ -115,10 +115,13 @@ def storm(root: Path, pool: str, *, workers: int, rounds: int, side_loops: bool 
             side.append(executor.submit(loop, "resize", *(
                 ("pool", "resize", pool, "--vfs", str(count)) for count in resize_to)))
         jobs = [executor.submit(worker, number) for number in range(workers)]
-        for job in jobs:
-            job.result()
-        result.seconds = time.perf_counter() - started
-        done.set()
+        try:
+            for job in jobs:
+                job.result()
+        finally:
+            # Stop the side loops even when a worker failed, so the failure comes out now.
+            result.seconds = time.perf_counter() - started
+            done.set()
         for job in side:
             job.result()
     return result

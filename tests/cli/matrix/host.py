@@ -32,8 +32,8 @@ pf.invalid("pf-show-virtual", 2,
 pf.invalid("pf-show-bad-bdf-slot", 2,
            "error: invalid PCI address '0000:05:20.0': slot 0x20 is above 0x1f", "pf", "show",
            "0000:05:20.0")
-pf.invalid("pf-show-missing-arg", 2, "error: Missing argument 'PF'.", "pf", "show")
-pf.invalid("pf-list-unknown-option", 2, "error: No such option: --bogus", "pf", "list", "--bogus")
+pf.invalid("pf-show-missing-arg", 2, "error: missing argument PF", "pf", "show")
+pf.invalid("pf-list-unknown-option", 2, "error: no such option: --bogus", "pf", "list", "--bogus")
 sim.invalid("sim-dir-missing", 3,
             "error: {tmp}/nope is not a simulated host (no sim.json); create one with "
             "`vfpool sim create {tmp}/nope`", "--sim", "{tmp}/nope", "pf", "list", use_sim=False)

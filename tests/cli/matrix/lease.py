@@ -99,12 +99,12 @@ lease.invalid("acquire-count-zero", 2, "error: --count must be 1-4096, not 0", *
 lease.invalid("acquire-count-negative", 2, "error: --count must be 1-4096, not -1", *ACQUIRE, "net",
               "--owner", "vm1", "--count", "-1")
 lease.invalid("acquire-count-not-a-number", 2,
-              "error: Invalid value for '--count': Input should be a valid integer, unable to "
-              "parse string as an integer", *ACQUIRE, "net", "--owner", "vm1", "--count", "two")
+              "error: invalid value for --count: 'two' is not a whole number", *ACQUIRE, "net",
+              "--owner", "vm1", "--count", "two")
 lease.invalid("acquire-numa-negative", 2, "error: NUMA node -1 is outside 0-1023", *ACQUIRE, "net",
               "--owner", "vm1", "--numa-node", "-1")
-lease.invalid("acquire-no-owner", 2, "error: Missing option '--owner'.", *ACQUIRE, "net")
-lease.invalid("acquire-no-pool", 2, "error: Missing argument 'POOL'.", *ACQUIRE)
+lease.invalid("acquire-no-owner", 2, "error: missing option --owner OWNER", *ACQUIRE, "net")
+lease.invalid("acquire-no-pool", 2, "error: missing argument POOL", *ACQUIRE)
 lease.valid("release-token", *RELEASE, "{lease}", "--token", "{token}",
             stdout_has=("released lease {lease} ({vf})",), setup=LEASE_HELD)
 lease.valid("release-json", *RELEASE, "{lease}", "--token", "{token}", "--json",
@@ -143,8 +143,8 @@ lease.invalid("release-late-force", 4,
               "error: lease {lease} is released, not active; nothing to release", *RELEASE,
               "{lease}", "--force", setup=LEASE_REACQUIRED)
 lease.invalid("release-id-not-a-number", 2,
-              "error: Invalid value for 'LEASE_ID': Input should be a valid integer, unable to "
-              "parse string as an integer", *RELEASE, "first", "--token", "{token}",
+              "error: invalid value for LEASE_ID: 'first' is not a whole number", *RELEASE,
+              "first", "--token", "{token}",
               setup=LEASE_HELD)
 lease.compare("list", "lease-list.txt", "lease", "list", setup=LEASE_HELD)
 lease.compare("list-all", "lease-list-all.txt", "lease", "list", "--all", setup=LEASE_REACQUIRED)
@@ -177,9 +177,9 @@ lease.valid("show-released", "lease", "show", "{lease}", "--json",
             stdout_has=('"state": "released"',), setup=LEASE_RELEASED)
 lease.invalid("show-unknown", 3, "error: no lease 99", "lease", "show", "99", setup=LEASE_HELD)
 lease.invalid("show-not-a-number", 2,
-              "error: Invalid value for 'LEASE_ID': Input should be a valid integer, unable to "
-              "parse string as an integer", "lease", "show", "one", setup=LEASE_HELD)
-lease.invalid("show-missing", 2, "error: Missing argument 'LEASE_ID'.", "lease", "show",
+              "error: invalid value for LEASE_ID: 'one' is not a whole number", "lease", "show",
+              "one", setup=LEASE_HELD)
+lease.invalid("show-missing", 2, "error: missing argument LEASE_ID", "lease", "show",
               setup=LEASE_HELD)
 reconcile.valid("reconcile", "reconcile", stdout_has=("nothing to repair",))
 reconcile.valid("reconcile-after-release", "reconcile", stdout_has=("nothing to repair",),
@@ -187,5 +187,5 @@ reconcile.valid("reconcile-after-release", "reconcile", stdout_has=("nothing to 
 reconcile.valid("reconcile-dry-run", "reconcile", "--dry-run", stdout_has=("nothing to repair",))
 reconcile.valid("reconcile-json", "reconcile", "--json",
                 stdout_has=('"findings": []', '"dry_run": false'))
-reconcile.invalid("reconcile-unknown-option", 2, "error: No such option: --bogus", "reconcile",
+reconcile.invalid("reconcile-unknown-option", 2, "error: no such option: --bogus", "reconcile",
                   "--bogus", setup=EMPTY_SIM)

@@ -56,7 +56,7 @@ report.invalid("output-missing-directory", 1,
                *REPORT, "--format", "prometheus", "--output", "{tmp}/nope/vfpool.prom")
 report.invalid("output-is-a-directory", 1, "error: cannot write {tmp}: it is a directory", *REPORT,
                "--output", "{tmp}", setup=EMPTY_SIM)
-report.invalid("output-missing-value", 2, "error: Option '--output' requires an argument.", *REPORT,
+report.invalid("output-missing-value", 2, "error: option --output needs a value", *REPORT,
                "--output", setup=EMPTY_SIM)
-report.invalid("unknown-option", 2, "error: No such option: --bogus", *REPORT, "--bogus",
+report.invalid("unknown-option", 2, "error: no such option: --bogus", *REPORT, "--bogus",
                setup=EMPTY_SIM)

@@ -37,10 +37,9 @@ vm.invalid("args-unknown-lease", 3, "error: no lease 99", "vm", "args", "99")
 vm.invalid("args-one-unknown", 3, "error: no lease 99", "vm", "args", "1", "99")
 vm.invalid("args-released", 4, "error: lease 1 is released, not active", "vm", "args", "1",
            setup=GUEST_LEASE_RELEASED)
-vm.invalid("args-none", 2, "error: Missing argument 'LEASE_ID...'.", "vm", "args")
+vm.invalid("args-none", 2, "error: missing argument LEASE_ID...", "vm", "args")
 vm.invalid("args-not-a-number", 2,
-           "error: Invalid value for 'LEASE_ID...': Input should be a valid integer, unable to "
-           "parse string as an integer", "vm", "args", "one")
+           "error: invalid value for LEASE_ID: 'one' is not a whole number", "vm", "args", "one")
 vm.valid("launch-dry-run-vfio", *LAUNCH, "--pool", "v", "--dry-run", "--", "-m", "1G",
          stdout_has=("qemu-system-x86_64 -name vm1 -qmp unix:",
                      ",server=on,wait=off -device vfio-pci,host=0000:85:02.1,id=vfpool-1 "
@@ -70,7 +69,8 @@ vm.invalid("launch-count-zero", 2, "error: --count must be 1-4096, not 0", *LAUN
            "--count", "0")
 vm.invalid("launch-owner-empty", 2, "error: owner must not be empty", "vm", "launch", "--owner", "",
            "--pool", "v", "--dry-run")
-vm.invalid("launch-no-owner", 2, "error: Missing option '--owner'.", "vm", "launch", "--pool", "v")
+vm.invalid("launch-no-owner", 2, "error: missing option --owner OWNER", "vm", "launch", "--pool",
+           "v")
 vm.invalid("attach-unknown-lease", 3, "error: no lease 99", "vm", "attach", "{tmp}/qmp.sock", "99")
 vm.invalid("attach-netdev-lease", 2, NETDEV_MODE, "vm", "attach", "{tmp}/qmp.sock", "3")
 vm.invalid("attach-no-qmp-socket", 3, "error: no QMP socket at {tmp}/qmp.sock", "vm", "attach",
@@ -79,7 +79,7 @@ vm.invalid("attach-released", 4, "error: lease 1 is released, not active", "vm",
            "{tmp}/qmp.sock", "1", setup=GUEST_LEASE_RELEASED)
 vm.invalid("attach-dead-socket", 1, REFUSED, "vm", "attach", "{tmp}/qmp.sock", "2",
            setup=DEAD_QMP_SOCKET)
-vm.invalid("attach-missing-lease-arg", 2, "error: Missing argument 'LEASE_ID'.", "vm", "attach",
+vm.invalid("attach-missing-lease-arg", 2, "error: missing argument LEASE_ID", "vm", "attach",
            "{tmp}/qmp.sock")
 vm.invalid("detach-unknown-lease", 3, "error: no lease 99", "vm", "detach", "{tmp}/qmp.sock", "99")
 vm.invalid("detach-no-qmp-socket", 3, "error: no QMP socket at {tmp}/qmp.sock", "vm", "detach",
@@ -89,5 +89,5 @@ vm.invalid("detach-released", 4, "error: lease 1 is released, not active", "vm",
 vm.invalid("detach-dead-socket", 1, REFUSED, "vm", "detach", "{tmp}/qmp.sock", "2",
            setup=DEAD_QMP_SOCKET)
 vm.invalid("detach-bad-timeout", 2,
-           "error: Invalid value for '--timeout': Input should be a valid number, unable to "
-           "parse string as a number", "vm", "detach", "{tmp}/qmp.sock", "1", "--timeout", "x")
+           "error: invalid value for --timeout: 'x' is not a number", "vm", "detach",
+           "{tmp}/qmp.sock", "1", "--timeout", "x")
