@@ -9,7 +9,8 @@ pf = Category("pf", doc="the host's SR-IOV PFs")
 sim = Category("sim", doc="simulated hosts: create, reboot, fault")
 db = Category("db", doc="the store's schema")
 misc = Category("misc", doc="watch and --version")
-CATEGORIES = [pf, sim, db, misc]
+fleet = Category("fleet", doc="the hosts sharing a store, and placement across them")
+CATEGORIES = [pf, sim, db, misc, fleet]
 
 pf.compare("pf-list", "pf-list.txt", "pf", "list")
 pf.compare("pf-list-json", "pf-list.json", "pf", "list", "--json")
@@ -93,3 +94,13 @@ db.invalid("db-bad-url", 1, "error: cannot open database nonsense://: Can't load
 misc.invalid("watch-sim", 2, "error: vfpool watch follows this machine's udev, and a simulated "
              "host has none: run it without --sim (or VFPOOL_SIM)", "watch")
 misc.valid("version", "--version", stdout_has=("vfpool ",), use_sim=False)
+
+# --- fleet: a store no host has written to has no hosts, and no placement
+fleet.valid("host-list-json-empty", "host", "list", "--json", stdout_has=("[]",))
+fleet.invalid("fleet-place-nowhere", 5, "error: no host's pool 'tenant' has 1 free VFs now",
+              "fleet", "place", "tenant", "--count", "1")
+fleet.invalid("fleet-place-no-count", 2, "error: missing option --count K", "fleet", "place",
+              "tenant")
+fleet.invalid("fleet-place-bad-name", 2,
+              "error: invalid pool name 'a/b': use 1 to 64 letters, digits, '_', '.' or '-', "
+              "starting with a letter or digit", "fleet", "place", "a/b", "--count", "1")

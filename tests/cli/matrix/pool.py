@@ -359,3 +359,7 @@ pool.compare("info-igb-json", "pool-info-igb.json", "pool", "info", "i", "--json
                            extra=("--method", "module-param", "--mode", "netdev")),
                     start("i")))
 pool.invalid("info-unknown", 3, "error: no pool named 'nope'", "pool", "info", "nope")
+# --- show (the verb; `pool info` above is its alias)
+pool.valid("show-json", "pool", "show", "a", "--json", stdout_has=('"name": "a"',),
+           setup=POOL_A_STARTED)
+pool.invalid("show-unknown", 3, "error: no pool named 'nope'", "pool", "show", "nope")
