@@ -201,7 +201,8 @@ class Store:
         render what it wrote; lazy relationships still need the session.
         """
         with _transaction(self._sessions, begin_now=False) as session:
-            host_id = self._scope(session, write=True)
+            # No last_seen update here: a plain session is not retried when SQLite is busy.
+            host_id = self._scope(session, write=True, touch=False)
             yield session
         self._remember_host(host_id, write=True)
 
@@ -264,7 +265,7 @@ class Store:
             self.host_id = host_id
             self._host_seen = self._host_seen or write
 
-    def _scope(self, session: Session, *, write: bool) -> int | None:
+    def _scope(self, session: Session, *, write: bool, touch: bool = True) -> int | None:
         """Tag the session with this store's host (see store/scope.py); a write registers the
         host on first use, claiming the host row an upgrade left without a machine id."""
         if self.host is None:
@@ -284,7 +285,7 @@ class Store:
                 Host.machine_id.is_(None)))
             set_host(session, NO_HOST if unclaimed is None else unclaimed)
             return None
-        elif host_id is not None and write and not self._host_seen:
+        elif host_id is not None and write and touch and not self._host_seen:
             session.execute(update(Host).where(Host.id == host_id).values(
                 name=self.host.name, last_seen=utcnow()))
         set_host(session, NO_HOST if host_id is None else host_id)
