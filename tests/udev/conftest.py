@@ -46,6 +46,7 @@ from typing import Any
 
 import pytest
 
+from vfpool.host.identity import read_identity
 from vfpool.host.sysfs import Sysfs
 from vfpool.model.pci import PciAddress, predictable_name
 from vfpool.service import leases, pools
@@ -321,6 +322,11 @@ def bed(umockdev_testbed: Any) -> Iterator[Bed]:
 
 @pytest.fixture
 def pool_host(sim_root: Path, bed: Bed) -> Iterator[PoolHost]:
+    # The test bed shows this sim to `vfpool watch` as the machine itself, so the sim takes
+    # this machine's identity: the store's rows are then the watching host's own.
+    here = read_identity(Path("/"), simulated=False)
+    (sim_root / "etc/machine-id").write_text(here.machine_id + "\n")
+    (sim_root / "etc/hostname").write_text(here.name + "\n")
     ctx = open_context(sim=sim_root)
     pools.define(ctx, pools.parse_spec("tenant-a", ["enp133s0f0"], 4, "auto", "vfio",
                                        pools.VfDefaults()))
