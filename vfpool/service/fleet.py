@@ -10,14 +10,13 @@ from datetime import datetime
 
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
 
-from vfpool.errors import Exhausted, InvalidInput
+from vfpool.errors import Exhausted
 from vfpool.model.pool import validate_name
 from vfpool.service.context import Context
-from vfpool.service.leases import COUNT_MAX, NUMA_NODES
+from vfpool.service.leases import validate_count, validate_numa_node
 from vfpool.store.models import Host, Pf, Pool, PoolPf, Vf
-from vfpool.store.queries import VF_STATE_NAMES
+from vfpool.store.queries import in_member, zero_counts
 from vfpool.store.scope import all_hosts
 from vfpool.store.states import PoolState, VfState
 
@@ -44,13 +43,6 @@ class Placement:
     numa_met: bool
 
 
-def _member_vfs() -> ColumnElement[bool]:
-    """Join condition: the used VF indices of a pool member, on the member's own host."""
-    start = func.coalesce(PoolPf.range_start, 0)
-    return and_(Vf.host_id == PoolPf.host_id, Vf.pf_pci == PoolPf.pf_pci,
-                Vf.vf_index >= start, Vf.vf_index < start + Pool.vfs_per_pf)
-
-
 def host_list(ctx: Context) -> list[HostInfo]:
     """Every host sharing the store, by name."""
     def read(session: Session) -> list[HostInfo]:
@@ -60,12 +52,12 @@ def host_list(ctx: Context) -> list[HostInfo]:
         counts: dict[int, dict[str, int]] = {}
         for host_id, state, count in session.execute(
                 select(Vf.host_id, Vf.state, func.count()).group_by(Vf.host_id, Vf.state)):
-            row = counts.setdefault(host_id, {"total": 0, **dict.fromkeys(VF_STATE_NAMES, 0)})
+            row = counts.setdefault(host_id, zero_counts())
             row[str(state)] += count
             row["total"] += count
         return [HostInfo(host.name or f"host-{host.id}", host.machine_id, host.last_seen,
                          pools.get(host.id, 0),
-                         counts.get(host.id, {"total": 0, **dict.fromkeys(VF_STATE_NAMES, 0)}))
+                         counts.get(host.id, zero_counts()))
                 for host in session.scalars(select(Host).order_by(Host.name, Host.id))]
 
     return ctx.store.read(read, operation="listing the hosts")
@@ -77,10 +69,8 @@ def place(ctx: Context, pool: str, count: int, *, numa_node: int | None = None
     that can give them all on ``numa_node``, then the most free. Raises ``Exhausted`` (exit
     5) when no host can."""
     validate_name(pool)
-    if not 1 <= count <= COUNT_MAX:
-        raise InvalidInput(f"--count must be 1-{COUNT_MAX}, not {count}")
-    if numa_node is not None and not 0 <= numa_node < NUMA_NODES:
-        raise InvalidInput(f"NUMA node {numa_node} is outside 0-{NUMA_NODES - 1}")
+    validate_count(count)
+    validate_numa_node(numa_node)
 
     def read(session: Session) -> list[Placement]:
         all_hosts(session)
@@ -92,7 +82,7 @@ def place(ctx: Context, pool: str, count: int, *, numa_node: int | None = None
             .join(Host, Host.id == Pool.host_id)
             .join(PoolPf, PoolPf.pool_id == Pool.id)
             .join(Pf, and_(Pf.host_id == PoolPf.host_id, Pf.pci == PoolPf.pf_pci))
-            .join(Vf, _member_vfs())
+            .join(Vf, in_member(Pool.vfs_per_pf))
             .where(Pool.name == pool, Pool.state == PoolState.ACTIVE,
                    Vf.state == VfState.FREE)
             .group_by(Host.id, Host.name)

@@ -150,15 +150,23 @@ class _Planned:
     mode: str
 
 
+def validate_count(count: int) -> None:
+    if not 1 <= count <= COUNT_MAX:
+        raise InvalidInput(f"--count must be 1-{COUNT_MAX}, not {count}")
+
+
+def validate_numa_node(numa_node: int | None) -> None:
+    if numa_node is not None and not 0 <= numa_node < NUMA_NODES:
+        raise InvalidInput(f"NUMA node {numa_node} is outside 0-{NUMA_NODES - 1}")
+
+
 def _validate_acquire(owner: str, count: int, mac: str | None, vlan: int | None,
                       numa_node: int | None, owner_pid: int | None = None) -> str | None:
     validate_owner(owner)
-    if not 1 <= count <= COUNT_MAX:
-        raise InvalidInput(f"--count must be 1-{COUNT_MAX}, not {count}")
+    validate_count(count)
     if vlan is not None:
         validate_vlan(vlan)
-    if numa_node is not None and not 0 <= numa_node < NUMA_NODES:
-        raise InvalidInput(f"NUMA node {numa_node} is outside 0-{NUMA_NODES - 1}")
+    validate_numa_node(numa_node)
     if owner_pid is not None and not 0 < owner_pid <= PID_MAX:
         raise InvalidInput(f"--owner-pid {owner_pid} is not a process id (1-{PID_MAX})")
     if mac is None:

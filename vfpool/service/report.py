@@ -19,7 +19,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,12 +28,12 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
 
 from vfpool.errors import HostError, PermissionDenied, describe_oserror
 from vfpool.service.context import Context
 from vfpool.store import LIVE_LEASE_STATES, Event, Lease, Pf, Pool, PoolPf, Vf, utcnow
 from vfpool.store.models import VF_STATES, Host
+from vfpool.store.queries import in_member, zero_counts
 from vfpool.store.scope import set_host
 
 FORMATS = ("table", "json", "csv", "prometheus")
@@ -42,10 +42,6 @@ MISSING = "-"
 
 
 # ---------------------------------------------------------------- the report as data
-
-def _zero_counts() -> dict[str, int]:
-    return {"total": 0, **{state: 0 for state in VF_STATES}}
-
 
 @dataclass
 class PfSummary:
@@ -56,7 +52,7 @@ class PfSummary:
     driver: str | None
     numa_node: int | None
     range: str | None
-    vfs: dict[str, int] = field(default_factory=_zero_counts)
+    vfs: dict[str, int] = field(default_factory=zero_counts)
 
 
 @dataclass
@@ -70,7 +66,7 @@ class PoolSummary:
 
     @property
     def vfs(self) -> dict[str, int]:
-        totals = _zero_counts()
+        totals = zero_counts()
         for pf in self.pfs:
             for key, count in pf.vfs.items():
                 totals[key] += count
@@ -122,13 +118,6 @@ class Report:
 
 # ---------------------------------------------------------------- building it
 
-def _member_vfs() -> ColumnElement[bool]:
-    """The join condition of a pool member's VFs: its used indices on its PF."""
-    start = func.coalesce(PoolPf.range_start, 0)
-    return and_(Vf.host_id == PoolPf.host_id, Vf.pf_pci == PoolPf.pf_pci, Vf.vf_index >= start,
-                Vf.vf_index < start + Pool.vfs_per_pf)
-
-
 def _pools(session: Session) -> tuple[list[PoolSummary], dict[tuple[int, str], PfSummary]]:
     live: dict[int, int] = {pool_id: count for pool_id, count in session.execute(
         select(Lease.pool_id, func.count()).where(Lease.state.in_(LIVE_LEASE_STATES))
@@ -161,7 +150,7 @@ def _count_vfs(session: Session, members: dict[tuple[int, str], PfSummary]) -> N
         select(PoolPf.pool_id, PoolPf.pf_pci, Vf.state, func.count())
         .select_from(PoolPf)
         .join(Pool, and_(Pool.id == PoolPf.pool_id, Pool.state == "active"))
-        .join(Vf, _member_vfs())
+        .join(Vf, in_member(Pool.vfs_per_pf))
         .group_by(PoolPf.pool_id, PoolPf.pf_pci, Vf.state))
     for pool_id, pf_pci, state, count in counts:
         pf = members[(pool_id, pf_pci)]
@@ -184,7 +173,7 @@ def _vf_rows(session: Session, now: datetime) -> list[VfRow]:
         .select_from(Pool)
         .join(PoolPf, PoolPf.pool_id == Pool.id)
         .join(Pf, Pf.pci == PoolPf.pf_pci)
-        .join(Vf, _member_vfs())
+        .join(Vf, in_member(Pool.vfs_per_pf))
         # At most one: the partial unique index allows one live lease per VF. The states are
         # inlined as literals, because SQLite uses that partial index only when the query's
         # terms imply its WHERE, which a bound parameter never does.
@@ -366,17 +355,24 @@ CSV_COLUMNS = ("pool", "pf", "pf_netdev", "numa_node", "index", "pci", "netdev",
                "lease_age")
 
 
-def render_csv(report: Report) -> str:
-    """One row per VF (see the module docstring); empty cells for absent values."""
+def _csv_rows(report: Report, *prefix: object) -> Iterator[list[object]]:
+    for vf in report.vfs:
+        yield [*prefix, vf.pool, vf.pf, vf.pf_netdev, vf.numa_node, vf.index, vf.pci,
+               vf.netdev, vf.state, vf.reason, vf.lease_id, vf.lease_state, vf.owner, vf.mac,
+               vf.vlan, _iso(vf.lease_created_at), vf.lease_age]
+
+
+def _csv(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    writer.writerows(
-        [vf.pool, vf.pf, vf.pf_netdev, vf.numa_node, vf.index, vf.pci, vf.netdev, vf.state,
-         vf.reason, vf.lease_id, vf.lease_state, vf.owner, vf.mac, vf.vlan,
-         _iso(vf.lease_created_at), vf.lease_age]
-        for vf in report.vfs)
+    writer.writerow(header)
+    writer.writerows(rows)
     return buffer.getvalue()
+
+
+def render_csv(report: Report) -> str:
+    """One row per VF (see the module docstring); empty cells for absent values."""
+    return _csv(CSV_COLUMNS, _csv_rows(report))
 
 
 def _label(value: str) -> str:
@@ -425,26 +421,20 @@ def render_prometheus(report: Report) -> str:
     return _exposition([_samples(report, None)])
 
 
-def render_fleet(hosts: Sequence[HostReport], output_format: str,
-                 generated_at: datetime | None = None) -> str:
+def render_fleet(hosts: Sequence[HostReport], output_format: str) -> str:
     """``report --fleet``: every host's report, each part naming its host."""
     if output_format == "prometheus":
         return _exposition([_samples(host.report, host.name) for host in hosts])
     if output_format == "json":
-        when = generated_at or (hosts[0].report.generated_at if hosts else utcnow())
+        when = hosts[0].report.generated_at if hosts else utcnow()  # one snapshot for all
         document = {"generated_at": _iso(when), "hosts": [
             {"name": host.name, "machine_id": host.machine_id,
              **{key: value for key, value in report_document(host.report).items()
                 if key != "generated_at"}} for host in hosts]}
         return json.dumps(document, indent=2) + "\n"
     if output_format == "csv":
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(("host", *CSV_COLUMNS))
-        for host in hosts:
-            for row in csv.reader(render_csv(host.report).splitlines()[1:]):
-                writer.writerow((host.name, *row))
-        return buffer.getvalue()
+        return _csv(("host", *CSV_COLUMNS),
+                    (row for host in hosts for row in _csv_rows(host.report, host.name)))
     return "\n".join(f"host {host.name}\n{render_table(host.report)}" for host in hosts)
 
 

@@ -281,8 +281,7 @@ class Store:
         elif host_id is None:
             # A read before this host has written: an upgraded store's rows are on the host
             # row no machine has claimed yet, which the first write here will claim.
-            unclaimed = session.scalar(select(func.min(Host.id)).where(
-                Host.machine_id.is_(None)))
+            unclaimed = _unclaimed_host(session)
             set_host(session, NO_HOST if unclaimed is None else unclaimed)
             return None
         elif host_id is not None and write and touch and not self._host_seen:
@@ -340,9 +339,13 @@ class Store:
     def _open_retrying(self, migrate: bool) -> None:
         """Check (and bring up to date) the schema, waiting while another process holds the
         database, as when many processes open a new store at once."""
-        def check(_: Session) -> None:
+        def check(session: Session) -> None:
             if migrate:
                 self._migrate_if_needed()
+                if self.host is not None:
+                    # Known hosts are known from the start: no lookup in their first command.
+                    self.host_id = session.scalar(select(Host.id).where(
+                        Host.machine_id == self.host.machine_id))
             else:
                 with self.engine.connect():
                     pass
@@ -400,10 +403,15 @@ class Store:
                     _set_sqlite_foreign_keys(connection, enabled=True)
 
 
+def _unclaimed_host(session: Session) -> int | None:
+    """The host row an upgrade left without a machine id (it owns the rows the store had)."""
+    return session.scalar(select(func.min(Host.id)).where(Host.machine_id.is_(None)))
+
+
 def _register_host(session: Session, host: HostIdentity) -> int:
     """Claim the host row that an upgrade left without a machine id (it owns the rows the
     store had), or add a new one."""
-    placeholder = session.scalar(select(func.min(Host.id)).where(Host.machine_id.is_(None)))
+    placeholder = _unclaimed_host(session)
     if placeholder is not None:
         session.execute(update(Host).where(Host.id == placeholder).values(
             machine_id=host.machine_id, name=host.name, first_seen=utcnow(),

@@ -33,12 +33,18 @@ def _range_start() -> ColumnElement[int]:
     return func.coalesce(PoolPf.range_start, 0)
 
 
-def in_member(pool_vfs: int) -> ColumnElement[bool]:
-    """A VF row within the first ``vfs_per_pf`` indices of a pool membership's range (the
-    caller joins vfs and pool_pfs)."""
+def in_member(vfs_per_pf: int | ColumnElement[int] | InstrumentedAttribute[int]
+              ) -> ColumnElement[bool]:
+    """A VF row within the first ``vfs_per_pf`` indices of a pool membership's range, on the
+    membership's own host (the caller joins vfs and pool_pfs; a fleet-wide query passes the
+    ``Pool.vfs_per_pf`` column)."""
     return and_(Vf.host_id == PoolPf.host_id, Vf.pf_pci == PoolPf.pf_pci,
-                Vf.vf_index >= _range_start(),
-                Vf.vf_index < _range_start() + pool_vfs)
+                Vf.vf_index >= _range_start(), Vf.vf_index < _range_start() + vfs_per_pf)
+
+
+def zero_counts() -> dict[str, int]:
+    """VF counts by state, and their total, all zero: the shape every count report uses."""
+    return {"total": 0, **dict.fromkeys(VF_STATE_NAMES, 0)}
 
 
 @dataclass(frozen=True)
@@ -99,7 +105,7 @@ class Queries:
 
     def vf_counts(self, pool: Pool) -> dict[str, int]:
         """The pool's VFs by state, and their total; all zero for an inactive pool."""
-        counts = {"total": 0, **{state: 0 for state in VF_STATE_NAMES}}
+        counts = zero_counts()
         if pool.state != PoolState.ACTIVE:
             return counts
         rows = self.session.execute(
