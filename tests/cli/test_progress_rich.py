@@ -20,8 +20,9 @@ COLOUR = re.compile(r"\x1b\[[0-9;]*(3[0-7]|9[0-7]|38;[0-9;]+)m")  # an SGR foreg
 
 
 def _define(sim_root: Path) -> None:
-    pools.define(open_context(sim=sim_root), pools.parse_spec(
-        "a", ["enp133s0f0"], 3, "auto", "vfio", pools.VfDefaults()))
+    with open_context(sim=sim_root) as ctx:
+        pools.define(ctx, pools.parse_spec("a", ["enp133s0f0"], 3, "auto", "vfio",
+                                           pools.VfDefaults()))
 
 
 def on_a_terminal(*args: str, env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], str]:
@@ -89,12 +90,13 @@ def test_no_color_is_honoured(sim_root: Path) -> None:
     assert not COLOUR.search(shown)
 
 
-@pytest.mark.parametrize("args", [("pool", "resize", "a", "--vfs", "2"),
+@pytest.mark.parametrize("args", [("pool", "start", "a"), ("pool", "resize", "a", "--vfs", "2"),
                                   ("pool", "destroy", "a")])
 def test_nothing_extra_on_a_pipe(args: tuple[str, ...], sim_root: Path) -> None:
     _define(sim_root)
-    subprocess.run([str(VFPOOL), "--sim", str(sim_root), "pool", "start", "a"],
-                   capture_output=True, timeout=120, check=True, env=environment())
+    if args[1] != "start":
+        subprocess.run([str(VFPOOL), "--sim", str(sim_root), "pool", "start", "a"],
+                       capture_output=True, timeout=120, check=True, env=environment())
     result = subprocess.run([str(VFPOOL), "--sim", str(sim_root), *args], capture_output=True,
                             text=True, timeout=120, check=False, env=environment())
     assert (result.returncode, result.stderr) == (0, "")

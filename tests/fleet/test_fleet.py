@@ -29,7 +29,7 @@ from vfpool.model.pci import PciAddress
 from vfpool.service import watch as watch_service
 from vfpool.service.context import open_context
 from vfpool.sim.host import SimHost
-from vfpool.store import Host, Lease, open_store
+from vfpool.store import Event, Host, Lease, Pool, open_store
 
 Cli = Callable[..., CliResult]
 PF = "enp5s0f0"
@@ -195,6 +195,10 @@ def test_report_fleet_labels_every_sample_with_its_host(hosts: list[FleetHost]
     assert [(host["name"], [vf["state"] for vf in host["vfs"]]) for host in
             document["hosts"]] == [("h1", ["leased", "free", "free", "free"]),
                                    ("h2", ["free"] * 4), ("h3", ["free"] * 4)]
+    rows = ok(second("report", "--fleet", "--format", "csv")).stdout.splitlines()
+    assert rows[0].startswith("host,pool,pf,")
+    assert sorted({(row.split(",")[0], row.split(",")[8]) for row in rows[1:]}) == [
+        ("h1", "free"), ("h1", "leased"), ("h2", "free"), ("h3", "free")]
     # Without --fleet, a host's report is its own.
     own = json.loads(ok(second("report", "--json")).stdout)
     assert [vf["state"] for vf in own["vfs"]] == ["free"] * 4
@@ -287,10 +291,15 @@ def test_a_release_0_1_0_store_upgrades_in_place_onto_the_local_host(
     # The first write claims the upgraded rows for this host ...
     ok(host("pool", "autostart", "idle"))
     with open_store(url) as store, store.session() as session:
-        [(name, machine_id)] = session.execute(select(Host.name, Host.machine_id)).all()
-        events = session.scalar(select(Lease.id).order_by(Lease.id.desc()))
+        [(host_id, name, machine_id)] = session.execute(
+            select(Host.id, Host.name, Host.machine_id)).all()
+        owners = {table.__tablename__: set(session.scalars(select(table.host_id)))
+                  for table in (Pool, Lease, Event)}
+        lease_ids = list(session.scalars(select(Lease.id).order_by(Lease.id)))
     assert machine_id == (local.root / "etc/machine-id").read_text().strip()
-    assert name == local.root.name and events == 4
+    assert name == local.root.name
+    assert owners == {"pools": {host_id}, "leases": {host_id}, "events": {host_id}}
+    assert lease_ids == [1, 2, 3, 4]
     # ... and another host sharing the store sees none of them.
     stranger = on(cli, other.root, url)
     assert json.loads(ok(stranger("pool", "list", "--all", "--json")).stdout) == []

@@ -12,12 +12,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.races import Call
 from vfpool.host.sysfs import Sysfs
 from vfpool.model.pci import PciAddress
 from vfpool.model.pool import VfDefaults
@@ -37,18 +37,6 @@ WORKERS = 16
 MAX_ATTEMPTS = TOTAL + 1
 CALL_TIMEOUT = 120.0
 EXIT_EXHAUSTED = 5
-
-
-@dataclass(frozen=True)
-class Call:
-    argv: tuple[str, ...]
-    returncode: int
-    stdout: str
-    stderr: str
-
-    def describe(self) -> str:
-        return (f"`vfpool {' '.join(self.argv)}` exited {self.returncode}\n"
-                f"stdout: {self.stdout}\nstderr: {self.stderr}")
 
 
 def _vfpool(root: Path, *args: str) -> Call:

@@ -55,7 +55,7 @@ VIOLATIONS = {
                           r'"uq_leases_one_live_per_vf"',
         "pool_pf_key": r'duplicate key value violates unique constraint "pk_pool_pfs"',
         "vf_pf_foreign_key": r'insert or update on table "vfs" violates foreign key constraint '
-                             r'"fk_vfs_pf_pci_pfs"',
+                             r'"fk_vfs_host_id_pfs"',
         "range_check": r'new row for relation "pool_pfs" violates check constraint '
                        r'"ck_pool_pfs_range"',
     },
