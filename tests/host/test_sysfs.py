@@ -337,3 +337,16 @@ IFNAMES = [
 @pytest.mark.parametrize(("name", "valid"), IFNAMES)
 def test_valid_ifname(name: str, valid: bool) -> None:
     assert valid_ifname(name) is valid
+
+
+def test_a_netdev_counts_as_handled_once_udev_has_its_entry(sim: SimHost, sysfs: Sysfs) -> None:
+    [netdev] = sysfs.pf(PciAddress.parse("0000:05:00.0")).netdevs
+    assert netdev.ifindex is not None
+    # No udev running under this root (no control socket): nothing to wait for.
+    assert sysfs.udev_done_with(netdev)
+    udev = sim.root / "run/udev"
+    (udev / "data").mkdir(parents=True)
+    (udev / "control").touch()
+    assert not sysfs.udev_done_with(netdev)  # udev runs and has not handled it yet
+    (udev / "data" / f"n{netdev.ifindex}").write_text("I:1\n")
+    assert sysfs.udev_done_with(netdev)

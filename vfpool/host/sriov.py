@@ -71,13 +71,16 @@ def wait_for_vfs(sysfs: Sysfs, address: PciAddress, count: int, *,
     them), or the deadline passes.
 
     udev and the VF drivers create devices and netdevs asynchronously on a real host, so a
-    successful write is not the end of the change. Returns the last snapshot either way; the
+    successful write is not the end of the change; a VF netdev counts once udev has handled
+    it (renamed it from its first ``ethN`` name). Returns the last snapshot either way; the
     caller verifies it and reports what never appeared.
     """
     deadline = clock() + timeout
     while True:
         pf = sysfs.pf(address)
-        if (pf.numvfs == count and len(pf.vfs) == count and ready(pf)) or clock() >= deadline:
+        done = pf.numvfs == count and len(pf.vfs) == count and ready(pf) and all(
+            sysfs.udev_done_with(netdev) for vf in pf.vfs for netdev in vf.netdevs)
+        if done or clock() >= deadline:
             return pf
         time.sleep(POLL_INTERVAL)
 

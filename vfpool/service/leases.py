@@ -385,10 +385,14 @@ def _read_config(ctx: Context, pf: PfSnapshot, index: int) -> VfConfig:
 
 
 def _wait_for_netdev(ctx: Context, pf_pci: str, index: int) -> VfSnapshot:
+    """The VF once its driver's netdev exists and udev has handled it: a fresh netdev is
+    ``eth0`` until udev renames it, and that first name must not reach the lease."""
     deadline = time.monotonic() + NETDEV_TIMEOUT
     while True:
         _, vf = _pf_and_vf(ctx, pf_pci, index)
-        if vf.netdevs or time.monotonic() >= deadline:
+        settled = bool(vf.netdevs) and all(ctx.sysfs.udev_done_with(netdev)
+                                            for netdev in vf.netdevs)
+        if settled or time.monotonic() >= deadline:
             if not vf.netdevs:
                 raise VerificationError(f"VF {vf.pci} (after {NETDEV_TIMEOUT:g} s)",
                                         {"netdev": ("present", None)})
