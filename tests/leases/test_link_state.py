@@ -66,5 +66,5 @@ def test_link_state_round_trips_through_toml() -> None:
     text = to_toml(spec)
     assert 'link_state = "disable"' in text
     assert from_toml(text, "p.toml") == spec
-    with pytest.raises(InvalidInput, match="'link_state' must be a str"):
+    with pytest.raises(InvalidInput, match="'link_state' must be a string"):
         from_toml(text.replace('"disable"', "2"), "p.toml")

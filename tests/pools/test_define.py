@@ -345,7 +345,7 @@ def test_define_file_is_checked_against_the_host_like_flags(ctx: Context) -> Non
     ('name = "b"\nvfs = 2\n', None),  # no [[pf]]: "a pool needs at least one --pf"
     ('vfs = 2\npf = [{ pci = "enp5s0f0" }]\n', "b.toml: missing key 'name'"),
     ('name = "b"\npf = [{ pci = "enp5s0f0" }]\n', "b.toml: missing key 'vfs'"),
-    ('name = "b"\nvfs = "2"\npf = [{ pci = "enp5s0f0" }]\n', "b.toml: 'vfs' must be a int"),
+    ('name = "b"\nvfs = "2"\npf = [{ pci = "enp5s0f0" }]\n', "b.toml: 'vfs' must be an integer"),
     ('name = "b"\nvfs = 2\ncolour = 1\npf = [{ pci = "enp5s0f0" }]\n',
      "b.toml: unknown key 'colour'"),
     ('name = "b"\nvfs = 2\npf = [{ pci = "enp5s0f0", size = 3 }]\n',

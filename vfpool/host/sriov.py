@@ -64,6 +64,10 @@ def all_netdevs(pf: PfSnapshot) -> bool:
     return all(vf.netdevs for vf in pf.vfs)
 
 
+def _ifindexes(pf: PfSnapshot) -> list[list[int | None]]:
+    return [[netdev.ifindex for netdev in vf.netdevs] for vf in pf.vfs]
+
+
 def wait_for_vfs(sysfs: Sysfs, address: PciAddress, count: int, *,
                  ready: Callable[[PfSnapshot], bool] = lambda pf: True,
                  timeout: float, clock: Callable[[], float] = time.monotonic) -> PfSnapshot:
@@ -80,7 +84,14 @@ def wait_for_vfs(sysfs: Sysfs, address: PciAddress, count: int, *,
         pf = sysfs.pf(address)
         done = pf.numvfs == count and len(pf.vfs) == count and ready(pf) and all(
             sysfs.udev_done_with(netdev) for vf in pf.vfs for netdev in vf.netdevs)
-        if done or clock() >= deadline:
+        if done:
+            # udev renames before it writes its entry: read again so that no first name
+            # (ethN) read before the check is returned, unless a netdev changed meanwhile.
+            again = sysfs.pf(address)
+            if _ifindexes(again) == _ifindexes(pf):
+                return again
+            continue
+        if clock() >= deadline:
             return pf
         time.sleep(POLL_INTERVAL)
 

@@ -299,10 +299,14 @@ def _optional(table: dict[str, Any], key: str, kind: type, default: Any, source:
     return _typed(table, key, kind, source) if key in table else default
 
 
+_KIND_NAMES = {int: "an integer", str: "a string", bool: "true or false", list: "a list",
+               dict: "a table", float: "a number"}
+
+
 def _typed(table: dict[str, Any], key: str, kind: type, source: str) -> Any:
     if key not in table:
         raise InvalidInput(f"{source}: missing key {key!r}")
     value = table[key]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise InvalidInput(f"{source}: {key!r} must be a {kind.__name__}")
+        raise InvalidInput(f"{source}: {key!r} must be {_KIND_NAMES.get(kind, kind.__name__)}")
     return value

@@ -392,12 +392,23 @@ def _wait_for_netdev(ctx: Context, pf_pci: str, index: int) -> VfSnapshot:
         _, vf = _pf_and_vf(ctx, pf_pci, index)
         settled = bool(vf.netdevs) and all(ctx.sysfs.udev_done_with(netdev)
                                             for netdev in vf.netdevs)
-        if settled or time.monotonic() >= deadline:
+        if settled:
+            # udev renames a netdev before it writes its entry, so the snapshot taken before
+            # the check may still carry the first name: read again, as udev left it.
+            _, again = _pf_and_vf(ctx, pf_pci, index)
+            if _ifindexes(again) == _ifindexes(vf):
+                return again
+            continue
+        if time.monotonic() >= deadline:
             if not vf.netdevs:
                 raise VerificationError(f"VF {vf.pci} (after {NETDEV_TIMEOUT:g} s)",
                                         {"netdev": ("present", None)})
             return vf
         time.sleep(0.05)
+
+
+def _ifindexes(vf: VfSnapshot) -> list[int | None]:
+    return [netdev.ifindex for netdev in vf.netdevs]
 
 
 def _activate(ctx: Context, item: _Planned, pool_name: str) -> None:
