@@ -77,12 +77,13 @@ def test_the_root_help_lists_every_command(cli: Callable[..., CliResult]) -> Non
 def test_settings_do_not_outlive_an_invocation(cli: Callable[..., CliResult],
                                                sim_root: Path, tmp_path: Path) -> None:
     """Two runs in one process: what the first one set (--debug, --db) is gone in the
-    second, since the settings live in the invocation's context, not in a global."""
+    second, since the settings live in the invocation's context, not in a global (undefine
+    is a write, so it opens the store the options name)."""
     url = f"sqlite:///{tmp_path}/first.db"
-    first = cli("--debug", "--db", url, "--sim", str(sim_root), "pool", "show", "nope")
+    first = cli("--debug", "--db", url, "--sim", str(sim_root), "pool", "undefine", "nope")
     assert first.exit_code == 3
     assert "Traceback" in first.stderr  # --debug
     assert (tmp_path / "first.db").exists()
-    second = cli("--sim", str(sim_root), "pool", "show", "nope")
+    second = cli("--sim", str(sim_root), "pool", "undefine", "nope")
     assert (second.exit_code, second.stderr) == (3, first.stderr.splitlines()[-1] + "\n")
     assert (sim_root / "vfpool.db").exists()  # not first.db: --db did not stick

@@ -13,7 +13,7 @@ import typer.main
 
 from tests.conftest import CliResult
 from vfpool.cli.main import app
-from vfpool.service import pools
+from vfpool.service import leases, pools
 from vfpool.service.context import open_context
 
 Cli = Callable[..., CliResult]
@@ -72,11 +72,17 @@ def test_sim_and_json_anywhere(command: tuple[str, ...], cli: Cli, sim_root: Pat
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
 def test_db_anywhere(command: tuple[str, ...], cli: Cli, sim_root: Path,
                      tmp_path: Path) -> None:
+    """The store --db names is the one read, wherever --db stands: it holds a started pool
+    with a lease, which every command shows, and the sim's own store is never made."""
     url = f"sqlite:///{tmp_path}/other.db"
+    with open_context(db=url, sim=sim_root) as ctx:
+        pools.define(ctx, pools.parse_spec("a", ["enp133s0f0"], 2, "auto", "vfio",
+                                           pools.VfDefaults()))
+        pools.start(ctx, "a")
+        leases.acquire(ctx, "a", "vm1")
     for args in placements(command, ("--db", url)):
-        (tmp_path / "other.db").unlink(missing_ok=True)
-        ok(cli("--sim", str(sim_root), *args))
-        assert (tmp_path / "other.db").exists(), args
+        stdout = ok(cli("--sim", str(sim_root), *args, "--json")).stdout
+        assert ('"a"' in stdout or url in stdout), (args, stdout)
     assert not (sim_root / "vfpool.db").exists()
 
 

@@ -47,6 +47,13 @@ class Settings:
 
         return open_context(db=self.db, sim=self.sim, lock_timeout=self.lock_timeout)
 
+    def reader(self) -> Context:
+        """The context of a command that only reads: a missing store is not created."""
+        from vfpool.service.context import open_context
+
+        return open_context(db=self.db, sim=self.sim, lock_timeout=self.lock_timeout,
+                            read_only=True)
+
 
 def settings(ctx: typer.Context) -> Settings:
     """The ``Settings`` of the invocation ``ctx`` belongs to (in its root context's ``obj``)."""

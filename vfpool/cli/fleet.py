@@ -29,7 +29,7 @@ def place(
     Example:
       vfpool fleet place tenant --count 2 --numa-node 0 --json
     """
-    with settings(cli).context() as ctx:
+    with settings(cli).reader() as ctx:
         rows = fleet_service.place(ctx, pool, count, numa_node=numa_node)
     if as_json:
         emit_json([{"host": row.host, "pool": row.pool, "free": row.free,

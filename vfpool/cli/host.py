@@ -31,7 +31,7 @@ def list_(
     Example:
       vfpool --db postgresql://vfpool@db/vfpool host list
     """
-    with settings(cli).context() as ctx:
+    with settings(cli).reader() as ctx:
         hosts = fleet_service.host_list(ctx)
     if as_json:
         emit_json([host_document(host) for host in hosts])

@@ -104,13 +104,17 @@ def list_(
     Example:
       vfpool lease list --owner vm1 --json
     """
-    with settings(cli).context() as ctx:
+    with settings(cli).reader() as ctx:
         records = lease_service.list_leases(ctx, pool=pool, owner=owner,
                                             include_finished=include_finished)
     if as_json:
         emit_json(records)
-    else:
-        emit(_rows(records))
+        return
+    if not records:
+        note(("no leases match" if pool or owner else "no live leases")
+             + ("" if include_finished else "; `vfpool lease list --all` includes released ones")
+             + "; lease a VF with `vfpool lease acquire POOL --owner OWNER`")
+    emit(_rows(records))
 
 
 @app.command("show")
@@ -125,7 +129,7 @@ def show(
     Example:
       vfpool lease show 7
     """
-    with settings(cli).context() as ctx:
+    with settings(cli).reader() as ctx:
         record = lease_service.show_lease(ctx, lease_id)
     if as_json:
         emit_json(record)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from vfpool.cli.core import VfpoolTyper, settings
-from vfpool.cli.render import cell, emit, emit_json, table
+from vfpool.cli.render import cell, emit, emit_json, note, table
 from vfpool.service import pfs as pf_service
 
 app = VfpoolTyper(help="SR-IOV physical functions (PFs).")
@@ -22,11 +22,14 @@ def list_(
     Example:
       vfpool --sim /tmp/host pf list
     """
-    with settings(cli).context() as ctx:
+    with settings(cli).reader() as ctx:
         rows = pf_service.list_pfs(ctx)
     if as_json:
         emit_json(rows)
         return
+    if not rows:
+        note("no SR-IOV capable PF on this host (no PCI device with sriov_totalvfs); "
+             "`vfpool sim create DIR` makes a simulated host to try vfpool on")
     emit(table(["PCI", "NETDEV", "DRIVER", "MODEL", "VFS", "NUMA", "LINK", "POOL"],
                [[r["pci"], ",".join(r["netdevs"]) or None, r["driver"],
                  r["model"] or f"{r['vendor']}:{r['device']}",
@@ -46,7 +49,7 @@ def show(
     Example:
       vfpool --sim /tmp/host pf show enp5s0f0
     """
-    with settings(cli).context() as ctx:
+    with settings(cli).reader() as ctx:
         record = pf_service.show_pf(ctx, pf)
     if as_json:
         emit_json(record)

@@ -138,7 +138,7 @@ def dumpconfig(cli: typer.Context, name: str = typer.Argument(..., metavar="NAME
     Example:
       vfpool pool dumpconfig tenant-a > tenant-a.toml
     """
-    with settings(cli).context() as ctx:
+    with settings(cli).reader() as ctx:
         emit(pool_service.dumpconfig(ctx, name).rstrip("\n"))
 
 
@@ -288,11 +288,15 @@ def list_(
     Example:
       vfpool pool list --all
     """
-    with settings(cli).context() as ctx:
+    with settings(cli).reader() as ctx:
         records = pool_service.list_pools(ctx, include_inactive=include_inactive)
     if as_json:
         emit_json(records)
         return
+    if not records:
+        note("no pools are defined; define one with `vfpool pool define NAME --pf PF "
+             "--vfs N`" if include_inactive else "no active pools; `vfpool pool list --all` "
+             "shows defined ones, `vfpool pool start NAME` starts one")
     emit(table(["NAME", "STATE", "AUTOSTART", "METHOD", "MODE", "PFS", "FREE/TOTAL"],
                [[r["name"], r["state"] + (" (needs start)" if r["needs_start"] else ""),
                  r["autostart"], r["method"], r["mode"],
@@ -312,7 +316,7 @@ def show(
     Example:
       vfpool pool show tenant-a --json
     """
-    with settings(cli).context() as ctx:
+    with settings(cli).reader() as ctx:
         record = pool_service.info(ctx, name)
     if as_json:
         emit_json(record)

@@ -43,7 +43,7 @@ def report(
         if output_format not in ("table", "json"):
             raise InvalidInput(f"give --json or --format {output_format}, not both")
         output_format = "json"
-    with settings(cli).context() as ctx:
+    with settings(cli).reader() as ctx:
         if fleet:
             text = report_service.render_fleet(report_service.build_fleet_report(ctx),
                                                output_format)

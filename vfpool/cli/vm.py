@@ -76,7 +76,7 @@ def args(
     Example:
       vfpool vm args 7 8 --json
     """
-    with settings(cli).context() as ctx:
+    with settings(cli).reader() as ctx:
         records = vm_service.args(ctx, lease_ids)
     if as_json:
         emit_json(records)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from vfpool.errors import PermissionDenied
@@ -11,7 +13,7 @@ from vfpool.host.kernel import RealKernel
 from vfpool.host.lock import DEFAULT_LOCK_TIMEOUT, Locks
 from vfpool.host.sysfs import Sysfs
 from vfpool.ports import KernelPort
-from vfpool.store import Store, default_db_url, open_store
+from vfpool.store import Store, default_db_url, missing_sqlite_file, open_store
 
 
 def host_owner(kernel: KernelPort) -> int:
@@ -25,23 +27,31 @@ class Context:
 
     ``lock_timeout`` bounds every wait: for a vfpool lock, and for the store while another
     process writes to it.
+
+    ``read_only``: the command only reads. A SQLite store that does not exist is then not
+    created: the command reads an empty store in a temporary directory, removed at close.
     """
 
     def __init__(self, kernel: KernelPort, db_url: str, *,
-                 lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
+                 lock_timeout: float = DEFAULT_LOCK_TIMEOUT, read_only: bool = False) -> None:
         self.kernel = kernel
         self.sysfs = Sysfs(kernel)
         self.db_url = db_url
         self.lock_timeout = lock_timeout
         self.locks = Locks(kernel.root, owner=host_owner(kernel), timeout=lock_timeout)
+        self.read_only = read_only
         self._store: Store | None = None
         self._identity: HostIdentity | None = None
+        self._scratch: Path | None = None
 
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = open_store(self.db_url, deadline=self.lock_timeout,
-                                     host=self.identity)
+            url = self.db_url
+            if self.read_only and missing_sqlite_file(url):
+                self._scratch = Path(tempfile.mkdtemp(prefix="vfpool-empty-"))
+                url = f"sqlite:///{self._scratch / 'empty.db'}"
+            self._store = open_store(url, deadline=self.lock_timeout, host=self.identity)
         return self._store
 
     @property
@@ -62,6 +72,9 @@ class Context:
         if self._store is not None:
             self._store.close()
             self._store = None
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
     def __enter__(self) -> Context:
         return self
@@ -72,7 +85,7 @@ class Context:
 
 def open_context(db: str | None = None, sim: Path | str | None = None,
                  root: Path | str = "/", *,
-                 lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> Context:
+                 lock_timeout: float = DEFAULT_LOCK_TIMEOUT, read_only: bool = False) -> Context:
     """A context on a simulated host (``sim``) or on the machine under ``root``."""
     kernel: KernelPort
     if sim is not None:
@@ -82,4 +95,4 @@ def open_context(db: str | None = None, sim: Path | str | None = None,
     else:
         kernel = RealKernel(Path(root))
     return Context(kernel, db or os.environ.get("VFPOOL_DB") or default_db_url(
-        Path(sim) if sim is not None else None), lock_timeout=lock_timeout)
+        Path(sim) if sim is not None else None), lock_timeout=lock_timeout, read_only=read_only)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
         Store,
         default_db_url,
         migrations_dir,
+        missing_sqlite_file,
         open_store,
     )
     from vfpool.store.models import Base, Event, Host, Lease, Pf, Pool, PoolPf, Vf
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 _HOMES = {
     "vfpool.store.engine": ("DB_FILENAME", "DEFAULT_BUSY_TIMEOUT_MS", "Store", "default_db_url",
-                            "migrations_dir", "open_store"),
+                            "migrations_dir", "missing_sqlite_file", "open_store"),
     "vfpool.store.models": ("Base", "Event", "Host", "Lease", "Pf", "Pool", "PoolPf", "Vf"),
     "vfpool.store.states": ("LIVE_LEASE_STATES", "LeaseState", "LinkState", "Method", "Mode",
                             "PoolState", "VfState"),
@@ -63,6 +64,7 @@ __all__ = [
     "VfState",
     "default_db_url",
     "migrations_dir",
+    "missing_sqlite_file",
     "open_store",
     "utcnow",
 ]

@@ -477,6 +477,18 @@ def _install_sqlite_hooks(engine: Engine, busy_timeout_ms: int) -> None:
     event.listen(engine, "begin", on_begin)
 
 
+def missing_sqlite_file(url: str) -> bool:
+    """Whether ``url`` names a SQLite database file that does not exist (yet)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return False
+    if parsed.get_backend_name() != "sqlite":
+        return False
+    path = _sqlite_file(parsed)
+    return path is not None and not path.exists()
+
+
 def _sqlite_file(url: URL) -> Path | None:
     """The database file of a SQLite URL; None for in-memory and ``file:`` URI databases."""
     database = url.database or ""

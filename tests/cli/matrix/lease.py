@@ -158,7 +158,9 @@ lease.valid("list-owner", "lease", "list", "--owner", "vm1", "--json",
             stdout_has=('"owner": "vm1"',), setup=LEASE_HELD)
 lease.valid("list-other-owner", "lease", "list", "--owner", "vm2",
             stdout_has=("ID  POOL  OWNER  STATE  MODE  VF  NETDEV  MAC  VLAN  NUMA",),
-            stdout_lacks=("vm1",), setup=LEASE_HELD)
+            stdout_lacks=("vm1",), setup=LEASE_HELD,
+            stderr="no leases match; `vfpool lease list --all` includes released ones; lease a "
+                   "VF with `vfpool lease acquire POOL --owner OWNER`")
 lease.valid("list-released-hidden", "lease", "list", "--json", stdout_has=("[]",),
             setup=LEASE_RELEASED)
 lease.valid("list-all-json", "lease", "list", "--all", "--json",
