@@ -22,7 +22,8 @@ READS = [
     (("pool", "list", "--all"), 0), (("pool", "show", "a"), 3), (("pool", "dumpconfig", "a"), 3),
     (("lease", "list"), 0), (("lease", "list", "--all"), 0), (("lease", "show", "1"), 3),
     (("report",), 0), (("report", "--format", "prometheus"), 0), (("host", "list"), 0),
-    (("vm", "args", "1"), 3), (("fleet", "place", "a", "--count", "1"), 5),
+    (("vm", "args", "1"), 3), (("fleet", "place", "a", "--count", "1"), 5), (("events",), 0),
+    (("events", "--pool", "a", "--json"), 0),
 ]
 
 

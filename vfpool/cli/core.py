@@ -13,10 +13,14 @@ library only, never a subcommand module, the service layer or the store.
 from __future__ import annotations
 
 import difflib
+import signal
+import threading
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -61,6 +65,28 @@ def settings(ctx: typer.Context) -> Settings:
     if not isinstance(root.obj, Settings):
         root.obj = Settings()
     return root.obj
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[list[str]]:
+    """For commands that run until stopped (`watch`, `events --follow`): SIGTERM and SIGINT
+    set ``stop``, and the loop ends after the work in hand; yields the names of the signals
+    received. The previous handlers come back afterwards."""
+    received: list[str] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        received.append(signal.Signals(signum).name)
+        stop.set()
+
+    previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 # -- The global options, accepted after a subcommand too ---------------------------------------

@@ -48,6 +48,8 @@ COMMANDS: dict[str, Entry] = {
     "watch": Entry("vfpool.cli.watch", "Follow udev and keep the store in step.", group=False),
     "report": Entry("vfpool.cli.report", "Report pools, PFs, VFs with their leases, and the "
                     "20 newest events, from the store.", group=False),
+    "events": Entry("vfpool.cli.events", "Read the audit log: who did what, when and why.",
+                    group=False),
     "host": Entry("vfpool.cli.host", "The hosts that share this store."),
     "fleet": Entry("vfpool.cli.fleet", "Decisions across the hosts sharing the store."),
     "db": Entry("vfpool.cli.db", "The vfpool database."),

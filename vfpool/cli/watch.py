@@ -2,40 +2,15 @@
 
 from __future__ import annotations
 
-import signal
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from types import FrameType
 
 import typer
 
-from vfpool.cli.core import VfpoolTyper, settings
+from vfpool.cli.core import VfpoolTyper, settings, stop_on_signals
 from vfpool.cli.render import note
 from vfpool.errors import InvalidInput
 from vfpool.host.udev import UdevDiscovery, UdevMonitor
 from vfpool.service import watch as watch_service
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
-@contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[list[str]]:
-    """SIGTERM and SIGINT set ``stop``, and the loop ends after the change in hand; yields the
-    names of the signals received. The previous handlers come back afterwards."""
-    received: list[str] = []
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        received.append(signal.Signals(signum).name)
-        stop.set()
-
-    previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
-    try:
-        yield received
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
 
 app = VfpoolTyper()
 
@@ -63,7 +38,7 @@ def watch(
         raise InvalidInput("vfpool watch follows this machine's udev, and a simulated host "
                            "has none: run it without --sim (or VFPOOL_SIM)")
     stop = threading.Event()
-    with _stop_on_signals(stop) as received, current.context() as ctx:
+    with stop_on_signals(stop) as received, current.context() as ctx:
         monitor = UdevMonitor()
         # Listen first, then read the current state: a change in between is seen, not lost.
         monitor.start()

@@ -31,7 +31,8 @@ from sqlalchemy.orm import Session
 
 from vfpool.errors import HostError, PermissionDenied, describe_oserror
 from vfpool.service.context import Context
-from vfpool.store import LIVE_LEASE_STATES, Event, Lease, Pf, Pool, PoolPf, Vf, utcnow
+from vfpool.service.events import EventRow, read_events
+from vfpool.store import LIVE_LEASE_STATES, Lease, Pf, Pool, PoolPf, Vf, utcnow
 from vfpool.store.models import VF_STATES, Host
 from vfpool.store.queries import in_member, zero_counts
 from vfpool.store.scope import set_host
@@ -93,19 +94,6 @@ class VfRow:
     vlan: int | None
     lease_created_at: datetime | None
     lease_age: int | None  # whole seconds since lease_created_at
-
-
-@dataclass(frozen=True)
-class EventRow:
-    id: int
-    at: datetime
-    actor: str | None
-    action: str
-    pool: str | None
-    pf: str | None
-    vf: str | None
-    lease_id: int | None
-    detail: dict[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -188,14 +176,6 @@ def _vf_rows(session: Session, now: datetime) -> list[VfRow]:
                  lease_state, owner, mac, vlan, created_at) in rows]
 
 
-def _events(session: Session) -> list[EventRow]:
-    rows = session.execute(
-        select(Event.id, Event.at, Event.actor, Event.action, Event.pool, Event.pf, Event.vf,
-               Event.lease_id, Event.detail)
-        .order_by(Event.id.desc()).limit(EVENT_LIMIT))
-    return [EventRow(*row) for row in rows]
-
-
 def build_report(ctx: Context, *, now: datetime | None = None) -> Report:
     """The inventory at ``now`` (default: the current time; tests pass a fixed one, which
     only lease ages depend on). Reads the store only, never the host."""
@@ -214,7 +194,8 @@ def build_report(ctx: Context, *, now: datetime | None = None) -> Report:
 def _one_host(session: Session, now: datetime) -> Report:
     pools, members = _pools(session)
     _count_vfs(session, members)
-    return Report(now, pools, _vf_rows(session, now), _events(session))
+    return Report(now, pools, _vf_rows(session, now),
+                  read_events(session, limit=EVENT_LIMIT))
 
 
 @dataclass
@@ -338,11 +319,7 @@ def report_document(report: Report) -> dict[str, Any]:
             "mac": vf.mac, "vlan": vf.vlan, "lease_created_at": _iso(vf.lease_created_at),
             "lease_age": vf.lease_age,
         } for vf in report.vfs],
-        "events": [{
-            "id": event.id, "at": _iso(event.at), "actor": event.actor,
-            "action": event.action, "pool": event.pool, "pf": event.pf, "vf": event.vf,
-            "lease_id": event.lease_id, "detail": event.detail,
-        } for event in report.events],
+        "events": [event.document() for event in report.events],
     }
 
 
