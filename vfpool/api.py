@@ -10,12 +10,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from vfpool.errors import InvalidInput
 from vfpool.model.pool import VfDefaults
-from vfpool.service import leases, pfs, pools, reconcile
+from vfpool.service import events, leases, pfs, pools, reconcile, report
 from vfpool.service.context import Context, open_context
+from vfpool.store.states import LinkState
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class Lease:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Lease:
+        """The lease of one record of `lease list --json`."""
         return cls(id=record["id"], pool=record["pool"], owner=record["owner"],
                    token=record["token"], state=record["state"], mode=record["mode"],
                    mac=record["mac"], vlan=record["vlan"], numa_node=record["numa_node"],
@@ -51,39 +55,99 @@ class Lease:
 
 
 class Host:
-    """One host (real or simulated) and its store."""
+    """One host (real or simulated) and its store. Every method runs the same service
+    function as the CLI command named in its docstring, with the same checks, locks and
+    errors (``vfpool.errors``), and returns what that command prints with ``--json``."""
 
     def __init__(self, context: Context) -> None:
         self.context = context
 
-    # -- PFs and pools
+    # -- PFs
     def pfs(self) -> list[dict[str, Any]]:
+        """The SR-IOV capable PFs of the host (`vfpool pf list`)."""
         return pfs.list_pfs(self.context)
 
+    def pf(self, name: str) -> dict[str, Any]:
+        """One PF by PCI address or netdev name, with its VFs (`vfpool pf show`)."""
+        return pfs.show_pf(self.context, name)
+
+    # -- pools
     def define_pool(self, name: str, pf: list[str], vfs: int, *, method: str = "auto",
-                    mode: str = "vfio", **defaults: Any) -> dict[str, Any]:
-        spec = pools.parse_spec(name, pf, vfs, method, mode, VfDefaults(**defaults))
+                    mode: str = "vfio", vlan: int | None = None, qos: int | None = None,
+                    trust: bool | None = None, spoofchk: bool | None = None,
+                    min_tx_rate: int | None = None, max_tx_rate: int | None = None,
+                    mtu: int | None = None, link_state: str | None = None) -> dict[str, Any]:
+        """Define an inactive pool of ``vfs`` VFs on each PF in ``pf`` (a PCI address or
+        netdev name, optionally ``#START-END``), with the VF settings every lease gets
+        (`vfpool pool define`)."""
+        defaults = VfDefaults(vlan=vlan, qos=qos, trust=trust, spoofchk=spoofchk,
+                              min_tx_rate=min_tx_rate, max_tx_rate=max_tx_rate, mtu=mtu,
+                              link_state=LinkState(link_state) if link_state else None)
+        spec = pools.parse_spec(name, pf, vfs, method, mode, defaults)
         return pools.define(self.context, spec)
 
-    def start_pool(self, name: str, **options: Any) -> dict[str, Any]:
-        return pools.start(self.context, name, **options)
+    def define_pool_from_toml(self, text: str, *, name: str | None = None) -> dict[str, Any]:
+        """Define a pool from the TOML that :meth:`dumpconfig` writes, optionally under
+        another name (`vfpool pool define --file`)."""
+        spec = pools.from_toml(text, "<toml>")
+        if name is not None:
+            spec = pools.replace_name(spec, name)
+        return pools.define(self.context, spec)
 
-    def destroy_pool(self, name: str, **options: Any) -> dict[str, Any]:
-        return pools.destroy(self.context, name, **options)
+    def dumpconfig(self, name: str) -> str:
+        """The pool's definition as TOML (`vfpool pool dumpconfig`)."""
+        return pools.dumpconfig(self.context, name)
+
+    def start_pool(self, name: str, *, allow_disruption: bool = False,
+                   timeout: float = pools.DEFAULT_TIMEOUT) -> dict[str, Any]:
+        """Size the pool's PFs and register its VFs; idempotent (`vfpool pool start`).
+        ``timeout`` bounds the wait for VFs and netdevs, in seconds."""
+        return pools.start(self.context, name, allow_disruption=allow_disruption,
+                           timeout=timeout)
+
+    def start_autostarted(self, *, allow_disruption: bool = False,
+                          timeout: float = pools.DEFAULT_TIMEOUT) -> list[dict[str, Any]]:
+        """Start every autostart pool; one failure does not stop the others
+        (`vfpool pool start --autostarted`)."""
+        return pools.start_autostarted(self.context, allow_disruption=allow_disruption,
+                                       timeout=timeout)
+
+    def resize_pool(self, name: str, vfs: int, *, allow_disruption: bool = False,
+                    timeout: float = pools.DEFAULT_TIMEOUT) -> dict[str, Any]:
+        """Change the pool's VFs per PF, never below a leased VF (`vfpool pool resize`)."""
+        return pools.resize(self.context, name, vfs, allow_disruption=allow_disruption,
+                            timeout=timeout)
+
+    def set_autostart(self, name: str, enabled: bool = True) -> dict[str, Any]:
+        """Start the pool at boot, or not (`vfpool pool autostart [--disable]`)."""
+        return pools.set_autostart(self.context, name, enabled)
+
+    def destroy_pool(self, name: str, *, force: bool = False, keep_vfs: bool = False,
+                     allow_disruption: bool = False) -> dict[str, Any]:
+        """Deactivate the pool; refused while it has leases unless ``force`` releases them
+        (`vfpool pool destroy`)."""
+        return pools.destroy(self.context, name, force=force, keep_vfs=keep_vfs,
+                             allow_disruption=allow_disruption)
 
     def undefine_pool(self, name: str) -> None:
+        """Forget an inactive pool (`vfpool pool undefine`)."""
         pools.undefine(self.context, name)
 
     def pool(self, name: str) -> dict[str, Any]:
+        """One pool with its PFs and VF counts (`vfpool pool show`)."""
         return pools.info(self.context, name)
 
     def pools(self, *, include_inactive: bool = False) -> list[dict[str, Any]]:
+        """Active pools, or all of them (`vfpool pool list [--all]`)."""
         return pools.list_pools(self.context, include_inactive=include_inactive)
 
     # -- leases
     def acquire(self, pool: str, owner: str, *, mac: str | None = None, vlan: int | None = None,
                 numa_node: int | None = None, owner_pid: int | None = None,
                 link_state: str | None = None) -> Lease:
+        """Lease one VF of ``pool`` to ``owner``, configured and bound for the pool's mode
+        (`vfpool lease acquire`). ``owner_pid``: the process whose end makes the lease stale.
+        """
         return self.acquire_many(pool, owner, 1, mac=mac, vlan=vlan, numa_node=numa_node,
                                  owner_pid=owner_pid, link_state=link_state)[0]
 
@@ -91,6 +155,8 @@ class Host:
                      vlan: int | None = None, numa_node: int | None = None,
                      spread: bool = False, owner_pid: int | None = None,
                      link_state: str | None = None) -> list[Lease]:
+        """Lease ``count`` VFs at once, all or none (`vfpool lease acquire --count`);
+        ``spread`` takes them from as many PFs as it can."""
         records = leases.acquire(self.context, pool, owner, count=count, mac=mac, vlan=vlan,
                                  numa_node=numa_node, spread=spread, owner_pid=owner_pid,
                                  link_state=link_state)
@@ -98,6 +164,8 @@ class Host:
 
     def release(self, lease: Lease | int, *, token: str | None = None,
                 force: bool = False) -> None:
+        """Restore the VF's config and driver and close the lease (`vfpool lease release`).
+        A :class:`Lease` from :meth:`acquire` carries its token; ``force`` needs none."""
         if isinstance(lease, Lease):
             lease_id, token = lease.id, token or lease.token
         else:
@@ -106,14 +174,40 @@ class Host:
 
     def leases(self, *, pool: str | None = None, owner: str | None = None,
                include_finished: bool = False) -> list[Lease]:
+        """Live leases, or all of them (`vfpool lease list [--all]`)."""
         return [Lease.from_record(record) for record in leases.list_leases(
             self.context, pool=pool, owner=owner, include_finished=include_finished)]
 
+    # -- records
     def reconcile(self, *, dry_run: bool = False) -> dict[str, Any]:
+        """Repair what the store and the host disagree on (`vfpool reconcile`)."""
         return reconcile.reconcile(self.context, dry_run=dry_run)
+
+    def report(self, *, output_format: str = "json") -> str:
+        """The inventory report as text: ``json``, ``table``, ``csv`` or ``prometheus``
+        (`vfpool report --format`)."""
+        if output_format not in report.FORMATS:
+            raise InvalidInput(f"invalid format {output_format!r}: use "
+                               f"{', '.join(report.FORMATS)}")
+        return report.render(report.build_report(self.context), output_format)
+
+    def events(self, *, pool: str | None = None, pf: str | None = None,
+               lease: int | None = None, owner: str | None = None,
+               action: str | None = None, since: datetime | str | None = None,
+               limit: int | None = 100, oldest_first: bool = False) -> list[dict[str, Any]]:
+        """The audit log, newest first (`vfpool events`): each event as `events --json`
+        prints it. ``since`` is a datetime, an ISO 8601 text or an age (``"2h"``)."""
+        if isinstance(since, str):
+            since = events.parse_since(since)
+        where = events.EventFilter(
+            pool=pool, pf=events.resolve_pf(self.context, pf) if pf is not None else None,
+            lease=lease, owner=owner, action=action, since=since)
+        return [row.document() for row in events.list_events(
+            self.context, where, limit=limit, oldest_first=oldest_first)]
 
     # -- lifetime
     def close(self) -> None:
+        """Close the store (a ``with`` block does it)."""
         self.context.close()
 
     def __enter__(self) -> Host:
@@ -125,5 +219,6 @@ class Host:
 
 def connect(db: str | None = None, sim: Path | str | None = None,
             root: Path | str = "/") -> Host:
-    """Open a host: a simulated one with ``sim=DIR``, else the machine (under ``root``)."""
+    """Open a host: a simulated one with ``sim=DIR``, else the machine (under ``root``),
+    with the store at the URL ``db`` (default: as the CLI's)."""
     return Host(open_context(db=db, sim=sim, root=root))
