@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vfpool.service import pools
+from vfpool.service import leases, pools
 from vfpool.service.context import open_context
 
 VFPOOL = Path(sys.executable).parent / "vfpool"
@@ -100,3 +100,27 @@ def test_nothing_extra_on_a_pipe(args: tuple[str, ...], sim_root: Path) -> None:
     result = subprocess.run([str(VFPOOL), "--sim", str(sim_root), *args], capture_output=True,
                             text=True, timeout=120, check=False, env=environment())
     assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_reconcile_shows_its_steps_on_a_terminal(sim_root: Path) -> None:
+    """A lease whose owner process is gone: reconcile reads the PF, checks the lease and
+    restores its VF, each a step on the terminal; on a pipe, only the findings."""
+    _define(sim_root)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    with open_context(sim=sim_root) as ctx:
+        pools.start(ctx, "a")
+        lease = leases.acquire(ctx, "a", "vm1", owner_pid=int(gone))[0]
+    result, shown = on_a_terminal("--sim", str(sim_root), "reconcile", env=environment())
+    assert result.returncode == 0, shown
+    assert result.stdout.startswith(f"lease {lease['id']} ")
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown)
+    assert "PF 0000:85:00.0: reading its VFs" in plain
+    assert "checking 1 live lease(s)" in plain
+    assert f"lease {lease['id']} ({lease['vf']['pci']}): " in plain
+    assert "restoring its VF" in plain
+    assert re.search(r"reconcile: \d+\.\d s in all", plain)
+    again = subprocess.run([str(VFPOOL), "--sim", str(sim_root), "reconcile"],
+                           capture_output=True, text=True, timeout=120, check=False,
+                           env=environment())
+    assert (again.returncode, again.stdout, again.stderr) == (0, "nothing to repair\n", "")

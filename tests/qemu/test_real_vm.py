@@ -388,3 +388,22 @@ def test_launch_dry_run_prints_argv_and_leases_nothing(
     assert line.endswith(" -m 64")
     assert lease_rows(real_host) == []
     assert macvtaps(real_host.netns) == []
+
+
+def test_launch_shows_its_steps_on_a_terminal(real_host: RealHost) -> None:
+    """On a terminal, vm launch shows leasing, each macvtap and QEMU's start as steps, with
+    the command's time; here QEMU refuses an argument, so the error line follows."""
+    from tests.cli.test_progress_rich import environment, on_a_terminal
+
+    result, shown = on_a_terminal(
+        "--sim", str(real_host.root), "vm", "launch", "--owner", "vm1", "--pool", "p",
+        "--count", "2", "--", "-nodefaults", "-display", "none", "-no-such-option",
+        env=environment())
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown)
+    assert result.returncode != 0
+    assert "leasing 2 VF(s) of pool p for vm1" in plain
+    assert len(set(re.findall(r"lease \d+: macvtap on \S+, its tap and vhost-net", plain))) == 2
+    assert "starting qemu-system-x86_64 with 2 NIC(s)" in plain
+    assert re.search(r"vm launch vm1: \d+\.\d s in all", plain)
+    assert "error: QEMU exited while starting" in plain
+    assert {row["state"] for row in lease_rows(real_host)} == {"released"}

@@ -1,4 +1,5 @@
-"""Progress of long commands (pool start, resize, destroy) for the person at a terminal.
+"""Progress of long commands (pool start, resize, destroy, reconcile, vm launch) for the person
+at a terminal.
 
 The service reports steps through a ``Progress`` callback, one message a step ("PF
 0000:85:00.0 (enp133s0f0): 0 -> 3 VFs"). On a terminal, ``progress()`` draws them with rich on

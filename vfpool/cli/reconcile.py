@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from vfpool.cli.core import VfpoolTyper, settings
+from vfpool.cli.progress import progress
 from vfpool.cli.render import emit, emit_json
 from vfpool.service import reconcile as reconcile_service
 
@@ -23,8 +24,8 @@ def reconcile(
     Example:
       vfpool reconcile --dry-run
     """
-    with settings(cli).context() as ctx:
-        report = reconcile_service.reconcile(ctx, dry_run=dry_run)
+    with settings(cli).context() as ctx, progress("reconcile") as shown:
+        report = reconcile_service.reconcile(ctx, dry_run=dry_run, progress=shown)
     if as_json:
         emit_json(report)
         return

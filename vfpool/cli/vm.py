@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import signal
 from pathlib import Path
@@ -10,9 +11,11 @@ from types import FrameType
 import typer
 
 from vfpool.cli.core import VfpoolTyper, settings
+from vfpool.cli.progress import progress
 from vfpool.cli.render import emit, emit_json, note
 from vfpool.model.qemu import QEMU_BINARY
 from vfpool.service import vm as vm_service
+from vfpool.service.progress import quiet
 
 app = VfpoolTyper(help="Hand leased VFs to QEMU.")
 
@@ -46,10 +49,15 @@ def launch(
 
     previous = signal.signal(signal.SIGTERM, on_signal)
     try:
-        with settings(cli).context() as ctx:
+        with settings(cli).context() as ctx, contextlib.ExitStack() as shown:
+            # The progress display ends once QEMU runs: QEMU may use the terminal itself.
+            step = shown.enter_context(progress(f"vm launch {owner}")) if not dry_run \
+                else None
             result = vm_service.launch(ctx, owner, pool, count=count,
                                        qemu_args=list(qemu_args or []), dry_run=dry_run,
-                                       binary=qemu, numa_node=numa_node, note=note)
+                                       binary=qemu, numa_node=numa_node, note=note,
+                                       progress=step or quiet,
+                                       started=lambda machine: shown.close())
     except KeyboardInterrupt:
         note("vfpool: interrupted; QEMU was stopped and its leases released")
         raise typer.Exit(128 + (received[0] if received else signal.SIGINT)) from None

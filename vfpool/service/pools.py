@@ -58,18 +58,14 @@ from vfpool.service import events
 from vfpool.service import leases as lease_service
 from vfpool.service.context import Context
 from vfpool.service.leases import member_range as range_of
+from vfpool.service.progress import Progress, quiet
 from vfpool.store import Lease, Pf, Pool, PoolPf, Vf, utcnow
 from vfpool.store.queries import Queries
 from vfpool.store.states import LIVE_LEASE_STATES, LeaseState, Method, Mode, PoolState, VfState
 
-Progress = Callable[[str], None]
 DEFAULT_TIMEOUT = 30.0
 T = TypeVar("T")
 Snapshots = Mapping[str, PfSnapshot | None]
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 # ---------------------------------------------------------------- reading pools
@@ -613,7 +609,7 @@ def _apply(ctx: Context, name: str, locked: set[str], *, allow_disruption: bool,
 
 
 def start(ctx: Context, name: str, *, allow_disruption: bool = False,
-          timeout: float = DEFAULT_TIMEOUT, progress: Progress = _quiet) -> dict[str, Any]:
+          timeout: float = DEFAULT_TIMEOUT, progress: Progress = quiet) -> dict[str, Any]:
     """Start a pool. Idempotent: an active pool whose PFs are in place is left alone, and the
     result says so (``already_active``); an active pool whose VFs are gone (after a reboot)
     is brought back with the same VF indices and addresses."""
@@ -636,7 +632,7 @@ def start(ctx: Context, name: str, *, allow_disruption: bool = False,
 
 def start_autostarted(ctx: Context, *, allow_disruption: bool = False,
                       timeout: float = DEFAULT_TIMEOUT,
-                      progress: Progress = _quiet) -> list[dict[str, Any]]:
+                      progress: Progress = quiet) -> list[dict[str, Any]]:
     """Start every autostart pool; one failure does not stop the others. Starts do not depend
     on each other's order: a PF is sized for every pool defined on it at its first start."""
     ctx.require_root("pool start --autostarted")
@@ -655,7 +651,7 @@ def start_autostarted(ctx: Context, *, allow_disruption: bool = False,
 
 
 def destroy(ctx: Context, name: str, *, force: bool = False, keep_vfs: bool = False,
-            allow_disruption: bool = False, progress: Progress = _quiet) -> dict[str, Any]:
+            allow_disruption: bool = False, progress: Progress = quiet) -> dict[str, Any]:
     """Deactivate a pool; refused while it has leases unless ``force`` releases them."""
     ctx.require_root(f"pool destroy {name}")
 
@@ -745,7 +741,7 @@ def _empty_pfs(ctx: Context, name: str, locked: set[str], reset: list[LiveLease]
 
 
 def resize(ctx: Context, name: str, vfs: int, *, allow_disruption: bool = False,
-           timeout: float = DEFAULT_TIMEOUT, progress: Progress = _quiet) -> dict[str, Any]:
+           timeout: float = DEFAULT_TIMEOUT, progress: Progress = quiet) -> dict[str, Any]:
     """Change a pool's VFs per PF. An active pool is resized on the host at once, but never
     below a leased VF."""
     ctx.require_root(f"pool resize {name}")

@@ -34,6 +34,7 @@ from vfpool.service.leases import (
     member_range,
     restore_vf,
 )
+from vfpool.service.progress import Progress, quiet
 from vfpool.store import Lease, Vf
 from vfpool.store.queries import Queries
 from vfpool.store.states import LIVE_LEASE_STATES, LeaseState, VfState
@@ -140,7 +141,8 @@ def _configs(ctx: Context, pf: PfSnapshot | None) -> dict[int, VfConfig] | None:
         return None
 
 
-def reconcile(ctx: Context, *, dry_run: bool = False) -> dict[str, Any]:
+def reconcile(ctx: Context, *, dry_run: bool = False,
+              progress: Progress = quiet) -> dict[str, Any]:
     """Find what the store and the host disagree on, and repair it. Idempotent: a second
     run finds nothing.
 
@@ -165,14 +167,19 @@ def reconcile(ctx: Context, *, dry_run: bool = False) -> dict[str, Any]:
 
     wanted = ctx.store.read(pcis)
     if dry_run:
-        return _run(ctx, boot_id, wanted, dry_run=True)
+        return _run(ctx, boot_id, wanted, dry_run=True, progress=progress)
+    progress(f"waiting for the locks of {len(wanted)} PF(s)")
     with ctx.locks.acquirer() as me, ctx.locks.pfs(wanted, exclusive=False):
-        return _run(ctx, boot_id, wanted, dry_run=False, me=me)
+        return _run(ctx, boot_id, wanted, dry_run=False, me=me, progress=progress)
 
 
 def _run(ctx: Context, boot_id: str, pcis: list[str], *, dry_run: bool,
-         me: str | None = None) -> dict[str, Any]:
-    snapshots = {pci: _snapshot(ctx, pci) for pci in pcis}
+         me: str | None = None, progress: Progress = quiet) -> dict[str, Any]:
+    snapshots = {}
+    for pci in pcis:
+        progress(f"PF {pci}: reading its VFs")
+        snapshots[pci] = _snapshot(ctx, pci)
+    progress("comparing the store's VFs with the host's")
     findings: list[dict[str, Any]] = []
 
     def inventory(session: Session) -> list[dict[str, Any]]:
@@ -190,12 +197,15 @@ def _run(ctx: Context, boot_id: str, pcis: list[str], *, dry_run: bool,
     else:
         findings += ctx.store.write(inventory, operation="reconcile")
     live = ctx.store.read(_live)
+    progress(f"checking {len(live)} live lease(s)")
     configs = {pci: _configs(ctx, pf) for pci, pf in snapshots.items()
                if any(lease.pf_pci == pci and lease.state == LeaseState.ACTIVE
                       for lease in live)}
     for lease in live:
         reason = _stale_reason(ctx, lease, boot_id)
         if reason is not None:
+            if not dry_run:
+                progress(f"lease {lease.id} ({lease.vf_pci}): {reason}; restoring its VF")
             findings += _free_stale(ctx, lease, reason, dry_run=dry_run, me=me)
             continue
         if lease.state == LeaseState.RESERVED:
@@ -212,6 +222,8 @@ def _run(ctx: Context, boot_id: str, pcis: list[str], *, dry_run: bool,
             continue  # a missing VF was handled above; an unreadable table is not drift
         diff = drift(lease.applied, table[lease.vf_index], vf.driver)
         if diff:
+            if not dry_run:
+                progress(f"lease {lease.id} ({lease.vf_pci}): re-applying its config")
             findings.append(_reapply(ctx, lease, diff, dry_run=dry_run))
     return {"dry_run": dry_run, "findings": findings}
 

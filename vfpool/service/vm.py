@@ -30,14 +30,11 @@ from vfpool.qemu.qmp import Qmp
 from vfpool.service import events
 from vfpool.service import leases as lease_service
 from vfpool.service.context import Context
+from vfpool.service.progress import Progress, quiet
 from vfpool.store import LIVE_LEASE_STATES, Lease
 
 Note = Callable[[str], None]
 DETACH_TIMEOUT = 30.0
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 def _nic(lease: Lease) -> NicHandoff:
@@ -156,8 +153,8 @@ def _leased(ctx: Context, pool: str, owner: str, count: int,
 def launch(ctx: Context, owner: str, pool: str, *, count: int = 1,
            qemu_args: list[str] | None = None, dry_run: bool = False,
            binary: str = QEMU_BINARY, numa_node: int | None = None,
-           note: Note = _quiet, started: Callable[[QemuMachine], None] | None = None,
-           workdir: Path | None = None) -> LaunchResult:
+           note: Note = quiet, started: Callable[[QemuMachine], None] | None = None,
+           workdir: Path | None = None, progress: Progress = quiet) -> LaunchResult:
     """Lease ``count`` VFs, run QEMU with them, and always give them back.
 
     The leases are released and the macvtaps removed when QEMU exits, fails to start, is
@@ -178,6 +175,7 @@ def launch(ctx: Context, owner: str, pool: str, *, count: int = 1,
     ctx.require_root("vm launch")
     folder = Path(workdir or tempfile.mkdtemp(prefix="vfpool-vm-"))
     qmp_socket = folder / "qmp.sock"
+    progress(f"leasing {count} VF(s) of pool {pool} for {owner}")
     with _leased(ctx, pool, owner, count, numa_node) as records:
         prepared = Prepared()
         try:
@@ -185,6 +183,8 @@ def launch(ctx: Context, owner: str, pool: str, *, count: int = 1,
             for record in records:
                 nic = _live_lease(ctx, record["id"])
                 if nic.mode == "macvtap":
+                    progress(f"lease {nic.lease_id}: macvtap on {nic.netdev}, its tap and "
+                             "vhost-net")
                     nic = _open_macvtap(ctx, nic, prepared, vhost)
                 prepared.nics.append(nic)
             for text in prepared.notes:
@@ -193,6 +193,7 @@ def launch(ctx: Context, owner: str, pool: str, *, count: int = 1,
                                    nics=prepared.nics, extra=extra, binary=binary)
             with QemuMachine(argv, qmp_socket, pass_fds=tuple(prepared.fds),
                              workdir=folder) as machine:
+                progress(f"starting {Path(binary).name} with {len(prepared.nics)} NIC(s)")
                 machine.launch()
                 _record_pid(ctx, [record["id"] for record in records], machine.pid)
                 if started is not None:
@@ -220,7 +221,7 @@ def _record_pid(ctx: Context, lease_ids: list[int], pid: int | None) -> None:
 # ---------------------------------------------------------------- hotplug
 
 def attach(ctx: Context, qmp_socket: Path, lease_id: int, *, bus: str | None = None,
-           note: Note = _quiet) -> dict[str, Any]:
+           note: Note = quiet) -> dict[str, Any]:
     """Hot-add a leased VF to a running QEMU (netdev_add + device_add)."""
     nic = _live_lease(ctx, lease_id)
     if nic.mode == "netdev":
