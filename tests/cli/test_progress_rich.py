@@ -124,3 +124,47 @@ def test_reconcile_shows_its_steps_on_a_terminal(sim_root: Path) -> None:
                            capture_output=True, text=True, timeout=120, check=False,
                            env=environment())
     assert (again.returncode, again.stdout, again.stderr) == (0, "nothing to repair\n", "")
+
+
+def on_a_terminal_stdout(*args: str, env: dict[str, str]) -> str:
+    """What vfpool writes to stdout when stdout is a pty."""
+    controller, terminal = pty.openpty()
+    try:
+        result = subprocess.run([str(VFPOOL), *args], stdout=terminal, stderr=subprocess.PIPE,
+                                timeout=120, check=False, env=env)
+        assert result.returncode == 0, result.stderr
+        os.close(terminal)
+        terminal = -1
+        written = b""
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            written += chunk
+    finally:
+        os.close(controller)
+        if terminal >= 0:
+            os.close(terminal)
+    return written.decode(errors="replace")
+
+
+@pytest.mark.parametrize("args", [("pool", "list", "--all"), ("pool", "show", "a"),
+                                  ("lease", "list"), ("lease", "show", "1")], ids=" ".join)
+def test_state_words_are_coloured_on_a_terminal_only(args: tuple[str, ...],
+                                                     sim_root: Path) -> None:
+    _define(sim_root)
+    with open_context(sim=sim_root) as ctx:
+        pools.start(ctx, "a")
+        leases.acquire(ctx, "a", "vm1")
+    sim = ("--sim", str(sim_root))
+    shown = on_a_terminal_stdout(*sim, *args, env=environment())
+    assert "\x1b[32mactive\x1b[0m" in shown  # the pool's or the lease's state, green
+    plain = on_a_terminal_stdout(*sim, *args, env=environment(NO_COLOR="1"))
+    assert "\x1b[" not in plain
+    assert plain == re.sub(r"\x1b\[[0-9;]*m", "", shown)  # the same text, columns aligned
+    piped = subprocess.run([str(VFPOOL), *sim, *args], capture_output=True, text=True,
+                           timeout=120, check=True, env=environment())
+    assert piped.stdout.replace("\n", "\r\n") == plain

@@ -79,7 +79,7 @@ def events(
     Newest first (--reverse: oldest first), the newest 100 unless --limit says otherwise.
 
     \b
-    Examples:
+    Example:
       vfpool events --pool tenant-a --since 1h
       vfpool events --owner vm1 --json
       vfpool events --follow --action lease.release

@@ -8,6 +8,7 @@ import typer
 
 from vfpool.cli.core import VfpoolTyper, settings
 from vfpool.cli.render import emit, emit_json, note, table
+from vfpool.cli.render import fields as render_fields
 from vfpool.errors import InvalidInput
 from vfpool.service import leases as lease_service
 
@@ -140,8 +141,12 @@ def show(
               ("pf", f"{record['pf']['pci']} ({record['pf']['netdev']})"),
               ("vf", f"{record['vf']['index']} {record['vf']['pci']} "
                      f"({record['vf']['netdev'] or '-'})"),
-              ("created_at", record["created_at"]), ("released_at", record["released_at"]),
-              ("saved", record["saved_config"]), ("applied", record["applied_config"])]
-    width = max(len(key) for key, _ in fields)
-    emit("\n".join(f"{key.ljust(width)}  {'-' if value is None else value}"
-                   for key, value in fields))
+              ("created_at", record["created_at"]), ("released_at", record["released_at"])]
+    emit(render_fields(fields))
+    saved, applied = record["saved_config"] or {}, record["applied_config"] or {}
+    keys = [*saved, *(key for key in applied if key not in saved)]
+    if keys:
+        # What the VF had before the lease (restored at release) next to what the lease set.
+        emit("")
+        emit(table(["FIELD", "SAVED", "APPLIED"],
+                   [[key, saved.get(key), applied.get(key)] for key in keys]))

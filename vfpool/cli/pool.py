@@ -10,6 +10,7 @@ import typer
 from vfpool.cli.core import VfpoolTyper, settings
 from vfpool.cli.progress import progress
 from vfpool.cli.render import cell, emit, emit_json, note, table
+from vfpool.cli.render import fields as render_fields
 from vfpool.errors import InvalidInput
 from vfpool.model.pool import VfDefaults, validate_link_state
 from vfpool.service import pools as pool_service
@@ -64,8 +65,7 @@ def _pool_lines(record: dict[str, Any]) -> str:
               ("vfs", f"{vfs['total']} total, {vfs['free']} free, {vfs['leased']} leased, "
                       f"{vfs['reserved']} reserved, {vfs['unusable']} unusable"),
               ("defaults", defaults)]
-    width = max(len(key) for key, _ in fields)
-    lines = [f"{key.ljust(width)}  {cell(value)}" for key, value in fields]
+    lines = [render_fields(fields)]
     lines += ["", table(["PF", "NETDEV", "DRIVER", "METHOD", "RANGE", "NUMVFS", "TOTALVFS"],
                         [[pf["pci"], pf["netdev"], pf["driver"], pf["method"], pf["range"],
                           pf["numvfs"], pf["totalvfs"]] for pf in record["pfs"]])]

@@ -170,8 +170,10 @@ lease.invalid("list-unknown-pool", 3, "error: no pool named 'nope'", "lease", "l
               "nope", setup=LEASE_HELD)
 lease.valid("show", "lease", "show", "{lease}",
             stdout_has=("owner        vm1", "mac          52:54:00:00:00:01",
-                        "vf           0 0000:05:10.0 (enp5s0f0v0)", "saved        {"),
-            stdout_lacks=("{token}",), setup=LEASE_HELD)
+                        "vf           0 0000:05:10.0 (enp5s0f0v0)",
+                        "\nFIELD            SAVED              APPLIED\n",
+                        "\nmac              00:00:00:00:00:00  52:54:00:00:00:01\n"),
+            stdout_lacks=("{token}", "{'", "None"), setup=LEASE_HELD)
 lease.valid("show-json", "lease", "show", "{lease}", "--json",
             stdout_has=('"saved_config": {', '"applied_config": {', '"token": null'),
             stdout_lacks=("{token}",), setup=LEASE_HELD)

@@ -7,7 +7,7 @@ other formats are pinned at service level with a fixed ``now``.
 
 from __future__ import annotations
 
-from tests.cli.clitest import EMPTY_SIM, REPORT_SCENARIO, Category, report_formats
+from tests.cli.clitest import EMPTY_SIM, LEASE_HELD, REPORT_SCENARIO, Category, report_formats
 from vfpool.service import report as report_service
 
 report = Category("report", setup=REPORT_SCENARIO, quiet=True, checks=(report_formats,),
@@ -60,3 +60,26 @@ report.invalid("output-missing-value", 2, "error: option --output needs a value"
                "--output", setup=EMPTY_SIM)
 report.invalid("unknown-option", 2, "error: no such option: --bogus", *REPORT, "--bogus",
                setup=EMPTY_SIM)
+
+# `vfpool events` (issue 13): the audit log the report's last section shows the newest of.
+events = Category("events", setup=LEASE_HELD, quiet=True,
+                  doc="the audit log, filtered, as a table or JSON")
+CATEGORIES.append(events)
+events.valid("table", "events", stdout_has=("ID  AT", "  lease.acquire  ", "pool.start"))
+events.valid("owner-json", "events", "--owner", "vm1", "--json",
+             stdout_has=('"action": "lease.acquire"', '"owner": "vm1"'),
+             stdout_lacks=('"action": "pool.start"',))
+events.valid("action-reverse", "events", "--action", "pool.define", "--reverse",
+             stdout_has=("pool.define",), stdout_lacks=("lease.acquire",))
+events.valid("since-age", "events", "--since", "1h", "--limit", "1", "--json",
+             stdout_has=('"action": "lease.acquire"',), stdout_lacks=('"lease.reserve"',))
+events.valid("none-match", "events", "--owner", "nobody", "--json", stdout="[]\n")
+events.invalid("since-invalid", 2, "error: invalid --since 'noon': give an ISO 8601 time "
+               "(2026-11-26T08:00:00Z) or an age such as 15m, 2h or 1d", "events", "--since",
+               "noon")
+events.invalid("limit-negative", 2, "error: invalid value for --limit: -1 is not at least 0",
+               "events", "--limit", "-1")
+events.invalid("lease-not-a-number", 2, "error: invalid value for --lease: 'x' is not a "
+               "whole number", "events", "--lease", "x")
+events.invalid("pf-unknown", 3, "error: no PF named 'enp9s0f0': no such PCI address or network "
+               "interface on this host", "events", "--pf", "enp9s0f0")
