@@ -64,7 +64,8 @@ def _pool_lines(record: dict[str, Any]) -> str:
               ("vfs per PF", record["vfs_per_pf"]),
               ("vfs", f"{vfs['total']} total, {vfs['free']} free, {vfs['leased']} leased, "
                       f"{vfs['reserved']} reserved, {vfs['unusable']} unusable"),
-              ("defaults", defaults)]
+              ("defaults", defaults),
+              *([("select", "; ".join(record["select"]))] if record.get("select") else [])]
     lines = [render_fields(fields)]
     lines += ["", table(["PF", "NETDEV", "DRIVER", "METHOD", "RANGE", "NUMVFS", "TOTALVFS"],
                         [[pf["pci"], pf["netdev"], pf["driver"], pf["method"], pf["range"],
@@ -80,6 +81,11 @@ def define(
     pfs: list[str] = typer.Option([], "--pf", metavar="PF[#START-END]",
                                   help="A PF by PCI address or netdev, with an optional VF "
                                        "index range; repeat for more."),
+    select: list[str] = typer.Option(
+        [], "--select", metavar="vendor=V,device=D[,driver=NAME][,pf=GLOB]",
+        help="Instead of --pf: take, at each start, every PF of the host that matches (PCI "
+             "vendor and device ids in hex, the PF's driver, a pattern on its netdev name) "
+             "and no other pool uses; repeat for more."),
     vfs: int | None = typer.Option(None, "--vfs", metavar="N", help="VFs per PF."),
     method: str = typer.Option("auto", "--method", metavar="auto|sysfs|module-param"),
     mode: str = typer.Option("vfio", "--mode", metavar="vfio|macvtap|netdev"),
@@ -102,11 +108,12 @@ def define(
     \b
     Example:
       vfpool pool define tenant-a --pf enp133s0f0 --pf enp133s0f1#0-7 --vfs 8 --vlan 100
+      vfpool pool define tenant-b --select vendor=8086,device=1572,pf=enp133* --vfs 8
     """
     with settings(cli).context() as ctx:
         if file is not None:
-            if pfs or vfs is not None:
-                raise InvalidInput("give either --file or --pf/--vfs, not both")
+            if pfs or select or vfs is not None:
+                raise InvalidInput("give either --file or --pf/--select/--vfs, not both")
             text = read_definition(file)
             spec = pool_service.from_toml(text, str(file))
             if name is not None:
@@ -121,7 +128,7 @@ def define(
                                   min_tx_rate=min_tx_rate, max_tx_rate=max_tx_rate, mtu=mtu,
                                   link_state=None if link_state is None
                                   else validate_link_state(link_state))
-            spec = pool_service.parse_spec(name, pfs, vfs, method, mode, defaults)
+            spec = pool_service.parse_spec(name, pfs, vfs, method, mode, defaults, select)
             record = pool_service.define(ctx, spec)
     if as_json:
         emit_json(record)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -100,6 +101,68 @@ class PfRef:
         return f"{self.pf}#{self.range}" if self.range else self.pf
 
 
+_SELECTOR_KEYS = ("vendor", "device", "driver", "pf")
+_HEX_ID = re.compile(r"(?:0x)?([0-9a-fA-F]{4})")
+
+
+@dataclass(frozen=True)
+class PfSelector:
+    """PFs chosen by what they are rather than where they sit, as the SR-IOV device plugin's
+    selectors do: ``vendor=8086,device=1572[,driver=i40e][,pf=enp*]``. Every key given must
+    match; ``pf`` is a shell pattern on the PF's netdev names."""
+
+    vendor: int | None = None
+    device: int | None = None
+    driver: str | None = None
+    pf: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> PfSelector:
+        found: dict[str, Any] = {}
+        for part in text.split(","):
+            key, equals, value = part.strip().partition("=")
+            if not equals or not value:
+                raise InvalidInput(f"invalid --select {text!r}: expected KEY=VALUE pairs such as "
+                                   "vendor=8086,device=1572,driver=i40e,pf=enp*")
+            if key not in _SELECTOR_KEYS:
+                raise InvalidInput(f"invalid --select {text!r}: unknown key {key!r} (use "
+                                   f"{', '.join(_SELECTOR_KEYS)})")
+            if key in found:
+                raise InvalidInput(f"invalid --select {text!r}: {key} is given twice")
+            if key in ("vendor", "device"):
+                hex_id = _HEX_ID.fullmatch(value)
+                if hex_id is None:
+                    raise InvalidInput(f"invalid --select {text!r}: {key} must be four hex "
+                                       f"digits, such as 8086, not {value!r}")
+                found[key] = int(hex_id.group(1), 16)
+            else:
+                if not re.fullmatch(r"[A-Za-z0-9_.*?\[\]!:@-]{1,64}", value):
+                    raise InvalidInput(f"invalid --select {text!r}: {key} {value!r} has "
+                                       "characters a driver or interface name cannot have")
+                found[key] = value
+        return cls(**found)
+
+    def matches(self, pf: PfSnapshot) -> bool:
+        return ((self.vendor is None or pf.vendor == self.vendor)
+                and (self.device is None or pf.device == self.device)
+                and (self.driver is None or pf.driver == self.driver)
+                and (self.pf is None or any(fnmatch.fnmatchcase(netdev.name, self.pf)
+                                            for netdev in pf.netdevs)))
+
+    def __str__(self) -> str:
+        parts = [f"vendor={self.vendor:04x}" if self.vendor is not None else "",
+                 f"device={self.device:04x}" if self.device is not None else "",
+                 f"driver={self.driver}" if self.driver else "",
+                 f"pf={self.pf}" if self.pf else ""]
+        return ",".join(part for part in parts if part)
+
+
+def selected(selectors: tuple[PfSelector, ...], pfs: list[PfSnapshot]) -> list[PfSnapshot]:
+    """The PFs that any of ``selectors`` matches, in PCI order."""
+    return sorted((pf for pf in pfs if any(s.matches(pf) for s in selectors)),
+                  key=lambda pf: str(pf.pci))
+
+
 @dataclass(frozen=True)
 class VfDefaults:
     """VF settings applied to every lease of the pool; None leaves the driver's value alone."""
@@ -159,12 +222,17 @@ class PoolSpec:
     mode: Mode = Mode.VFIO
     defaults: VfDefaults = field(default_factory=VfDefaults)
     autostart: bool = False
+    # Chosen at each start on this host instead of fixed PFs (``pfs`` is then empty).
+    selectors: tuple[PfSelector, ...] = ()
 
     def validate(self) -> PoolSpec:
         """Checks that need no host: name, counts, enums, defaults, duplicate PFs."""
         validate_name(self.name)
-        if not self.pfs:
-            raise InvalidInput("a pool needs at least one --pf")
+        if self.pfs and self.selectors:
+            raise InvalidInput("give --pf or --select, not both: a pool has fixed PFs or "
+                               "chooses them at start")
+        if not self.pfs and not self.selectors:
+            raise InvalidInput("a pool needs at least one --pf (or --select)")
         if not 1 <= self.vfs <= VFS_MAX:
             raise InvalidInput(f"--vfs must be 1-{VFS_MAX}, not {self.vfs}")
         return replace(self, method=choice(Method, self.method, "method"),
@@ -232,9 +300,12 @@ def to_toml(spec: PoolSpec) -> str:
         "method": spec.method,
         "mode": spec.mode,
         "autostart": spec.autostart,
-        "pf": [{"pci": ref.pf, **({"range": str(ref.range)} if ref.range else {})}
-               for ref in spec.pfs],
     }
+    if spec.selectors:
+        document["select"] = [str(selector) for selector in spec.selectors]
+    else:
+        document["pf"] = [{"pci": ref.pf, **({"range": str(ref.range)} if ref.range else {})}
+                          for ref in spec.pfs]
     defaults = {key: value for key, value in spec.defaults.as_dict().items()
                 if value is not None}
     if defaults:
@@ -243,7 +314,7 @@ def to_toml(spec: PoolSpec) -> str:
         tomli_w.dumps(document)
 
 
-_TOP_KEYS = {"name", "vfs", "method", "mode", "autostart", "pf", "defaults"}
+_TOP_KEYS = {"name", "vfs", "method", "mode", "autostart", "pf", "select", "defaults"}
 _PF_KEYS = {"pci", "range"}
 
 
@@ -268,6 +339,11 @@ def from_toml(text: str, source: str) -> PoolSpec:
             context = f"{pci}#{range_text}"
             pfs.append(PfRef(pci, VfRange.parse(_typed(entry, "range", str, source), context)
                              if range_text is not None else None))
+        raw_select = document.get("select", [])
+        if not isinstance(raw_select, list) or not all(isinstance(item, str)
+                                                       for item in raw_select):
+            raise InvalidInput(f"{source}: 'select' must be a list of strings such as "
+                               '["vendor=8086,device=1572"]')
         raw_defaults = document.get("defaults", {})
         if not isinstance(raw_defaults, dict):
             raise InvalidInput(f"{source}: [defaults] must be a table")
@@ -284,6 +360,7 @@ def from_toml(text: str, source: str) -> PoolSpec:
             mode=_optional(document, "mode", str, "vfio", source),
             defaults=defaults,
             autostart=_optional(document, "autostart", bool, False, source),
+            selectors=tuple(PfSelector.parse(item) for item in raw_select),
         )
     except TypeError as exc:
         raise InvalidInput(f"{source}: {exc}") from None

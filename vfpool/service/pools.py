@@ -41,6 +41,7 @@ from vfpool.model.plan import (
 )
 from vfpool.model.pool import (
     PfRef,
+    PfSelector,
     PoolSpec,
     VfDefaults,
     VfRange,
@@ -49,6 +50,7 @@ from vfpool.model.pool import (
     claimed_range,
     from_toml,
     resolve_method,
+    selected,
     to_toml,
     used_indices,
     validate_name,
@@ -86,7 +88,13 @@ def spec_of(pool: Pool) -> PoolSpec:
                             max_tx_rate=pool.max_tx_rate, mtu=pool.mtu,
                             link_state=pool.link_state),
         autostart=pool.autostart,
-    )
+        selectors=selectors_of(pool),
+    ).with_pfs(() if pool.selectors else
+               tuple(PfRef(member.pf_pci, range_of(member)) for member in pool.members))
+
+
+def selectors_of(pool: Pool) -> tuple[PfSelector, ...]:
+    return tuple(PfSelector.parse(line) for line in (pool.selectors or "").splitlines() if line)
 
 
 def _vf_counts(session: Session, pool: Pool) -> dict[str, int]:
@@ -158,6 +166,9 @@ def _record(session: Session, pool: Pool, snapshots: Snapshots) -> dict[str, Any
         "defaults": spec.defaults.as_dict(),
         "vfs_per_pf": pool.vfs_per_pf,
         "needs_start": needs_start,
+        # Only a pool that chooses its PFs at start has selectors; "pfs" are those chosen.
+        **({"select": [str(selector) for selector in spec.selectors]} if spec.selectors
+           else {}),
     }
 
 
@@ -284,7 +295,8 @@ def define(ctx: Context, spec: PoolSpec) -> dict[str, Any]:
                     vlan=defaults.vlan, qos=defaults.qos, trust=defaults.trust,
                     spoofchk=defaults.spoofchk, min_tx_rate=defaults.min_tx_rate,
                     max_tx_rate=defaults.max_tx_rate, mtu=defaults.mtu,
-                    link_state=defaults.link_state)
+                    link_state=defaults.link_state,
+                    selectors="\n".join(str(selector) for selector in spec.selectors) or None)
         for position, (ref, pf) in enumerate(members):
             pool.members.append(PoolPf(
                 pf=_upsert_pf(session, pf), position=position,
@@ -608,12 +620,59 @@ def _apply(ctx: Context, name: str, locked: set[str], *, allow_disruption: bool,
     return ctx.store.write(activate, operation=f"recording {action} {name}")
 
 
+def _choose_selected(ctx: Context, name: str, progress: Progress) -> None:
+    """A pool with selectors takes, at the start of an inactive pool, every PF of this host
+    that a selector matches and no other pool uses; an active pool keeps the PFs it has."""
+    spec = ctx.store.read(lambda s: spec_of(_pool(s, name)))
+    if not spec.selectors:
+        return
+    if ctx.store.read(lambda s: _pool(s, name).state) == PoolState.ACTIVE:
+        return
+    wanted = ", ".join(str(selector) for selector in spec.selectors)
+    progress(f"choosing the PFs that match {wanted}")
+    matching = selected(spec.selectors, ctx.sysfs.pfs())
+
+    def choose(session: Session) -> None:
+        pool = _pool(session, name)
+        if pool.state == PoolState.ACTIVE:
+            return  # another start got there first
+        # An inactive selector pool holds no PF: its members are only its last choice.
+        taken = {member.pf_pci: other.name for other, member in
+                 Queries(session).memberships([str(pf.pci) for pf in matching])
+                 if member.pool_id != pool.id
+                 and (other.state == PoolState.ACTIVE or not other.selectors)}
+        chosen = [pf for pf in matching if str(pf.pci) not in taken]
+        if not matching:
+            raise NotFound(f"no PF on this host matches the selectors of pool {name!r} "
+                           f"({wanted})")
+        if not chosen:
+            users = ", ".join(sorted({repr(user) for user in taken.values()}))
+            raise Conflict(f"every PF that matches the selectors of pool {name!r} ({wanted}) "
+                           f"is in another pool: {users}")
+        members = [(PfRef(str(pf.pci)), pf) for pf in chosen]
+        for ref, pf in members:
+            info_ = driver_info(pf.driver)
+            check_member(spec, ref, pf, info_, resolve_method(spec.method, info_))
+        _check_module_params(session, spec, members, exclude_pool=pool.id)
+        if [m.pf_pci for m in pool.members] == [str(pf.pci) for pf in chosen]:
+            return
+        pool.members.clear()
+        session.flush()
+        for position, (_, pf) in enumerate(members):
+            pool.members.append(PoolPf(pf=_upsert_pf(session, pf), position=position))
+        events.record(session, "pool.select", pool=name, select=wanted,
+                      pfs=[str(pf.pci) for pf in chosen])
+
+    ctx.store.write(choose, operation=f"choosing the PFs of pool {name}")
+
+
 def start(ctx: Context, name: str, *, allow_disruption: bool = False,
           timeout: float = DEFAULT_TIMEOUT, progress: Progress = quiet) -> dict[str, Any]:
     """Start a pool. Idempotent: an active pool whose PFs are in place is left alone, and the
     result says so (``already_active``); an active pool whose VFs are gone (after a reboot)
     is brought back with the same VF indices and addresses."""
     ctx.require_root(f"pool start {name}")
+    _choose_selected(ctx, name, progress)
 
     def change(locked: set[str]) -> dict[str, Any]:
         snapshots = _snapshots(ctx, sorted(locked))
@@ -690,6 +749,9 @@ def destroy(ctx: Context, name: str, *, force: bool = False, keep_vfs: bool = Fa
                           released=lease_ids, emptied=emptied, lost=lost)
             session.flush()
             record = _record(session, pool, snapshots)
+            if pool.selectors:
+                # A selector pool holds its PFs only while active; its next start chooses.
+                pool.members.clear()
             record["released"] = lease_ids
             record["lost"] = lost
             return record
@@ -806,11 +868,12 @@ def replace_name(spec: PoolSpec, name: str) -> PoolSpec:
 
 
 def parse_spec(name: str, pfs: list[str], vfs: int, method: str, mode: str,
-               defaults: VfDefaults) -> PoolSpec:
+               defaults: VfDefaults, select: list[str] | None = None) -> PoolSpec:
     validate_name(name)
     return PoolSpec(name=name, pfs=tuple(PfRef.parse(text) for text in pfs), vfs=vfs,
                     method=choice(Method, method, "method"), mode=choice(Mode, mode, "mode"),
-                    defaults=defaults).validate()
+                    defaults=defaults,
+                    selectors=tuple(PfSelector.parse(text) for text in select or ())).validate()
 
 
 __all__ = ["Method", "Mode", "define", "destroy", "dumpconfig", "from_toml",

@@ -155,6 +155,9 @@ class Pool(HostScoped, Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
     link_state: Mapped[LinkState | None] = mapped_column(StrEnumType(LinkState, length=8))
+    # PF selectors, one a line (``vendor=8086,device=1572,pf=enp*``): the pool's PFs are
+    # chosen at each start of an inactive pool; NULL for a pool of fixed PFs.
+    selectors: Mapped[str | None] = mapped_column(String(1024))
 
     members: Mapped[list[PoolPf]] = relationship(
         back_populates="pool",

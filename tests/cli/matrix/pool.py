@@ -149,14 +149,15 @@ pool.invalid("define-x710-min-tx-rate", 2,
 pool.invalid("define-igb-above-7", 2,
              "error: driver igb allows at most 7 VFs per PF; PF 0000:05:00.0 (enp5s0f0) "
              "would need 8", *define("i", "enp5s0f0", vfs=8), setup=IGB_8_HOST)
-pool.invalid("define-no-pf", 2, "error: a pool needs at least one --pf", "pool", "define", "a",
-             "--vfs", "1")
+pool.invalid("define-no-pf", 2, "error: a pool needs at least one --pf (or --select)", "pool",
+             "define", "a", "--vfs", "1")
 pool.invalid("define-no-vfs", 2, "error: missing --vfs N: how many VFs per PF", "pool", "define",
              "a", "--pf", "enp5s0f0")
 pool.invalid("define-no-name", 2, "error: missing pool NAME (or give --file)", "pool", "define",
              "--pf", "enp5s0f0", "--vfs", "1")
-pool.invalid("define-file-and-flags", 2, "error: give either --file or --pf/--vfs, not both",
-             "pool", "define", "--file", "{tmp}/p.toml", "--vfs", "3",
+pool.invalid("define-file-and-flags", 2,
+             "error: give either --file or --pf/--select/--vfs, not both", "pool", "define",
+             "--file", "{tmp}/p.toml", "--vfs", "3",
              files=(("{tmp}/p.toml", FILE),))
 pool.invalid("define-file-missing", 2,
              "error: cannot read {tmp}/nope.toml: No such file or directory", "pool", "define",
