@@ -13,6 +13,7 @@ from vfpool.errors import InvalidInput
 from vfpool.model.drivers import DRIVERS, driver_info, module_options
 from vfpool.model.pool import (
     PfRef,
+    PfSelector,
     PoolSpec,
     VfDefaults,
     VfRange,
@@ -130,7 +131,10 @@ def test_pool_spec_validate() -> None:
     validated = spec.validate()
     assert (validated.method, validated.mode) == (Method.SYSFS, Mode.NETDEV)
     assert isinstance(validated.method, Method) and isinstance(validated.mode, Mode)
-    for broken, message in ((replace(spec, pfs=()), "a pool needs at least one --pf"),
+    both = replace(spec, selectors=(PfSelector.parse("driver=ixgbe"),))
+    for broken, message in ((replace(spec, pfs=()), "a pool needs at least one --pf (or --select)"),
+                            (both, "give --pf or --select, not both: a pool has fixed PFs or "
+                                   "chooses them at start"),
                             (replace(spec, vfs=0), "--vfs must be 1-65535, not 0"),
                             (replace(spec, vfs=65536), "--vfs must be 1-65535, not 65536"),
                             (replace(spec, mode="tap"),
@@ -223,7 +227,9 @@ def test_toml_round_trip() -> None:
      "f.toml: unknown key 'colour' in [defaults]"),
     ('name = "p"\nvfs = 1\npf = [{ pci = "x" }]\n[defaults]\nvlan = "7"\n',
      "f.toml: 'vlan' must be an integer"),
-    ('name = "p"\nvfs = 1\n', "a pool needs at least one --pf"),
+    ('name = "p"\nvfs = 1\n', "a pool needs at least one --pf (or --select)"),
+    ('name = "p"\nvfs = 1\nselect = "driver=i40e"\n',
+     "f.toml: 'select' must be a list of strings such as [\"vendor=8086,device=1572\"]"),
     ('name = "p"\nvfs = 1\npf = [{ pci = "x", range = "3-1" }]\n',
      "invalid VF range '3-1' in 'x#3-1': 3 is above 1"),
 ])
