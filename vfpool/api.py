@@ -14,7 +14,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from vfpool.errors import InvalidInput
 from vfpool.model.pool import VfDefaults
 from vfpool.service import events, leases, pfs, pools, reconcile, report
 from vfpool.service.context import Context, open_context
@@ -186,9 +185,7 @@ class Host:
     def report(self, *, output_format: str = "json") -> str:
         """The inventory report as text: ``json``, ``table``, ``csv`` or ``prometheus``
         (`vfpool report --format`)."""
-        if output_format not in report.FORMATS:
-            raise InvalidInput(f"invalid format {output_format!r}: use "
-                               f"{', '.join(report.FORMATS)}")
+        report.check_format(output_format, "format")
         return report.render(report.build_report(self.context), output_format)
 
     def events(self, *, pool: str | None = None, pf: str | None = None,
@@ -197,11 +194,8 @@ class Host:
                limit: int | None = 100, oldest_first: bool = False) -> list[dict[str, Any]]:
         """The audit log, newest first (`vfpool events`): each event as `events --json`
         prints it. ``since`` is a datetime, an ISO 8601 text or an age (``"2h"``)."""
-        if isinstance(since, str):
-            since = events.parse_since(since)
-        where = events.EventFilter(
-            pool=pool, pf=events.resolve_pf(self.context, pf) if pf is not None else None,
-            lease=lease, owner=owner, action=action, since=since)
+        where = events.make_filter(self.context, pool=pool, pf=pf, lease=lease, owner=owner,
+                                   action=action, since=since)
         return [row.document() for row in events.list_events(
             self.context, where, limit=limit, oldest_first=oldest_first)]
 

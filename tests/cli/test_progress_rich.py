@@ -25,13 +25,15 @@ def _define(sim_root: Path) -> None:
                                            pools.VfDefaults()))
 
 
-def on_a_terminal(*args: str, env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], str]:
-    """Run vfpool with stderr on a pty; returns the result (stdout on a pipe) and what the
-    terminal received."""
+def _on_a_pty(args: tuple[str, ...], env: dict[str, str], *,
+              stream: str) -> tuple[subprocess.CompletedProcess[str], str]:
+    """Run vfpool with ``stream`` (stdout or stderr) on a pty and the other on a pipe; returns
+    the result and what the terminal received."""
     controller, terminal = pty.openpty()
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, stream: terminal}
     try:
-        result = subprocess.run([str(VFPOOL), *args], stdout=subprocess.PIPE, stderr=terminal,
-                                text=True, timeout=120, check=False, env=env)
+        result = subprocess.run([str(VFPOOL), *args], text=True, timeout=120, check=False,
+                                env=env, **streams)
         os.close(terminal)
         terminal = -1
         written = b""
@@ -48,6 +50,12 @@ def on_a_terminal(*args: str, env: dict[str, str]) -> tuple[subprocess.Completed
         if terminal >= 0:
             os.close(terminal)
     return result, written.decode(errors="replace")
+
+
+def on_a_terminal(*args: str, env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], str]:
+    """Run vfpool with stderr on a pty; returns the result (stdout on a pipe) and what the
+    terminal received."""
+    return _on_a_pty(args, env, stream="stderr")
 
 
 def environment(**extra: str) -> dict[str, str]:
@@ -128,27 +136,9 @@ def test_reconcile_shows_its_steps_on_a_terminal(sim_root: Path) -> None:
 
 def on_a_terminal_stdout(*args: str, env: dict[str, str]) -> str:
     """What vfpool writes to stdout when stdout is a pty."""
-    controller, terminal = pty.openpty()
-    try:
-        result = subprocess.run([str(VFPOOL), *args], stdout=terminal, stderr=subprocess.PIPE,
-                                timeout=120, check=False, env=env)
-        assert result.returncode == 0, result.stderr
-        os.close(terminal)
-        terminal = -1
-        written = b""
-        while True:
-            try:
-                chunk = os.read(controller, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            written += chunk
-    finally:
-        os.close(controller)
-        if terminal >= 0:
-            os.close(terminal)
-    return written.decode(errors="replace")
+    result, written = _on_a_pty(args, env, stream="stdout")
+    assert result.returncode == 0, result.stderr
+    return written
 
 
 @pytest.mark.parametrize("args", [("pool", "list", "--all"), ("pool", "show", "a"),

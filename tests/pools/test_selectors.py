@@ -13,8 +13,8 @@ import pytest
 
 from tests.conftest import CliResult
 from vfpool.errors import InvalidInput
+from vfpool.host.sysfs import Sysfs
 from vfpool.model.pool import PfSelector, selected
-from vfpool.sim.host import SimHost
 
 Cli = Callable[..., CliResult]
 X710 = "vendor=8086,device=1572"  # the default sim's two i40e ports, 0000:85:00.0/.1
@@ -52,10 +52,8 @@ def test_a_bad_selector_is_refused(text: str, why: str) -> None:
         PfSelector.parse(text)
 
 
-def test_matching_by_ids_driver_and_netdev_pattern(sim: SimHost, sysfs: object) -> None:
-    from vfpool.host.sysfs import Sysfs
-
-    pfs = Sysfs(sim).pfs()
+def test_matching_by_ids_driver_and_netdev_pattern(sysfs: Sysfs) -> None:
+    pfs = sysfs.pfs()
     pick = lambda *texts: [str(pf.pci) for pf in selected(  # noqa: E731
         tuple(PfSelector.parse(text) for text in texts), pfs)]
     assert pick(X710) == ["0000:85:00.0", "0000:85:00.1"]

@@ -85,10 +85,8 @@ def events(
       vfpool events --follow --action lease.release
     """
     with settings(cli).reader() as ctx:
-        where = event_service.EventFilter(
-            pool=pool, pf=event_service.resolve_pf(ctx, pf) if pf is not None else None,
-            lease=lease, owner=owner, action=action,
-            since=event_service.parse_since(since) if since is not None else None)
+        where = event_service.make_filter(ctx, pool=pool, pf=pf, lease=lease, owner=owner,
+                                          action=action, since=since)
         rows = event_service.list_events(ctx, where, limit=limit or None,
                                          oldest_first=reverse or follow)
         if follow:

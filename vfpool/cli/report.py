@@ -36,9 +36,7 @@ def report(
     Example:
       vfpool report --format prometheus --output /var/lib/node_exporter/vfpool.prom
     """
-    if output_format not in report_service.FORMATS:
-        raise InvalidInput(f"invalid --format {output_format!r}: use table, json, csv or "
-                           "prometheus")
+    report_service.check_format(output_format)
     if as_json:
         if output_format not in ("table", "json"):
             raise InvalidInput(f"give --json or --format {output_format}, not both")

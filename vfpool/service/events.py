@@ -107,6 +107,16 @@ def list_events(ctx: Context, where: EventFilter = EventFilter(), *, limit: int 
                                                       oldest_first=oldest_first))
 
 
+def make_filter(ctx: Context, *, pool: str | None = None, pf: str | None = None,
+                lease: int | None = None, owner: str | None = None, action: str | None = None,
+                since: datetime | str | None = None) -> EventFilter:
+    """The filter of `vfpool events` and ``Host.events``: ``pf`` by address or netdev name,
+    ``since`` as a datetime, an ISO 8601 text or an age (``2h``)."""
+    return EventFilter(pool=pool, pf=resolve_pf(ctx, pf) if pf is not None else None,
+                       lease=lease, owner=owner, action=action,
+                       since=parse_since(since) if isinstance(since, str) else since)
+
+
 def resolve_pf(ctx: Context, text: str) -> str:
     """A PF named by PCI address (kept as written, so a PF that is gone can still be asked
     about) or by netdev name (resolved on the host)."""

@@ -623,10 +623,12 @@ def _apply(ctx: Context, name: str, locked: set[str], *, allow_disruption: bool,
 def _choose_selected(ctx: Context, name: str, progress: Progress) -> None:
     """A pool with selectors takes, at the start of an inactive pool, every PF of this host
     that a selector matches and no other pool uses; an active pool keeps the PFs it has."""
-    spec = ctx.store.read(lambda s: spec_of(_pool(s, name)))
-    if not spec.selectors:
-        return
-    if ctx.store.read(lambda s: _pool(s, name).state) == PoolState.ACTIVE:
+    def read(session: Session) -> tuple[PoolSpec, bool]:
+        pool = _pool(session, name)
+        return spec_of(pool), pool.state == PoolState.ACTIVE
+
+    spec, active = ctx.store.read(read)
+    if not spec.selectors or active:
         return
     wanted = ", ".join(str(selector) for selector in spec.selectors)
     progress(f"choosing the PFs that match {wanted}")

@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.orm import Session
 
-from vfpool.errors import HostError, PermissionDenied, describe_oserror
+from vfpool.errors import HostError, InvalidInput, PermissionDenied, describe_oserror
 from vfpool.service.context import Context
 from vfpool.service.events import EventRow, read_events
 from vfpool.store import LIVE_LEASE_STATES, Lease, Pf, Pool, PoolPf, Vf, utcnow
@@ -421,6 +421,13 @@ RENDERERS = {
     "csv": render_csv,
     "prometheus": render_prometheus,
 }
+
+
+def check_format(output_format: str, option: str = "--format") -> None:
+    """Refuse a format that is not one of FORMATS (exit 2), naming the option."""
+    if output_format not in FORMATS:
+        raise InvalidInput(f"invalid {option} {output_format!r}: use table, json, csv or "
+                           "prometheus")
 
 
 def render(report: Report, output_format: str) -> str:
