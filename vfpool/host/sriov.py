@@ -84,6 +84,8 @@ def wait_for_vfs(sysfs: Sysfs, address: PciAddress, count: int, *,
         pf = sysfs.pf(address)
         done = pf.numvfs == count and len(pf.vfs) == count and ready(pf) and all(
             sysfs.udev_done_with(netdev) for vf in pf.vfs for netdev in vf.netdevs)
+        if done and not sysfs.udev_runs():
+            return pf  # no udev: nothing renames a netdev
         if done:
             # udev renames before it writes its entry: read again so that no first name
             # (ethN) read before the check is returned, unless a netdev changed meanwhile.

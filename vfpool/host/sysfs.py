@@ -167,14 +167,18 @@ class Sysfs:
         return [self.pf(address, with_vfs=with_vfs) for address in self.pci_addresses()
                 if self.attr(address, "sriov_totalvfs").exists()]
 
+    def udev_runs(self) -> bool:
+        """Whether a udev handles this host's devices (``run/udev/control``); a container or
+        a simulated host has none, and nothing there renames a netdev."""
+        return (self.root / "run/udev/control").exists()
+
     def udev_done_with(self, netdev: Netdev) -> bool:
         """Whether udev has handled this netdev (renamed it, ran its rules): its database
-        entry ``run/udev/data/n<ifindex>`` exists. Without a udev (no ``run/udev/control``,
-        as in a container or a simulated host) there is nothing to wait for."""
-        udev = self.root / "run/udev"
-        if netdev.ifindex is None or not (udev / "control").exists():
+        entry ``run/udev/data/n<ifindex>`` exists. Without a udev there is nothing to wait
+        for."""
+        if netdev.ifindex is None or not self.udev_runs():
             return True
-        return (udev / "data" / f"n{netdev.ifindex}").exists()
+        return (self.root / "run/udev/data" / f"n{netdev.ifindex}").exists()
 
     @property
     def pciids(self) -> PciIds:

@@ -392,6 +392,8 @@ def _wait_for_netdev(ctx: Context, pf_pci: str, index: int) -> VfSnapshot:
         _, vf = _pf_and_vf(ctx, pf_pci, index)
         settled = bool(vf.netdevs) and all(ctx.sysfs.udev_done_with(netdev)
                                             for netdev in vf.netdevs)
+        if settled and not ctx.sysfs.udev_runs():
+            return vf  # no udev: the name is the driver's and stays
         if settled:
             # udev renames a netdev before it writes its entry, so the snapshot taken before
             # the check may still carry the first name: read again, as udev left it.
