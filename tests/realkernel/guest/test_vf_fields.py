@@ -23,7 +23,12 @@ PF0 = PF_ADDRESSES[0]
 def two_vfs() -> Iterator[str]:
     (realhost.DEVICES / PF0 / "sriov_drivers_autoprobe").write_text("0\n")
     (realhost.DEVICES / PF0 / "sriov_numvfs").write_text("2\n")
-    yield realhost.pf_netdev(PF0)
+    pf = realhost.pf_netdev(PF0)
+    # Enabling SR-IOV makes igb close and reopen the PF (igb_sriov_reinit): its carrier is off
+    # until the watchdog sees the link again, and until then igb refuses every VF rate.
+    realhost.wait_for(f"{pf}'s link back after sizing",
+                      lambda: realhost.read(f"/sys/class/net/{pf}/carrier") == "1")
+    yield pf
     (realhost.DEVICES / PF0 / "sriov_numvfs").write_text("0\n")
 
 
