@@ -174,23 +174,25 @@ def sqlite_floor(db_path: Path, loops: int) -> list[float]:
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
     connection.execute("PRAGMA foreign_keys=ON")
-    pool_id = connection.execute("SELECT id FROM pools WHERE name=?", (POOL,)).fetchone()[0]
+    pool_id, host_id = connection.execute("SELECT id, host_id FROM pools WHERE name=?",
+                                          (POOL,)).fetchone()
     samples = []
     for number in range(loops):
         started = time.process_time()
         connection.execute("BEGIN IMMEDIATE")
         vf_id, vf_pci, pf_pci, index = connection.execute(
-            "SELECT id, pci, pf_pci, \"index\" FROM vfs WHERE state='free' "
-            "ORDER BY pf_pci, \"index\" LIMIT 1").fetchone()
+            "SELECT id, pci, pf_pci, \"index\" FROM vfs WHERE state='free' AND host_id=? "
+            "ORDER BY pf_pci, \"index\" LIMIT 1", (host_id,)).fetchone()
         lease_id = connection.execute(
-            "INSERT INTO leases (pool_id, vf_id, pf_pci, vf_pci, vf_index, owner, token_hash, "
-            "state, mode, mac, boot_id, applied_config, created_at, updated_at) VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, 'reserved', 'vfio', '02:00:00:00:00:01', 'b', '{}', "
-            "datetime('now'), datetime('now'))",
-            (pool_id, vf_id, pf_pci, vf_pci, index, f"floor-{number}", "0" * 64)).lastrowid
+            "INSERT INTO leases (host_id, pool_id, vf_id, pf_pci, vf_pci, vf_index, owner, "
+            "token_hash, state, mode, mac, boot_id, applied_config, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'reserved', 'vfio', '02:00:00:00:00:01', 'b', "
+            "'{}', datetime('now'), datetime('now'))",
+            (host_id, pool_id, vf_id, pf_pci, vf_pci, index, f"floor-{number}",
+             "0" * 64)).lastrowid
         connection.execute("UPDATE vfs SET state='reserved' WHERE id=?", (vf_id,))
-        connection.execute("INSERT INTO events (at, action, lease_id) VALUES "
-                           "(datetime('now'), 'lease.reserve', ?)", (lease_id,))
+        connection.execute("INSERT INTO events (host_id, at, action, lease_id) VALUES "
+                           "(?, datetime('now'), 'lease.reserve', ?)", (host_id, lease_id))
         connection.execute("COMMIT")
         for statement in ("UPDATE leases SET saved_config='{}' WHERE id=?",
                           "UPDATE leases SET state='active' WHERE id=?"):
@@ -200,8 +202,8 @@ def sqlite_floor(db_path: Path, loops: int) -> list[float]:
         connection.execute("BEGIN IMMEDIATE")
         connection.execute("UPDATE leases SET state='released' WHERE id=?", (lease_id,))
         connection.execute("UPDATE vfs SET state='free' WHERE id=?", (vf_id,))
-        connection.execute("INSERT INTO events (at, action, lease_id) VALUES "
-                           "(datetime('now'), 'lease.release', ?)", (lease_id,))
+        connection.execute("INSERT INTO events (host_id, at, action, lease_id) VALUES "
+                           "(?, datetime('now'), 'lease.release', ?)", (host_id, lease_id))
         connection.execute("COMMIT")
         samples.append(time.process_time() - started)
     connection.close()
