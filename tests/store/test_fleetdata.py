@@ -14,6 +14,7 @@ from tests.fleetdata import (
     check_columns,
     load_fleet,
     verify_foreign_keys,
+    verify_free_counts,
 )
 from tests.pgserver import PgServer
 
@@ -58,6 +59,19 @@ def test_a_small_fleet_is_loaded_consistently(connection: Any) -> None:
     assert mismatched == 0
     assert _scalar(connection, "SELECT count(*) FROM events WHERE action = 'lease.acquire'") \
         == leases
+    # Each membership carries its free count, as vfpool's triggers would have kept it.
+    assert _scalar(connection, "SELECT sum(free_vfs) FROM pool_pfs") == 768 - leases
+    verify_free_counts(connection)
+
+
+def test_a_wrong_free_count_is_found(connection: Any) -> None:
+    load_fleet(connection, SHAPE)
+    with connection.transaction():
+        connection.execute("UPDATE pool_pfs SET free_vfs = free_vfs + 1 WHERE position = 3")
+        with pytest.raises(ValueError, match="3 pool memberships a wrong free_vfs"):
+            verify_free_counts(connection)
+        raise psycopg.Rollback()
+    verify_free_counts(connection)
 
 
 def test_a_second_load_appends_and_the_sequences_follow(connection: Any) -> None:

@@ -16,9 +16,9 @@ from vfpool.model.pool import validate_name
 from vfpool.service.context import Context
 from vfpool.service.leases import validate_count, validate_numa_node
 from vfpool.store.models import Host, Pf, Pool, PoolPf, Vf
-from vfpool.store.queries import in_member, zero_counts
+from vfpool.store.queries import zero_counts
 from vfpool.store.scope import all_hosts
-from vfpool.store.states import PoolState, VfState
+from vfpool.store.states import PoolState
 
 
 @dataclass(frozen=True)
@@ -74,19 +74,20 @@ def place(ctx: Context, pool: str, count: int, *, numa_node: int | None = None
 
     def read(session: Session) -> list[Placement]:
         all_hosts(session)
-        on_node = func.sum(case((Pf.numa_node == numa_node, 1), else_=0)) \
-            if numa_node is not None else func.count()
+        # Each membership's free count is kept by the database (pool_pfs.free_vfs), so
+        # this reads the pools' memberships, not the VF rows.
+        free = func.sum(PoolPf.free_vfs)
+        on_node = func.sum(case((Pf.numa_node == numa_node, PoolPf.free_vfs), else_=0)) \
+            if numa_node is not None else free
         rows = session.execute(
-            select(Host.name, Host.id, func.count().label("free"), on_node.label("on_node"))
+            select(Host.name, Host.id, free.label("free"), on_node.label("on_node"))
             .select_from(Pool)
             .join(Host, Host.id == Pool.host_id)
             .join(PoolPf, PoolPf.pool_id == Pool.id)
             .join(Pf, and_(Pf.host_id == PoolPf.host_id, Pf.pci == PoolPf.pf_pci))
-            .join(Vf, in_member(Pool.vfs_per_pf))
-            .where(Pool.name == pool, Pool.state == PoolState.ACTIVE,
-                   Vf.state == VfState.FREE)
+            .where(Pool.name == pool, Pool.state == PoolState.ACTIVE)
             .group_by(Host.id, Host.name)
-            .having(func.count() >= count))
+            .having(free >= count))
         found = [Placement(name or f"host-{host_id}", pool, free, on_numa,
                            numa_node is None or on_numa >= count)
                  for name, host_id, free, on_numa in rows]

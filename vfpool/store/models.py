@@ -194,6 +194,10 @@ class PoolPf(HostScoped, Base):
     position: Mapped[int] = mapped_column(Integer)
     range_start: Mapped[int | None] = mapped_column(Integer)
     range_end: Mapped[int | None] = mapped_column(Integer)
+    # The free VF rows this membership covers (see in_member), kept exact by the database's
+    # triggers (migrations/versions/0006): read it in a query, never from a loaded object,
+    # whose copy is not refreshed when a trigger changes the row.
+    free_vfs: Mapped[int] = mapped_column(Integer, server_default=text("0"))
 
     pool: Mapped[Pool] = relationship(back_populates="members")
     pf: Mapped[Pf] = relationship()
