@@ -42,7 +42,7 @@ def store(db_url: str) -> Iterator[Store]:
         yield opened
 
 
-HEAD = "0006"  # the newest migration in migrations/versions
+HEAD = "0007"  # the newest migration in migrations/versions
 
 
 def test_exactly_one_head_and_it_is_the_newest_revision() -> None:

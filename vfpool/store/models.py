@@ -248,6 +248,15 @@ class Lease(HostScoped, Base):
             postgresql_where=text(_in("state", LIVE_LEASE_STATES)),
         ),
         Index(None, "pool_id", "state"),
+        # The MAC check of every acquire: without it, SQLite takes ix_leases_host_id and
+        # reads every lease the host ever had (migrations/versions/0007).
+        Index(
+            "ix_leases_live_mac",
+            "host_id",
+            "mac",
+            sqlite_where=text(_in("state", LIVE_LEASE_STATES)),
+            postgresql_where=text(_in("state", LIVE_LEASE_STATES)),
+        ),
         {"sqlite_autoincrement": True},
     )
 

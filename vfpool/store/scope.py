@@ -11,10 +11,12 @@ fleet-wide reads (``host list``, ``fleet place``, ``report --fleet``) ask for al
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
+from sqlalchemy.orm.util import LoaderCriteriaOption
 
 from vfpool.store.models import Event, HostScoped, Lease, Pf, Pool, PoolPf, Vf
 
@@ -41,9 +43,15 @@ def _only_this_host(state: ORMExecuteState) -> None:
     if host_id is None or info.get(ALL_HOSTS):
         return
     if state.is_select or state.is_update or state.is_delete:
-        state.statement = state.statement.options(*(
-            with_loader_criteria(table, table.host_id == host_id, include_aliases=True)
-            for table in SCOPED))
+        state.statement = state.statement.options(*_criteria(host_id))
+
+
+@functools.lru_cache(maxsize=64)
+def _criteria(host_id: int) -> tuple[LoaderCriteriaOption, ...]:
+    """The options that scope a statement to ``host_id``, built once per host: building them
+    for every statement was a seventh of the lease path's CPU."""
+    return tuple(with_loader_criteria(table, table.host_id == host_id, include_aliases=True)
+                 for table in SCOPED)
 
 
 @event.listens_for(Session, "before_flush")
