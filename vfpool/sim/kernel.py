@@ -32,21 +32,24 @@ _DEVICE_ATTR = re.compile(r"^sys/devices/pci0000:00/(?P<bdf>[^/]+)/(?P<attr>[^/]
 _DRIVER_ATTR = re.compile(r"^sys/bus/pci/drivers/(?P<driver>[^/]+)/(?P<attr>[^/]+)$")
 # VF drivers that, at probe, make up a MAC of their own when the PF gives none and register it
 # with the PF, whose VF list then shows it. Only igbvf (82576, I350), from the sources:
-#  igbvf_probe() (igbvf/netdev.c): reset_hw(), i.e. e1000_reset_hw_vf() (igbvf/vf.c), sets
-#   CTRL.RST, which the PF sees as a VF reset (VFLRE): igb_msg_task() -> igb_vf_reset_event()
-#   (igb/igb_main.c) zeroes the VF's MAC unless IGB_VF_FLAG_PF_SET_MAC is set; then the VF's
-#   E1000_VF_RESET message: igb_vf_reset_msg() answers ACK with the MAC, or NACK for a zero
-#   one. On a NACK igbvf logs "MAC address not assigned by administrator" and takes
-#   eth_hw_addr_random() (locally administered unicast). igbvf_reset() -> init_hw(), i.e.
-#   e1000_init_hw_vf() -> e1000_rar_set_vf(), sends E1000_VF_SET_MAC_ADDR with it, and
-#   igb_set_vf_mac_addr() stores it as the VF's MAC (not administratively set).
-#  So every probe makes a new MAC (the VF reset zeroed the last one), and one set by the PF
-#  (ip link set PF vf N mac M) is kept. igb answers the mailbox from its "other" interrupt
-#  (igb_msix_other() -> igb_msg_task()), which exists only while the PF is open: with the PF
-#  down igbvf says "PF still in reset state. Is the PF interface up?", takes a random MAC, and
-#  the PF learns nothing. vfio-pci sends nothing, so a VF that never had igbvf stays at zero.
+#  igbvf_probe() (igbvf/netdev.c) resets the VF: e1000_reset_hw_vf() (igbvf/vf.c) sends
+#   E1000_VF_RESET, which igb_vf_reset_msg() (igb/igb_main.c) answers with an ACK carrying the
+#   VF's MAC (vf_mac_addresses), or a NACK while that is zero. On a NACK igbvf logs "MAC
+#   address not assigned by administrator" and takes eth_hw_addr_random() (a locally
+#   administered unicast MAC); igbvf_reset() -> e1000_init_hw_vf() -> e1000_rar_set_vf()
+#   sends it as E1000_VF_SET_MAC_ADDR, and igb_set_vf_mac_addr() stores it as the VF's MAC.
+#  So the PF lists it; a later probe (an igbvf rebind) gets it back in the ACK and keeps it
+#   (seen on the real igb, tests/realkernel binding scenario); a MAC the PF set (ip link set
+#   PF vf N mac M) is what the ACK carries; setting zero makes the next probe make up a new
+#   one. igb zeroes the MAC itself only at a VF function-level reset (igb_vf_reset_event(),
+#   which vfio-pci triggers when a user opens the device; not modelled) and when SR-IOV is
+#   enabled anew (igb_vf_configure()).
+#  igb answers the mailbox from its "other" interrupt (igb_msix_other() -> igb_msg_task()),
+#   which exists only while the PF is open: with the PF down igbvf says "PF still in reset
+#   state. Is the PF interface up?", takes a random MAC, and the PF learns nothing. vfio-pci
+#   sends nothing, so a VF that never had igbvf stays at zero.
 # Not ixgbevf: ixgbevf_sw_init() also takes a random MAC, but registers it with ixgbe only when
-# its netdev is opened; not iavf or mlx5_core (not modelled; see the sim's notes).
+# its netdev is opened; iavf and mlx5_core are not modelled (see the sim's notes).
 MAC_REGISTERED_AT_PROBE = frozenset({"igbvf"})
 
 
@@ -245,8 +248,8 @@ class Kernel:
         if not link.admin_up(pf):
             return random_mac()  # no mailbox: igbvf's own MAC, unknown to the PF
         config = self.state["vf_config"].setdefault(f"{physfn}/{index}", {})
-        if config.get("mac_admin") and config.get("mac"):
-            return str(config["mac"])  # IGB_VF_FLAG_PF_SET_MAC: the reset keeps it
+        if config.get("mac", "00:00:00:00:00:00") != "00:00:00:00:00:00":
+            return str(config["mac"])  # igb_vf_reset_msg(): ACK with the MAC it holds
         config["mac"] = random_mac()
         config["mac_admin"] = False
         return str(config["mac"])
