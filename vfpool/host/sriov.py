@@ -139,6 +139,28 @@ def wait_for_carrier(sysfs: Sysfs, addresses: list[PciAddress], *, timeout: floa
     return missing
 
 
+def bring_up(sysfs: Sysfs, address: PciAddress, *, timeout: float,
+             clock: Callable[[], float] = time.monotonic) -> str | None:
+    """``ip link set NETDEV up`` for the PF's netdev once it is there and udev has named it
+    (a reload registers it as ethN, and udev renames it a moment later). Returns the name it
+    was brought up under, or None when that did not succeed before the deadline."""
+    deadline = clock() + timeout
+    while True:
+        pf = sysfs.pf(address, with_vfs=False)
+        if pf.netdevs and sysfs.udev_done_with(pf.netdevs[0]):
+            again = sysfs.pf(address, with_vfs=False)
+            if again.netdevs and again.netdevs[0].ifindex == pf.netdevs[0].ifindex:
+                name = again.netdevs[0].name
+                try:
+                    sysfs.kernel.netlink.set_link(name, up=True)
+                    return name
+                except OSError:
+                    pass  # renamed or gone meanwhile: read it again
+        if clock() >= deadline:
+            return None
+        time.sleep(POLL_INTERVAL)
+
+
 # -- module parameters: /etc/modprobe.d/vfpool-<module>.conf under the host root
 
 def modprobe_conf(root: Path, module: str) -> Path:

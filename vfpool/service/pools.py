@@ -600,6 +600,12 @@ def _apply(ctx: Context, name: str, locked: set[str], *, allow_disruption: bool,
                 reset += module_step.resets
                 _apply_module(ctx, module_step, progress)
                 changed.extend(m.pci for m in driver_members)
+                # The reload brought every port back administratively down; the ones that had
+                # their link before are brought up again, as the host had them.
+                for pf in module_step.ports:
+                    if str(pf.pci) in linked:
+                        progress(f"PF {pf.label}: bringing the port up again after the reload")
+                        sriov.bring_up(ctx.sysfs, pf.pci, timeout=timeout)
         verified = _verify(ctx, state, members, timeout)
         links_down = _wait_for_links(ctx, linked, snapshots, link_timeout, progress)
     except VfpoolError as exc:
@@ -672,8 +678,8 @@ def _wait_for_links(ctx: Context, linked: list[str], snapshots: Snapshots, timeo
         if carrier is None:
             why = "administratively down"
             message = (f"warning: PF {label}: link down after sizing (the port is "
-                       f"administratively down, as a reload of {driver} leaves it; `ip link "
-                       f"set {netdev or 'PF'} up` brings it back); {rates}")
+                       f"administratively down; `ip link set {netdev or 'PF'} up` brings it "
+                       f"back); {rates}")
         else:
             why = "no carrier"
             message = (f"warning: PF {label}: link still down {timeout:g} s after sizing; "
