@@ -26,6 +26,7 @@ from vfpool.model.vfconfig import VfConfig
 from vfpool.ports import KernelPort
 from vfpool.service import pools
 
+ZERO_MAC = "00:00:00:00:00:00"
 PF0 = PciAddress.parse("0000:00:03.0")
 PF1 = PciAddress.parse("0000:00:03.1")
 SIM_NIC = "intel-82576@0000:00:03.0"
@@ -97,6 +98,19 @@ class World:
         return True
 
 
+def mac_kind(mac: str | None) -> dict[str, bool] | None:
+    """The properties of a MAC that the two worlds can share (a random MAC never is)."""
+    if mac is None:
+        return None
+    first = int(mac[:2], 16)
+    return {"zero": mac == ZERO_MAC, "locally administered": bool(first & 2),
+            "unicast": not first & 1}
+
+
+def carrier_up(world: World, pf: PciAddress) -> bool:
+    return sriov.carrier(world.sysfs, pf) is True
+
+
 def no_vf_driver(world: World, off: bool = True) -> None:
     """Turn sriov_drivers_autoprobe off (or back on) on both PFs: scenarios that need no VF
     netdev skip igbvf's probe, which takes seconds per VF on the emulated 82576."""
@@ -127,6 +141,9 @@ def vf_fields(world: World) -> Result:
     """Each VF field through the netlink port, with the PF up, then down."""
     no_vf_driver(world)
     result: Result = {"numvfs": world.write(PF0, "sriov_numvfs", "2\n")}
+    # igb closes and reopens the PF to enable SR-IOV (igb_sriov_reinit): until its carrier is
+    # back it refuses every rate, so the fields are set once it is.
+    result["carrier back after sizing"] = world.wait_for(lambda: carrier_up(world, PF0), 30)
     steps: list[tuple[str, str, dict[str, Any]]] = [
         ("mac", "mac", {"mac": "02:00:00:00:10:01"}),
         ("mac multicast", "mac", {"mac": "03:00:00:00:10:01"}),
@@ -218,6 +235,66 @@ def binding_semantics(world: World) -> Result:
     raw(f"sys/bus/pci/devices/{vf}/driver_override", "igbvf\n")
     result["probe with override"] = [raw("sys/bus/pci/drivers_probe", vf), _driver(world, vf)]
     result["autoprobe bad value"] = world.write(PF0, "sriov_drivers_autoprobe", "maybe\n")
+    world.write(PF0, "sriov_numvfs", "0\n")
+    world.write(PF0, "sriov_drivers_autoprobe", "1\n")
+    result["igbvf macs"] = igbvf_macs(world)
+    return result
+
+
+def _netdev_mac(world: World, index: int) -> str | None:
+    vf = world.sysfs.virtfn(PF0, index)
+    return vf.netdevs[0].mac if vf is not None and vf.netdevs else None
+
+
+def _mac_facts(world: World, index: int) -> Result:
+    """VF ``index``'s MAC as the PF lists it (``ip link show PF``), by its properties, and
+    whether the VF's own netdev has the same."""
+    world.wait_for(lambda: _netdev_mac(world, index) is not None)
+    listed = world.vf_config(PF0, index)["mac"]
+    return {"pf view": mac_kind(listed), "equals the VF netdev's MAC":
+            listed == _netdev_mac(world, index)}
+
+
+def _rebind_igbvf(world: World, address: str) -> None:
+    root = world.kernel.root
+    attempt(lambda: world.kernel.write_attr(root / "sys/bus/pci/drivers/igbvf/unbind", address))
+    attempt(lambda: world.kernel.write_attr(root / "sys/bus/pci/drivers/igbvf/bind", address))
+
+
+def igbvf_macs(world: World) -> Result:
+    """igbvf's MAC at probe (igbvf_probe -> igbvf_reset -> init_hw registers it with igb over
+    the mailbox): made up when the PF gives none, kept when the PF set one, never with
+    vfio-pci alone. Compared by properties, never by value."""
+    result: Result = {}
+    world.write(PF0, "sriov_numvfs", "2\n")
+    vf0, vf1 = world.vf_addresses(PF0)
+    world.wait_for(lambda: None not in (_netdev_mac(world, 0), _netdev_mac(world, 1)))
+    result["probe"] = _mac_facts(world, 0)
+    first = world.vf_config(PF0, 0)["mac"]
+    _rebind_igbvf(world, vf0)
+    result["rebind"] = {**_mac_facts(world, 0),
+                        "kept across the rebind": world.vf_config(PF0, 0)["mac"] == first}
+    admin = "02:00:00:00:20:01"
+    result["pf sets vf 1's mac"] = world.set_vf(PF0, 1, "mac", mac=admin)
+    for step in ("rebind after the pf set it", "second rebind"):
+        _rebind_igbvf(world, vf1)
+        world.wait_for(lambda: _netdev_mac(world, 1) is not None)
+        result[step] = {"pf view is the set mac": world.vf_config(PF0, 1)["mac"] == admin,
+                        "netdev has the set mac": _netdev_mac(world, 1) == admin}
+    # A zero MAC takes the PF's MAC back (libvirt's restore of a VF that had none).
+    result["pf clears vf 1's mac"] = world.set_vf(PF0, 1, "mac", mac=ZERO_MAC)
+    result["pf view after the clear"] = mac_kind(world.vf_config(PF0, 1)["mac"])
+    _rebind_igbvf(world, vf1)
+    result["rebind after the clear"] = {**_mac_facts(world, 1), "differs from the set mac":
+                                        world.vf_config(PF0, 1)["mac"] != admin}
+    world.write(PF0, "sriov_numvfs", "0\n")
+    # A VF that only vfio-pci ever had: nothing tells igb a MAC.
+    world.write(PF0, "sriov_drivers_autoprobe", "0\n")
+    world.write(PF0, "sriov_numvfs", "1\n")
+    [vf] = world.vf_addresses(PF0)
+    bound = attempt(lambda: binding.bind(world.sysfs, PciAddress.parse(vf), "vfio-pci"))
+    result["vfio-pci only"] = {"bind": bound, "driver": _driver(world, vf),
+                               "pf view": mac_kind(world.vf_config(PF0, 0)["mac"])}
     world.write(PF0, "sriov_numvfs", "0\n")
     world.write(PF0, "sriov_drivers_autoprobe", "1\n")
     return result
@@ -322,7 +399,9 @@ def reboot_facts(world: World, before: Result) -> Result:
             "vf addresses": vfs,
             "overrides": sorted({str(world.driver_override(vf)) for vfs_of in vfs.values()
                                  for vf in vfs_of}),
-            "vf macs": {pf: [world.vf_config(PciAddress.parse(pf), index)["mac"]
+            # Properties only: a MAC igbvf made up would be random (at boot igbvf probes
+            # while the PFs are still down, so igb learns none and lists zeros).
+            "vf macs": {pf: [mac_kind(world.vf_config(PciAddress.parse(pf), index)["mac"])
                              for index in range(len(addresses))]
                         for pf, addresses in vfs.items()},
             "new boot id": _read(root / "proc/sys/kernel/random/boot_id") != before["boot_id"],

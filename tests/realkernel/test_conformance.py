@@ -35,11 +35,31 @@ def plain(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
+def differences(sim: Any, real: Any, path: str = "") -> list[str]:
+    """Every leaf where the two worlds differ, with both values: the run's records are gone
+    once pytest rotates its temporary folders, so the failure itself must say it all."""
+    if isinstance(sim, dict) and isinstance(real, dict):
+        found = []
+        for key in sorted(set(sim) | set(real), key=str):
+            if key not in sim or key not in real:
+                found.append(f"{path}/{key}: sim {sim.get(key, '<absent>')!r}, "
+                             f"real {real.get(key, '<absent>')!r}")
+            else:
+                found += differences(sim[key], real[key], f"{path}/{key}")
+        return found
+    return [] if sim == real else [f"{path or '/'}: sim {sim!r}, real {real!r}"]
+
+
+def assert_equal(sim: Any, real: Any) -> None:
+    found = differences(plain(sim), real)
+    assert not found, "the simulator differs from the real igb:\n" + "\n".join(found)
+
+
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_simulator_matches_the_real_igb(name: str, guest_run: GuestRun, tmp_path: Path) -> None:
     real = recorded(guest_run, name)
     sim = SimHost.create(tmp_path / "host", [SIM_NIC])
-    assert plain(SCENARIOS[name](World(sim))) == real
+    assert_equal(SCENARIOS[name](World(sim)), real)
 
 
 def test_simulator_reboot_matches_the_real_reboot(guest_run: GuestRun, tmp_path: Path) -> None:
@@ -49,4 +69,4 @@ def test_simulator_reboot_matches_the_real_reboot(guest_run: GuestRun, tmp_path:
     with vfpool.connect(sim=root) as host:
         before = prepare_reboot(World(sim), host)
     sim.reboot()
-    assert plain(reboot_facts(World(SimHost(root)), before)) == real
+    assert_equal(reboot_facts(World(SimHost(root)), before), real)

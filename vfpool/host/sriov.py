@@ -98,6 +98,69 @@ def wait_for_vfs(sysfs: Sysfs, address: PciAddress, count: int, *,
         time.sleep(POLL_INTERVAL)
 
 
+def carrier(sysfs: Sysfs, address: PciAddress) -> bool | None:
+    """The carrier of the PF's (first) netdev: True or False, or None where it cannot be read:
+    no netdev, or a netdev that is administratively down (the kernel's read of ``carrier`` is
+    EINVAL then). Read through the PF's own ``net/`` folder, which a udev rename cannot race."""
+    folder = sysfs.device_dir(address) / "net"
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return None
+    for name in names:
+        try:
+            text = (folder / name / "carrier").read_text().strip()
+        except OSError:
+            return None
+        return {"1": True, "0": False}.get(text)
+    return None
+
+
+def wait_for_carrier(sysfs: Sysfs, addresses: list[PciAddress], *, timeout: float,
+                     clock: Callable[[], float] = time.monotonic) -> dict[PciAddress, bool | None]:
+    """Poll until every PF in ``addresses`` has its carrier back, or the deadline passes, or
+    a PF's netdev is administratively down (nothing brings its carrier back by itself then).
+    Returns the PFs whose carrier is not back: False (still down) or None (not up at all)."""
+    deadline = clock() + timeout
+    waiting = list(addresses)
+    missing: dict[PciAddress, bool | None] = {}
+    while waiting:
+        for address in list(waiting):
+            state = carrier(sysfs, address)
+            if state is True:
+                waiting.remove(address)
+            elif state is None:
+                waiting.remove(address)
+                missing[address] = None
+        if not waiting or clock() >= deadline:
+            break
+        time.sleep(POLL_INTERVAL)
+    missing.update({address: False for address in waiting})
+    return missing
+
+
+def bring_up(sysfs: Sysfs, address: PciAddress, *, timeout: float,
+             clock: Callable[[], float] = time.monotonic) -> str | None:
+    """``ip link set NETDEV up`` for the PF's netdev once it is there and udev has named it
+    (a reload registers it as ethN, and udev renames it a moment later). Returns the name it
+    was brought up under, or None when that did not succeed before the deadline."""
+    deadline = clock() + timeout
+    while True:
+        pf = sysfs.pf(address, with_vfs=False)
+        if pf.netdevs and sysfs.udev_done_with(pf.netdevs[0]):
+            again = sysfs.pf(address, with_vfs=False)
+            if again.netdevs and again.netdevs[0].ifindex == pf.netdevs[0].ifindex:
+                name = again.netdevs[0].name
+                try:
+                    sysfs.kernel.netlink.set_link(name, up=True)
+                    return name
+                except OSError:
+                    pass  # renamed or gone meanwhile: read it again
+        if clock() >= deadline:
+            return None
+        time.sleep(POLL_INTERVAL)
+
+
 # -- module parameters: /etc/modprobe.d/vfpool-<module>.conf under the host root
 
 def modprobe_conf(root: Path, module: str) -> Path:

@@ -9,6 +9,7 @@ short and never span host I/O: the state is read, the host changed, then the out
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -66,6 +67,19 @@ from vfpool.store.queries import Queries
 from vfpool.store.states import LIVE_LEASE_STATES, LeaseState, Method, Mode, PoolState, VfState
 
 DEFAULT_TIMEOUT = 30.0
+# How long pool start and resize wait for a PF's carrier to come back after sizing took it
+# down. Enabling or disabling SR-IOV makes igb close and reopen the port (igb_sriov_reinit() in
+# igb/igb_main.c; ixgbe and i40e do alike, see vfpool/sim/profiles.py sizing_bounce), and the
+# carrier returns when the driver's watchdog sees the link again: igb_watchdog_task() runs
+# every 2 s (and at once on the link-change interrupt igb_up() raises), and 1000BASE-T
+# autonegotiation takes up to about 3 s. 10 s covers both with room for a slow link partner,
+# and bounds what a start adds when the link is really gone (it is then reported, not an error).
+LINK_WAIT = 10.0
+# PF drivers that refuse every VF rate while the PF has no link: igb_ndo_set_vf_bw() (EINVAL
+# without STATUS.LU, igb/igb_main.c) and ixgbe_ndo_set_vf_bw() (EINVAL unless the link is up,
+# ixgbe/ixgbe_sriov.c).
+RATES_NEED_LINK = frozenset({"igb", "ixgbe"})
+_log = logging.getLogger(__name__)
 T = TypeVar("T")
 Snapshots = Mapping[str, PfSnapshot | None]
 
@@ -546,12 +560,16 @@ def _lose(session: Session, lease_ids: Iterable[int], why: str, *,
 
 def _apply(ctx: Context, name: str, locked: set[str], *, allow_disruption: bool,
            timeout: float, progress: Progress, action: str,
-           snapshots: Snapshots | None = None) -> dict[str, Any]:
-    """Bring the host to the pool's definition, verify, inventory, and mark the pool active.
-    Runs under the exclusive locks of ``locked``."""
+           snapshots: Snapshots | None = None, link_timeout: float | None = None) -> dict[str, Any]:
+    """Bring the host to the pool's definition, verify, wait for the PF links that sizing
+    took down, inventory, and mark the pool active. Runs under the exclusive locks of
+    ``locked``."""
     state = ctx.store.read(lambda s: _gather(s, name, locked))
     if snapshots is None:
         snapshots = _snapshots(ctx, sorted(locked))
+    link_timeout = LINK_WAIT if link_timeout is None else link_timeout  # read at call time
+    linked = [pci for pci in sorted(locked)
+              if sriov.carrier(ctx.sysfs, PciAddress.parse(pci)) is True]
     changed: list[str] = []
     reset: list[LiveLease] = []  # leases whose VF a step about to run may reset
     try:
@@ -582,7 +600,14 @@ def _apply(ctx: Context, name: str, locked: set[str], *, allow_disruption: bool,
                 reset += module_step.resets
                 _apply_module(ctx, module_step, progress)
                 changed.extend(m.pci for m in driver_members)
+                # The reload brought every port back administratively down; the ones that had
+                # their link before are brought up again, as the host had them.
+                for pf in module_step.ports:
+                    if str(pf.pci) in linked:
+                        progress(f"PF {pf.label}: bringing the port up again after the reload")
+                        sriov.bring_up(ctx.sysfs, pf.pci, timeout=timeout)
         verified = _verify(ctx, state, members, timeout)
+        links_down = _wait_for_links(ctx, linked, snapshots, link_timeout, progress)
     except VfpoolError as exc:
         # A step may have reset leased VFs before it failed: look at each, and close the
         # leases whose VF is gone or no longer carries their config.
@@ -606,6 +631,9 @@ def _apply(ctx: Context, name: str, locked: set[str], *, allow_disruption: bool,
         _lose(session, lost, f"its VF was reset by {action} {name} with --allow-disruption")
         _inventory(session, pool, members, verified)
         pool.state = PoolState.ACTIVE
+        for pci, (netdev, why, message) in links_down.items():
+            events.record(session, "pf.link_down", pool=name, pf=pci, netdev=netdev, why=why,
+                          waited=link_timeout, message=message)
         for pci in changed:
             events.record(session, "pf.resize", pool=name, pf=pci, numvfs=verified[pci].numvfs
                           if pci in verified else None)
@@ -615,9 +643,49 @@ def _apply(ctx: Context, name: str, locked: set[str], *, allow_disruption: bool,
         record = _record(session, pool, {**snapshots, **verified})
         record["changed"] = changed
         record["lost"] = lost
+        if links_down:  # only then: the record's keys are otherwise as before
+            record["warnings"] = [message for _, _, message in links_down.values()]
         return record
 
-    return ctx.store.write(activate, operation=f"recording {action} {name}")
+    record = ctx.store.write(activate, operation=f"recording {action} {name}")
+    for warning in record.get("warnings", []):
+        # With no logging set up (the CLI), Python prints a warning's text alone on stderr.
+        _log.warning("%s", warning)
+    return record
+
+
+def _wait_for_links(ctx: Context, linked: list[str], snapshots: Snapshots, timeout: float,
+                    progress: Progress) -> dict[str, tuple[str | None, str, str]]:
+    """Wait (bounded) for the carrier of each PF that had one before the change; the PFs whose
+    carrier did not come back, as pci -> (netdev, why, the warning for the admin)."""
+    addresses = {PciAddress.parse(pci): pci for pci in linked}
+    down = [address for address in addresses
+            if sriov.carrier(ctx.sysfs, address) is not True]
+    if not down:
+        return {}
+    progress(f"waiting up to {timeout:g} s for the link of "
+             f"{', '.join(str(address) for address in down)}")
+    missing = sriov.wait_for_carrier(ctx.sysfs, down, timeout=timeout)
+    found: dict[str, tuple[str | None, str, str]] = {}
+    for address, carrier in sorted(missing.items()):
+        pci = addresses[address]
+        before = snapshots.get(pci)
+        label = before.label if before is not None else pci
+        netdev = before.netdev if before is not None else None
+        driver = (before.driver if before is not None else None) or "its driver"
+        rates = (f"{driver} refuses VF rates until its link is up" if driver in RATES_NEED_LINK
+                 else "VF rates and traffic wait until its link is up")
+        if carrier is None:
+            why = "administratively down"
+            message = (f"warning: PF {label}: link down after sizing (the port is "
+                       f"administratively down; `ip link set {netdev or 'PF'} up` brings it "
+                       f"back); {rates}")
+        else:
+            why = "no carrier"
+            message = (f"warning: PF {label}: link still down {timeout:g} s after sizing; "
+                       f"{rates}")
+        found[pci] = (netdev, why, message)
+    return found
 
 
 def _choose_selected(ctx: Context, name: str, progress: Progress) -> None:
@@ -669,7 +737,8 @@ def _choose_selected(ctx: Context, name: str, progress: Progress) -> None:
 
 
 def start(ctx: Context, name: str, *, allow_disruption: bool = False,
-          timeout: float = DEFAULT_TIMEOUT, progress: Progress = quiet) -> dict[str, Any]:
+          timeout: float = DEFAULT_TIMEOUT, progress: Progress = quiet,
+          link_timeout: float | None = None) -> dict[str, Any]:
     """Start a pool. Idempotent: an active pool whose PFs are in place is left alone, and the
     result says so (``already_active``); an active pool whose VFs are gone (after a reboot)
     is brought back with the same VF indices and addresses."""
@@ -684,7 +753,8 @@ def start(ctx: Context, name: str, *, allow_disruption: bool = False,
             record["already_active"] = True
             return record
         record = _apply(ctx, name, locked, allow_disruption=allow_disruption, timeout=timeout,
-                        progress=progress, action="pool.start", snapshots=snapshots)
+                        progress=progress, action="pool.start", snapshots=snapshots,
+                        link_timeout=link_timeout)
         record["already_active"] = False
         return record
 
@@ -805,7 +875,8 @@ def _empty_pfs(ctx: Context, name: str, locked: set[str], reset: list[LiveLease]
 
 
 def resize(ctx: Context, name: str, vfs: int, *, allow_disruption: bool = False,
-           timeout: float = DEFAULT_TIMEOUT, progress: Progress = quiet) -> dict[str, Any]:
+           timeout: float = DEFAULT_TIMEOUT, progress: Progress = quiet,
+           link_timeout: float | None = None) -> dict[str, Any]:
     """Change a pool's VFs per PF. An active pool is resized on the host at once, but never
     below a leased VF."""
     ctx.require_root(f"pool resize {name}")
@@ -844,7 +915,7 @@ def resize(ctx: Context, name: str, vfs: int, *, allow_disruption: bool = False,
         try:
             return _apply(ctx, name, locked, allow_disruption=allow_disruption,
                           timeout=timeout, progress=progress, action="pool.resize.apply",
-                          snapshots=snapshots)
+                          snapshots=snapshots, link_timeout=link_timeout)
         except VfpoolError:
             def revert(session: Session) -> None:
                 _pool(session, name).vfs_per_pf = old

@@ -13,14 +13,16 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import threading
+import time
 from pathlib import Path
 from typing import Any, Literal
 
-from vfpool.errors import Conflict, NotFound, PermissionDenied
+from vfpool.errors import Conflict, NotFound, PermissionDenied, VfpoolError
 from vfpool.model.pci import PciAddress
 from vfpool.model.vfconfig import VfConfig
 from vfpool.ports import CommandResult
-from vfpool.sim import kernel
+from vfpool.sim import kernel, link
 from vfpool.sim.faults import Fault, FaultKind, Faults
 from vfpool.sim.kernel import Kernel
 from vfpool.sim.netlink import Netlink
@@ -125,6 +127,25 @@ class SimHost:
             Kernel(self._tree(state)).store(key, real, value, no_netdev=no_netdev)
 
         self._faults.run(key, path, store, ignored=None)
+        self._arm_link_timer()
+
+    def _arm_link_timer(self) -> None:
+        """A sizing may have bounced a PF's carrier: write its return when it is due, as the
+        driver's watchdog would, even if nothing else touches the sim meanwhile (readers read
+        plain files). The timer lives in this process; any later change settles it too."""
+        moment = link.next_moment(self._store.unlocked())
+        if moment is None:
+            return
+        timer = threading.Timer(max(0.0, moment - time.time()) + 0.005, self._settle_links)
+        timer.daemon = True
+        timer.start()
+
+    def _settle_links(self) -> None:
+        try:
+            with self._store.locked():  # settles every bounce that is due
+                pass
+        except (OSError, ValueError, VfpoolError):
+            return  # the sim is gone (a test's folder removed) or being rewritten
 
     def modprobe(self, args: list[str]) -> CommandResult:
         request = kernel.modprobe_request(args)
@@ -151,9 +172,16 @@ class SimHost:
             Kernel(self._tree(state)).reboot()
 
     def set_operstate(self, netdev: str, operstate: Literal["up", "down"]) -> None:
-        """Bring a PF port's link up or down (as a cable or `ip link set` would)."""
+        """Take a PF port's link down (as a pulled cable would), or bring it up (cable in,
+        port up)."""
         with self._store.locked() as state:
             Netlink(self._tree(state)).set_operstate(netdev, operstate)
+
+    def set_link_bounce(self, netdev: str, seconds: float | None) -> None:
+        """How long a PF port's carrier stays down when a sizing bounces it (profiles with
+        ``sizing_bounce``); None: it does not come back by itself."""
+        with self._store.locked() as state:
+            Netlink(self._tree(state)).set_link_bounce(netdev, seconds)
 
     # ------------------------------------------------------------------ the netlink port
     @property

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from vfpool.model.pci import PciAddress, vf_address
 from vfpool.ports import CommandResult
+from vfpool.sim import link
 from vfpool.sim.profiles import PROFILES, NicProfile, driver_id_table
 from vfpool.sim.tree import DEVICES, DRIVERS, Tree, module_name, oserror, symlink, write
 
@@ -29,6 +30,27 @@ BOOT_MODULES = ("e1000e", "igb", "ixgbe", "i40e", "ice", "mlx5_core", "mlx4_core
                 "ixgbevf", "iavf")
 _DEVICE_ATTR = re.compile(r"^sys/devices/pci0000:00/(?P<bdf>[^/]+)/(?P<attr>[^/]+)$")
 _DRIVER_ATTR = re.compile(r"^sys/bus/pci/drivers/(?P<driver>[^/]+)/(?P<attr>[^/]+)$")
+# VF drivers that, at probe, make up a MAC of their own when the PF gives none and register it
+# with the PF, whose VF list then shows it. Only igbvf (82576, I350), from the sources:
+#  igbvf_probe() (igbvf/netdev.c) resets the VF: e1000_reset_hw_vf() (igbvf/vf.c) sends
+#   E1000_VF_RESET, which igb_vf_reset_msg() (igb/igb_main.c) answers with an ACK carrying the
+#   VF's MAC (vf_mac_addresses), or a NACK while that is zero. On a NACK igbvf logs "MAC
+#   address not assigned by administrator" and takes eth_hw_addr_random() (a locally
+#   administered unicast MAC); igbvf_reset() -> e1000_init_hw_vf() -> e1000_rar_set_vf()
+#   sends it as E1000_VF_SET_MAC_ADDR, and igb_set_vf_mac_addr() stores it as the VF's MAC.
+#  So the PF lists it; a later probe (an igbvf rebind) gets it back in the ACK and keeps it
+#   (seen on the real igb, tests/realkernel binding scenario); a MAC the PF set (ip link set
+#   PF vf N mac M) is what the ACK carries; setting zero makes the next probe make up a new
+#   one. igb zeroes the MAC itself only at a VF function-level reset (igb_vf_reset_event(),
+#   which vfio-pci triggers when a user opens the device; not modelled) and when SR-IOV is
+#   enabled anew (igb_vf_configure()).
+#  igb answers the mailbox from its "other" interrupt (igb_msix_other() -> igb_msg_task()),
+#   which exists only while the PF is open: with the PF down igbvf says "PF still in reset
+#   state. Is the PF interface up?", takes a random MAC, and the PF learns nothing. vfio-pci
+#   sends nothing, so a VF that never had igbvf stays at zero.
+# Not ixgbevf: ixgbevf_sw_init() also takes a random MAC, but registers it with ixgbe only when
+# its netdev is opened; iavf and mlx5_core are not modelled (see the sim's notes).
+MAC_REGISTERED_AT_PROBE = frozenset({"igbvf"})
 
 
 @dataclass(frozen=True)
@@ -135,13 +157,23 @@ class Kernel:
         if driver is None or not profile.sysfs_resize:
             raise oserror(errno.ENOENT, path)
         if wanted == 0:
-            return self.disable_vfs(bdf)
+            self.disable_vfs(bdf)
+            self._bounce(bdf, profile)
+            return None
         if current:
             raise oserror(errno.EBUSY, path)  # "Disable before enabling"
         if profile.driver_vf_limit is not None and wanted > profile.driver_vf_limit:
             raise oserror(errno.EPERM, path)  # igb_pci_enable_sriov: more than 7
         autoprobe = tree.read(device / "sriov_drivers_autoprobe") == "1"
+        # igb_sriov_reinit() (and its kin, see NicProfile.sizing_bounce) reopens the PF before
+        # pci_enable_sriov() creates the VFs, so VF drivers probe against an open PF.
+        self._bounce(bdf, profile)
         self.enable_vfs(bdf, wanted, probe=wanted if autoprobe else 0, netdevs=not no_netdev)
+        return None
+
+    def _bounce(self, bdf: str, profile: NicProfile) -> None:
+        if profile.sizing_bounce:
+            link.bounce(self.root, self.state["pfs"][bdf])
 
     def _store_unbind(self, driver: str, bdf: str, path: Path) -> None:
         if not self.tree.dev(bdf).is_dir() or self.tree.driver_of(bdf) != driver:
@@ -200,8 +232,27 @@ class Kernel:
             group = os.path.basename(os.readlink(device / "iommu_group"))
             write(self.root / "dev/vfio" / group, "")
         elif driver in NET_DRIVERS and netdevs:
-            for name, mac, operstate in tree.netdev_names(bdf):
-                tree.add_netdev(bdf, name, mac, operstate)
+            probed = self._vf_mac_at_probe(bdf, driver)
+            for name, mac, operstate, carrier in tree.netdev_names(bdf):
+                tree.add_netdev(bdf, name, probed or mac, operstate, carrier)
+
+    def _vf_mac_at_probe(self, bdf: str, driver: str) -> str | None:
+        """The MAC a VF driver of MAC_REGISTERED_AT_PROBE gives its netdev (and registers with
+        the PF), or None where the netdev takes the MAC the PF holds."""
+        tree = self.tree
+        physfn = tree.physfn(bdf)
+        if driver not in MAC_REGISTERED_AT_PROBE or physfn is None:
+            return None
+        index = next(i for i, vf in tree.vfs_of(physfn) if vf == bdf)
+        pf = self.state["pfs"][physfn]
+        if not link.admin_up(pf):
+            return random_mac()  # no mailbox: igbvf's own MAC, unknown to the PF
+        config = self.state["vf_config"].setdefault(f"{physfn}/{index}", {})
+        if config.get("mac", "00:00:00:00:00:00") != "00:00:00:00:00:00":
+            return str(config["mac"])  # igb_vf_reset_msg(): ACK with the MAC it holds
+        config["mac"] = random_mac()
+        config["mac_admin"] = False
+        return str(config["mac"])
 
     def unbind(self, bdf: str) -> None:
         device = self.tree.dev(bdf)
@@ -304,6 +355,8 @@ class Kernel:
         if not at_boot:
             for pf_bdf, pf in self.state["pfs"].items():
                 if tree.profile(pf_bdf).pf_driver == driver:
+                    pf["admin"] = False
+                    pf.pop("carrier_at", None)
                     pf["operstate"] = "down"
         for entry in sorted(os.listdir(self.root / DEVICES)):
             if (tree.driver_of(entry) is None and self.matches(driver, entry)
@@ -328,12 +381,22 @@ class Kernel:
 
     # ------------------------------------------------------------------ whole-host events
     def boot(self) -> None:
+        """Modules load (udev's coldplug) while the PF ports are still down; the host's network
+        configuration brings them back up afterwards, as they were before the boot. So igbvf
+        probes module-param VFs against closed PFs, which learn no VF MAC (real igb, boot 2 of
+        tests/realkernel: every VF MAC in the PF's list is zero)."""
         self.state["boot_count"] += 1
         self.state["next_ifindex"] = 2
         write(self.root / "proc/sys/kernel/random/boot_id", f"{uuid.uuid4()}\n")
+        configured = {bdf: link.admin_up(pf) for bdf, pf in self.state["pfs"].items()}
+        for pf in self.state["pfs"].values():
+            pf["admin"] = False
+            pf.pop("carrier_at", None)
         for module in BOOT_MODULES:
             if module in driver_id_table():
                 self.load(module, at_boot=True)
+        for bdf, pf in self.state["pfs"].items():
+            link.set_admin(self.root, pf, configured[bdf])
 
     def reboot(self) -> None:
         """Power-cycle: VFs gone, overrides and VF config cleared, modules loaded afresh from
@@ -346,6 +409,13 @@ class Kernel:
                 write(self.tree.dev(bdf) / "sriov_drivers_autoprobe", "1\n")
         self.state["vf_config"] = {}
         self.boot()
+
+
+def random_mac() -> str:
+    """eth_random_addr(): random bytes, the multicast bit cleared, the local bit set."""
+    octets = bytearray(os.urandom(6))
+    octets[0] = (octets[0] & 0xFE) | 0x02
+    return ":".join(f"{octet:02x}" for octet in octets)
 
 
 def _kstrtou16(value: str) -> int | None:

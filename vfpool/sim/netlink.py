@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from vfpool.errors import NotFound
 from vfpool.model.vfconfig import LINK_STATE_CODES, VfConfig
+from vfpool.sim import link
 from vfpool.sim.profiles import NicProfile
 from vfpool.sim.tree import Tree, oserror, vf_mac, write
 
@@ -76,6 +77,9 @@ class Netlink:
             if int(mac[:2], 16) & 1:
                 raise oserror(errno.EINVAL, key)  # is_valid_ether_addr()
             changes["mac"] = mac
+            # igb_ndo_set_vf_mac(): a valid MAC sets IGB_VF_FLAG_PF_SET_MAC, a zero one clears
+            # it (so that a libvirt-style restore of a zero MAC gives the VF its own back).
+            changes["mac_admin"] = mac != "00:00:00:00:00:00"
         elif field == "vlan":
             if (config.vlan or 0) > 4095 or (config.qos or 0) > 7:
                 raise oserror(errno.EINVAL, key)
@@ -116,27 +120,37 @@ class Netlink:
                 raise oserror(errno.EINVAL, netdev)
             write(net / "mtu", f"{mtu}\n")
         if up is not None:
-            write(net / "operstate", "up\n" if up else "down\n")
-            for pf in self.state["pfs"].values():
-                if netdev in pf["netdevs"]:
-                    pf["operstate"] = "up" if up else "down"
+            pf_bdf = self.tree.pf_by_netdev(netdev)
+            if pf_bdf is None:
+                write(net / "operstate", "up\n" if up else "down\n")
+            else:
+                link.set_admin(self.tree.root, self.state["pfs"][pf_bdf], up)
 
     def set_operstate(self, netdev: str, operstate: Literal["up", "down"]) -> None:
-        """A PF port's carrier going up or down (a cable, or the switch port)."""
+        """A PF port's link going down (its cable pulled, or the switch port down), or up
+        again: cable in and the port up, as an admin would leave it."""
         pf_bdf = self.tree.pf_by_netdev(netdev)
         if pf_bdf is None:
             raise NotFound(f"no PF netdev {netdev!r} on the simulated host")
-        self.state["pfs"][pf_bdf]["operstate"] = operstate
-        link = self.tree.root / "sys/class/net" / netdev
-        if link.exists():
-            write(link / "operstate", f"{operstate}\n")
+        pf = self.state["pfs"][pf_bdf]
+        if operstate == "up":
+            pf["admin"] = True
+        link.set_cable(self.tree.root, pf, operstate == "up")
+
+    def set_link_bounce(self, netdev: str, seconds: float | None) -> None:
+        """How long the PF port's carrier stays down after a sizing bounce; None: it does not
+        come back by itself (a link partner that never renegotiates)."""
+        pf_bdf = self.tree.pf_by_netdev(netdev)
+        if pf_bdf is None:
+            raise NotFound(f"no PF netdev {netdev!r} on the simulated host")
+        self.state["pfs"][pf_bdf]["bounce"] = seconds
 
 
 def _rate_errno(profile: NicProfile, pf: dict[str, Any], min_rate: int,
                 max_rate: int) -> int | None:
     """The PF driver's ndo_set_vf_rate() for one VF: None when it takes the rates, else the
     errno it returns. Checked against the real igb (82576) in tests/realkernel."""
-    driver, link_up, speed = profile.pf_driver, pf["operstate"] == "up", profile.link_mbps
+    driver, link_up, speed = profile.pf_driver, link.carrier(pf), profile.link_mbps
     if profile.vf_rate == "none":
         return errno.EOPNOTSUPP  # igb_ndo_set_vf_bw(): every igb part but the 82576
     if driver == "igb":

@@ -43,6 +43,20 @@ class NicProfile:
     # VF tx rate limiting (ndo_set_vf_rate) on this part: "none" (EOPNOTSUPP for any rate),
     # "max" (a nonzero min_tx_rate is refused) or "min-max". See host.py _rate_errno().
     vf_rate: Literal["none", "max", "min-max"] = "min-max"
+    # The PF driver closes and reopens the port when SR-IOV is enabled or disabled, so a port
+    # that is up loses its carrier for a moment (vfpool/sim/link.py):
+    #  igb:  igb_pci_enable_sriov() and igb_pci_disable_sriov() call igb_sriov_reinit()
+    #        (igb/igb_main.c): igb_close() then igb_open() when netif_running();
+    #  ixgbe: ixgbe_pci_sriov_enable() and, when the flags change, ixgbe_pci_sriov_disable()
+    #        call ixgbe_sriov_reinit() -> ixgbe_setup_tc() (ixgbe/ixgbe_main.c), which does
+    #        ixgbe_close() then ixgbe_open();
+    #  i40e: i40e_pci_sriov_configure() (i40e/i40e_virtchnl_pf.c) turns VEB mode on before the
+    #        first VFs and off after the last, each with i40e_do_reset_safe(pf,
+    #        I40E_PF_RESET_AND_REBUILD_FLAG): the PF's VSIs go down and are rebuilt.
+    # Not ice (ice_sriov_configure() -> ice_ena_vfs() only masks the PF's interrupts while it
+    # creates the VFs) nor mlx5 (mlx5_sriov_enable() -> mlx5_device_enable_sriov(): the
+    # E-Switch and the VFs' HCAs; the uplink netdev stays open). mlx4_core cannot resize.
+    sizing_bounce: bool = False
 
 
 PROFILES: dict[str, NicProfile] = {
@@ -53,20 +67,20 @@ PROFILES: dict[str, NicProfile] = {
         NicProfile("intel-82576", "82576 Gigabit Network Connection", 0x8086, 0x10C9,
                    0x10CA, "igb", "igbvf", 7, 128, 2, "interleaved", 2,
                    module_param="max_vfs", module_param_kind="scalar", driver_vf_limit=7,
-                   link_mbps=1000, vf_rate="max"),
+                   link_mbps=1000, vf_rate="max", sizing_bounce=True),
         NicProfile("intel-i350", "I350 Gigabit Network Connection", 0x8086, 0x1521,
                    0x1520, "igb", "igbvf", 7, 128, 4, "interleaved", 2,
                    module_param="max_vfs", module_param_kind="scalar", driver_vf_limit=7,
-                   link_mbps=1000, vf_rate="none"),
+                   link_mbps=1000, vf_rate="none", sizing_bounce=True),
         # ixgbe_ndo_set_vf_bw() (ixgbe/ixgbe_sriov.c): max only, at a 10 Gb/s link.
         NicProfile("intel-82599", "82599ES 10-Gigabit SFI/SFP+ Network Connection",
                    0x8086, 0x10FB, 0x10ED, "ixgbe", "ixgbevf", 63, 128, 2, "interleaved", 2,
                    module_param="max_vfs", module_param_kind="scalar", driver_vf_limit=63,
-                   link_mbps=10000, vf_rate="max"),
+                   link_mbps=10000, vf_rate="max", sizing_bounce=True),
         # i40e_ndo_set_vf_bw() (i40e/i40e_virtchnl_pf.c): a nonzero min_tx_rate is EINVAL.
         NicProfile("intel-x710", "Ethernet Controller X710 for 10GbE SFP+", 0x8086,
                    0x1572, 0x154C, "i40e", "iavf", 64, 16, 1, "sequential", 2,
-                   link_mbps=10000, vf_rate="max"),
+                   link_mbps=10000, vf_rate="max", sizing_bounce=True),
         # ice_set_vf_bw() (ice/ice_sriov.c): min and max.
         NicProfile("intel-e810", "Ethernet Controller E810-XXV for SFP", 0x8086, 0x159B,
                    0x1889, "ice", "iavf", 64, 8, 1, "sequential", 2, link_mbps=25000),

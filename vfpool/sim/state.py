@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from vfpool.errors import PermissionDenied
+from vfpool.sim import link
 
 STATE_FILE = "sim.json"
 STATE_FORMAT = 1
@@ -68,6 +69,9 @@ class SimState:
             fcntl.flock(lock, fcntl.LOCK_EX if write else fcntl.LOCK_SH)
             before = self.path.read_text()
             state: dict[str, Any] = json.loads(before)
+            if write:
+                # A carrier whose bounce has ended is back before anything else happens.
+                link.settle(self.root, state)
             try:
                 yield state
             finally:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from vfpool.model.pci import PciAddress
+from vfpool.sim import link
 from vfpool.sim.profiles import ONBOARD_NIC, PROFILES, VENDOR_NAMES, VF_CARDS, NicProfile
 from vfpool.sim.spec import CardLayout
 
@@ -118,7 +119,7 @@ class Tree:
         loopback = self.root / "sys/devices/virtual/net/lo"
         loopback.mkdir(parents=True)
         self.netdev_files(loopback, ifindex=1, mac="00:00:00:00:00:00", operstate="unknown",
-                          mtu=65536)
+                          mtu=65536, carrier="1")
         symlink(self.root / "sys/class/net/lo", "../../devices/virtual/net/lo")
         onboard = PciAddress.parse(ONBOARD_NIC.pci)
         self.add_function(onboard, ONBOARD_NIC.vendor, ONBOARD_NIC.device, numa_node=0)
@@ -139,7 +140,8 @@ class Tree:
                 self.state["pfs"][str(pf.pci)] = {
                     "profile": profile.name, "port": pf.port, "offset": pf.offset,
                     "stride": pf.stride, "totalvfs": pf.totalvfs, "netdevs": list(pf.netdevs),
-                    "numa_node": card.spec.numa_node, "operstate": "up",
+                    "numa_node": card.spec.numa_node, "operstate": "up", "admin": True,
+                    "cable": True,
                 }
 
     def write_pci_ids(self, layouts: list[CardLayout]) -> None:
@@ -172,38 +174,43 @@ class Tree:
         return device
 
     # ------------------------------------------------------------------ netdevs
-    def netdev_names(self, bdf: str) -> list[tuple[str, str, str]]:
-        """(name, MAC, operstate) of each netdev a net driver registers for ``bdf``."""
+    def netdev_names(self, bdf: str) -> list[tuple[str, str, str, str | None]]:
+        """(name, MAC, operstate, carrier) of each netdev a net driver registers for ``bdf``;
+        the carrier is None where the kernel's read of it fails (the netdev is not up)."""
         pfs = self.state["pfs"]
         if bdf in pfs:
             pf = pfs[bdf]
             vendor = PROFILES[pf["profile"]].vendor
-            return [(name, pf_mac(vendor, bdf, port), pf["operstate"])
+            return [(name, pf_mac(vendor, bdf, port), link.operstate(pf), link.carrier_text(pf))
                     for port, name in enumerate(pf["netdevs"])]
         physfn = self.physfn(bdf)
         if physfn is not None:
             index = next(i for i, vf in self.vfs_of(physfn) if vf == bdf)
             config = self.state["vf_config"].get(f"{physfn}/{index}", {})
             mac = config.get("mac") or vf_mac(self.profile(physfn), bdf)
-            return [(f"{pfs[physfn]['netdevs'][0]}v{index}", mac, "down")]
+            return [(f"{pfs[physfn]['netdevs'][0]}v{index}", mac, "down", None)]
         onboard = self.state["onboard"]
         if bdf == onboard["pci"]:
-            return [(onboard["netdevs"][0], pf_mac(ONBOARD_NIC.vendor, bdf, 0), "up")]
+            return [(onboard["netdevs"][0], pf_mac(ONBOARD_NIC.vendor, bdf, 0), "up", "1")]
         return []
 
-    def add_netdev(self, bdf: str, name: str, mac: str, operstate: str) -> None:
+    def add_netdev(self, bdf: str, name: str, mac: str, operstate: str,
+                   carrier: str | None = None) -> None:
         net = self.dev(bdf) / "net" / name
         net.mkdir(parents=True)
         self.netdev_files(net, ifindex=self.state["next_ifindex"], mac=mac,
-                          operstate=operstate, mtu=1500)
+                          operstate=operstate, mtu=1500, carrier=carrier)
         self.state["next_ifindex"] += 1
         symlink(net / "device", f"../../../{bdf}")
         symlink(self.root / "sys/class/net" / name, f"../../devices/pci0000:00/{bdf}/net/{name}")
 
     @staticmethod
-    def netdev_files(net: Path, *, ifindex: int, mac: str, operstate: str, mtu: int) -> None:
+    def netdev_files(net: Path, *, ifindex: int, mac: str, operstate: str, mtu: int,
+                     carrier: str | None = None) -> None:
         write(net / "ifindex", f"{ifindex}\n")
         write(net / "address", f"{mac}\n")
         write(net / "operstate", f"{operstate}\n")
+        if carrier is not None:
+            write(net / "carrier", f"{carrier}\n")
         write(net / "mtu", f"{mtu}\n")
         write(net / "type", "1\n" if mtu != 65536 else "772\n")

@@ -1,6 +1,10 @@
 """Every VF field vfpool sets, through the real pyroute2 adapter, read back by iproute2; and
 the real igb's refusals, as the user sees them. The VFs here need no VF driver, so they are
-made with autoprobe off (igbvf's probe costs seconds per VF on the emulated 82576)."""
+made by a vfio pool (autoprobe off: igbvf's probe costs time on the emulated 82576).
+
+Enabling SR-IOV makes igb close and reopen the PF (igb_sriov_reinit): its carrier is off until
+the watchdog sees the link again, and until then igb refuses every VF rate. `pool start` waits
+for it, so nothing here waits itself: the carrier is read right after the start returns."""
 
 from __future__ import annotations
 
@@ -19,17 +23,24 @@ pytestmark = pytest.mark.usefixtures("baseline")
 PF0 = PF_ADDRESSES[0]
 
 
+def carrier(pf: str) -> str | None:
+    return realhost.read(f"/sys/class/net/{pf}/carrier")
+
+
 @pytest.fixture
-def two_vfs() -> Iterator[str]:
-    (realhost.DEVICES / PF0 / "sriov_drivers_autoprobe").write_text("0\n")
-    (realhost.DEVICES / PF0 / "sriov_numvfs").write_text("2\n")
+def two_vfs(vfpool_cli: Callable[..., Any]) -> Iterator[str]:
     pf = realhost.pf_netdev(PF0)
-    # Enabling SR-IOV makes igb close and reopen the PF (igb_sriov_reinit): its carrier is off
-    # until the watchdog sees the link again, and until then igb refuses every VF rate.
-    realhost.wait_for(f"{pf}'s link back after sizing",
-                      lambda: realhost.read(f"/sys/class/net/{pf}/carrier") == "1")
+    assert carrier(pf) == "1"  # the baseline's PF has its link
+    assert vfpool_cli("pool", "define", "f", "--pf", pf, "--vfs", "2", "--method", "sysfs",
+                      "--mode", "vfio").exit_code == 0
+    started = vfpool_cli("pool", "start", "f")
+    link = carrier(pf)  # read at once: pool start waited for the link, not this fixture
+    assert started.exit_code == 0, started.stderr
+    assert realhost.numvfs(PF0) == 2
+    assert link == "1", f"{pf} has no carrier right after pool start returned"
     yield pf
-    (realhost.DEVICES / PF0 / "sriov_numvfs").write_text("0\n")
+    vfpool_cli("pool", "destroy", "f")
+    vfpool_cli("pool", "undefine", "f")
 
 
 FIELDS = [
@@ -75,6 +86,23 @@ def test_refusals_arrive_as_oserrors_that_name_igb_and_why(two_vfs: str) -> None
     assert caught.value.errno == errno.EINVAL
     assert "the PF link is down" in str(caught.value)
     assert realhost.vfinfo(PF0) == before  # nothing was applied
+
+
+def test_a_rate_lease_right_after_pool_start_succeeds(vfpool_cli: Callable[..., Any]) -> None:
+    pf = realhost.pf_netdev(PF0)
+    assert vfpool_cli("pool", "define", "q", "--pf", pf, "--vfs", "1", "--method", "sysfs",
+                      "--mode", "vfio", "--max-tx-rate", "100").exit_code == 0
+    started = vfpool_cli("pool", "start", "q")
+    link = carrier(pf)
+    assert started.exit_code == 0, started.stderr
+    assert link == "1", f"{pf} has no carrier right after pool start returned"
+    leased = vfpool_cli("lease", "acquire", "q", "--owner", "vm1", "--json")
+    assert leased.exit_code == 0, leased.stderr
+    assert realhost.vfinfo(PF0)[0]["max_tx_rate"] == 100
+    lease = leased.json()[0]
+    released = vfpool_cli("lease", "release", str(lease["id"]), "--token", lease["token"])
+    assert released.exit_code == 0, released.stderr
+    assert realhost.vfinfo(PF0)[0]["max_tx_rate"] == 0
 
 
 def test_a_lease_refused_by_igb_names_the_driver(vfpool_cli: Callable[..., Any]) -> None:
