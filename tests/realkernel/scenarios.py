@@ -270,10 +270,14 @@ def igbvf_macs(world: World) -> Result:
     vf0, vf1 = world.vf_addresses(PF0)
     world.wait_for(lambda: None not in (_netdev_mac(world, 0), _netdev_mac(world, 1)))
     result["probe"] = _mac_facts(world, 0)
-    first = world.vf_config(PF0, 0)["mac"]
     _rebind_igbvf(world, vf0)
-    result["rebind"] = {**_mac_facts(world, 0),
-                        "kept across the rebind": world.vf_config(PF0, 0)["mac"] == first}
+    # Whether the made-up MAC survives the rebind is not compared: the real igb kept it in one
+    # tier run and had a new one in another (both under TCG). igb answers igbvf's reset with
+    # the MAC it holds (igb_vf_reset_msg), but a VF reset event that it sees first makes up a
+    # new one for a MAC the PF did not set (igb_vf_reset_event, "as we were hotplug
+    # removed/added"); which comes first is timing, not a property of the driver. The sim
+    # keeps it.
+    result["rebind"] = _mac_facts(world, 0)
     admin = "02:00:00:00:20:01"
     result["pf sets vf 1's mac"] = world.set_vf(PF0, 1, "mac", mac=admin)
     for step in ("rebind after the pf set it", "second rebind"):
