@@ -146,6 +146,9 @@ class SimHost:
                 pass
         except (OSError, ValueError, VfpoolError):
             return  # the sim is gone (a test's folder removed) or being rewritten
+        # Another PF's bounce may end later (a start sizes its PFs one after the other): its
+        # own timer was armed for the earliest moment then, which was this one.
+        self._arm_link_timer()
 
     def modprobe(self, args: list[str]) -> CommandResult:
         request = kernel.modprobe_request(args)
