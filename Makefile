@@ -11,7 +11,7 @@ APT_STAMP := $(VENV)/.apt-installed
 APT_PACKAGES := iproute2 kmod util-linux qemu-system-x86 ipxe-qemu umockdev \
     gir1.2-umockdev-1.0 python3-gi jq pci.ids
 
-.PHONY: all demo test lint bench deps apt clean
+.PHONY: all demo test test-fast lint bench deps apt clean
 
 all: test
 
@@ -62,6 +62,11 @@ demo: deps
 # Two workers: the machines have two cores; every test has its own tmp dir, sim and netns.
 test: deps
 	$(PY) -m pytest -q -n 2
+
+# For iterating: the suite without the real-kernel guest and the PostgreSQL server. It does
+# not replace `make test`.
+test-fast: deps
+	$(PY) -m pytest -q -n 2 -m "not postgresql" --ignore=tests/realkernel
 
 lint: deps
 	$(VENV)/bin/ruff check vfpool tests migrations
