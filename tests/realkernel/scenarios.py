@@ -250,6 +250,11 @@ def _mac_facts(world: World, index: int) -> Result:
     """VF ``index``'s MAC as the PF lists it (``ip link show PF``), by its properties, and
     whether the VF's own netdev has the same."""
     world.wait_for(lambda: _netdev_mac(world, index) is not None)
+    # igbvf's netdev exists before igb has handled its reset and set-MAC mailbox messages;
+    # under TCG that takes seconds, and CI once read the PF's listing in between (the old
+    # MAC, not yet the new one). Read the state the two drivers settle on.
+    world.wait_for(lambda: world.vf_config(PF0, index)["mac"] == _netdev_mac(world, index),
+                   timeout=20.0)
     listed = world.vf_config(PF0, index)["mac"]
     return {"pf view": mac_kind(listed), "equals the VF netdev's MAC":
             listed == _netdev_mac(world, index)}
@@ -273,10 +278,10 @@ def igbvf_macs(world: World) -> Result:
     _rebind_igbvf(world, vf0)
     # Whether the made-up MAC survives the rebind is not compared: the real igb kept it in one
     # tier run and had a new one in another (both under TCG). igb answers igbvf's reset with
-    # the MAC it holds (igb_vf_reset_msg), but a VF reset event that it sees first makes up a
-    # new one for a MAC the PF did not set (igb_vf_reset_event, "as we were hotplug
-    # removed/added"); which comes first is timing, not a property of the driver. The sim
-    # keeps it.
+    # the MAC it holds (igb_vf_reset_msg), but a VF reset event that it sees first forgets a
+    # MAC the PF did not set (igb_vf_reset_event, "as we were hotplug removed/added"), and
+    # igbvf then makes up a new one; which comes first is timing, not a property of the
+    # driver. The sim keeps it. What is compared is the state both drivers settle on.
     result["rebind"] = _mac_facts(world, 0)
     admin = "02:00:00:00:20:01"
     result["pf sets vf 1's mac"] = world.set_vf(PF0, 1, "mac", mac=admin)

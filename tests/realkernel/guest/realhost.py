@@ -183,10 +183,13 @@ def _baseline() -> None:
         # udev renames fresh netdevs (eth0 -> enp0s3f0) just after they appear, and handles
         # the removed VFs' events; let it finish before the names are used.
         run("udevadm", "settle", "--timeout=120", check=False)
-        # settle misses an event udevd has not read yet: wait for udev's entry of each PF.
-        wait_for("udev done with both PFs' netdevs", lambda: all(
-            Path(f"/run/udev/data/n{read(f'/sys/class/net/{name}/ifindex')}").exists()
-            for pf in PF_ADDRESSES for name in netdevs_of(pf)))
+    # settle misses an event udevd has not read yet, and a test that reloaded igb itself may
+    # leave its netdevs still to be renamed (CI once found eth0 gone between reading the name
+    # and `ip link set eth0 up`): wait for udev's entry of each PF netdev, which udev writes
+    # after the rename. Cheap when there is nothing to wait for.
+    wait_for("udev done with both PFs' netdevs", lambda: all(
+        Path(f"/run/udev/data/n{read(f'/sys/class/net/{name}/ifindex')}").exists()
+        for pf in PF_ADDRESSES for name in netdevs_of(pf)))
     for pf in PF_ADDRESSES:
         if not is_up(pf_netdev(pf)):
             run("ip", "link", "set", pf_netdev(pf), "up")
