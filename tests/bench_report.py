@@ -23,6 +23,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from vfpool.cli import report_render
 from vfpool.host.identity import read_identity
 from vfpool.model.vfconfig import generated_mac
 from vfpool.service import report as report_service
@@ -138,10 +139,11 @@ def measure(db_path: Path) -> list[tuple[str, float]]:
                        lambda: report_service.build_report(ctx, now=NOW)))]
         assert len(report.vfs) == PFS * VFS_PER_PF, len(report.vfs)
         assert sum(pool.leases for pool in report.pools) == LEASES
-        for name, renderer in report_service.RENDERERS.items():
-            results.append((f"render_{name}", median_seconds(functools.partial(renderer, report))))
-        results.append(("build_report + render_table", median_seconds(
-            lambda: report_service.render_table(report_service.build_report(ctx, now=NOW)))))
+        for name in report_render.FORMATS:
+            results.append((f"render {name}", median_seconds(
+                functools.partial(report_render.render, report, name))))
+        results.append(("build_report + render table", median_seconds(
+            lambda: report_render.render_table(report_service.build_report(ctx, now=NOW)))))
     if VFPOOL.exists():
         for output_format in ("table", "prometheus"):
             argv = [str(VFPOOL), "--db", f"sqlite:///{db_path}", "report", "--format",

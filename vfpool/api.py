@@ -185,8 +185,10 @@ class Host:
     def report(self, *, output_format: str = "json") -> str:
         """The inventory report as text: ``json``, ``table``, ``csv`` or ``prometheus``
         (`vfpool report --format`)."""
-        report.check_format(output_format, "format")
-        return report.render(report.build_report(self.context), output_format)
+        from vfpool.cli import report_render  # the CLI's renderers, imported when used
+
+        report_render.check_format(output_format, "format")
+        return report_render.render(report.build_report(self.context), output_format)
 
     def events(self, *, pool: str | None = None, pf: str | None = None,
                lease: int | None = None, owner: str | None = None,
