@@ -6,7 +6,8 @@ presentation layer's job: ``vfpool.cli.report_render`` and ``vfpool.cli.report_m
 A pool's VFs are those of its members' ``used_indices`` (the first ``vfs_per_pf`` of each
 member's range), as in ``pools.info``; an inactive pool has none, so its counts are zero.
 
-``report --fleet`` reads every host's report in one transaction, host by host.
+``report --fleet`` reads every host's report with the same queries, fleet-wide, and splits
+their rows by host: the number of queries does not grow with the hosts.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from vfpool.service.context import Context
-from vfpool.service.events import EventRow, read_events
-from vfpool.store import Lease, Pf, Pool, PoolPf, Vf, utcnow
+from vfpool.service.events import EventFilter, EventRow, read_events
+from vfpool.store import Event, Lease, Pf, Pool, PoolPf, Vf, utcnow
 from vfpool.store.models import Host
 from vfpool.store.queries import VF_STATE_NAMES, in_member, live, zero_counts
-from vfpool.store.scope import set_host
+from vfpool.store.scope import all_hosts
 
 EVENT_LIMIT = 20
 # The VF states a report counts, in the order every format lists them.
@@ -208,6 +209,20 @@ def _vf_rows(session: Session, now: datetime) -> list[tuple[int, VfRow]]:
                  lease_id, lease_state, owner, mac, vlan, created_at) in rows]
 
 
+def _newest_events_by_host(session: Session, limit: int) -> dict[int, list[EventRow]]:
+    """Each host's newest ``limit`` events, newest first, in one query: a window numbers
+    each host's events from its newest (SQLite 3.25 and PostgreSQL both have them)."""
+    rank = func.row_number().over(partition_by=Event.host_id, order_by=Event.id.desc())
+    ranked = EventFilter().statement().add_columns(Event.host_id.label("event_host_id"),
+                                                   rank.label("event_rank")).subquery()
+    found: dict[int, list[EventRow]] = {}
+    for *row, host_id, _ in session.execute(
+            select(ranked).where(ranked.c.event_rank <= limit)
+            .order_by(ranked.c.event_host_id, ranked.c.id.desc())):
+        found.setdefault(host_id, []).append(EventRow(*row))
+    return found
+
+
 # ---------------------------------------------------------------- building it
 
 def _aware(now: datetime | None) -> datetime:
@@ -218,51 +233,74 @@ def _aware(now: datetime | None) -> datetime:
     return now.astimezone(UTC)
 
 
-def _summary(session: Session, when: datetime) -> Summary:
-    return Summary(when, [pool for _, pool in _pools(session)])
-
-
-def _report(session: Session, when: datetime) -> Report:
-    return Report(when, [pool for _, pool in _pools(session)],
-                  [vf for _, vf in _vf_rows(session, when)],
-                  read_events(session, limit=EVENT_LIMIT))
-
-
 def build_summary(ctx: Context, *, now: datetime | None = None) -> Summary:
     """The pools with their PFs' VF counts at ``now`` (default: the current time), in one
     read transaction: what `report --format prometheus` shows."""
     when = _aware(now)
-    return ctx.store.read(lambda session: _summary(session, when))
+    return ctx.store.read(lambda session: Summary(when, [pool for _, pool in _pools(session)]))
 
 
 def build_report(ctx: Context, *, now: datetime | None = None) -> Report:
     """The inventory at ``now`` (default: the current time; tests pass a fixed one, which
     only lease ages depend on). Reads the store only, never the host."""
     when = _aware(now)
+
     # One read transaction: the counts, rows and events are one consistent snapshot.
-    return ctx.store.read(lambda session: _report(session, when))
+    def read(session: Session) -> Report:
+        return Report(when, [pool for _, pool in _pools(session)],
+                      [vf for _, vf in _vf_rows(session, when)],
+                      read_events(session, limit=EVENT_LIMIT))
+
+    return ctx.store.read(read)
 
 
-def _fleet(ctx: Context, when: datetime, part: Callable[[Session, datetime], Part]
+T = TypeVar("T")
+
+
+def _by_host(rows: Sequence[tuple[int, T]]) -> dict[int, list[T]]:
+    found: dict[int, list[T]] = {}
+    for host_id, row in rows:
+        found.setdefault(host_id, []).append(row)
+    return found
+
+
+def _fleet(ctx: Context, when: datetime, build: Callable[[Session], Callable[[int], Part]]
            ) -> FleetReport[Part]:
-    """Every host's part, by host name, in one read transaction (one snapshot)."""
+    """Every host's part, by host name, in one read transaction: ``build(session)`` runs the
+    fleet-wide queries and returns the function that gives one host's part."""
     def read(session: Session) -> list[HostReport[Part]]:
+        all_hosts(session)
         hosts = list(session.execute(select(Host.id, Host.name, Host.machine_id)
                                      .order_by(Host.name, Host.id)))
-        found = []
-        for host_id, name, machine_id in hosts:
-            set_host(session, host_id)  # this host's rows, as its own commands see them
-            found.append(HostReport(name or f"host-{host_id}", machine_id, part(session, when)))
-        return found
+        part_of = build(session)
+        return [HostReport(name or f"host-{host_id}", machine_id, part_of(host_id))
+                for host_id, name, machine_id in hosts]
 
     return FleetReport(when, ctx.store.read(read, operation="reading every host's report"))
 
 
 def build_fleet_summary(ctx: Context, *, now: datetime | None = None) -> FleetReport[Summary]:
-    """Every host's summary (`report --fleet --format prometheus`)."""
-    return _fleet(ctx, _aware(now), _summary)
+    """Every host's summary (`report --fleet --format prometheus`), with a fixed number of
+    queries however many hosts there are."""
+    when = _aware(now)
+
+    def build(session: Session) -> Callable[[int], Summary]:
+        pools = _by_host(_pools(session))
+        return lambda host_id: Summary(when, pools.get(host_id, []))
+
+    return _fleet(ctx, when, build)
 
 
 def build_fleet_report(ctx: Context, *, now: datetime | None = None) -> FleetReport[Report]:
-    """Every host's report (`report --fleet`)."""
-    return _fleet(ctx, _aware(now), _report)
+    """Every host's report (`report --fleet`), with a fixed number of queries however many
+    hosts there are (not one round of queries per host)."""
+    when = _aware(now)
+
+    def build(session: Session) -> Callable[[int], Report]:
+        pools = _by_host(_pools(session))
+        vfs = _by_host(_vf_rows(session, when))
+        events = _newest_events_by_host(session, EVENT_LIMIT)
+        return lambda host_id: Report(when, pools.get(host_id, []), vfs.get(host_id, []),
+                                      events.get(host_id, []))
+
+    return _fleet(ctx, when, build)
