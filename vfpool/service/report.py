@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import String, and_, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from vfpool.service.context import Context
@@ -191,8 +191,11 @@ def _vf_rows(session: Session, now: datetime) -> list[tuple[int, VfRow]]:
     """Every VF of an active pool, by pool name, member position and index, each with its
     live lease (at most one: the partial unique index allows one per VF) and its host id."""
     rows = session.execute(
+        # The states as their text: making an enum member of each would cost more than the
+        # rest of a row (StrEnumType.process_result_value).
         select(Vf.host_id, Pool.name, PoolPf.pf_pci, Pf.netdev, Pf.numa_node, Vf.vf_index,
-               Vf.pci, Vf.netdev, Vf.state, Vf.reason, Lease.id, Lease.state, Lease.owner,
+               Vf.pci, Vf.netdev, type_coerce(Vf.state, String).label("vf_state"), Vf.reason,
+               Lease.id, type_coerce(Lease.state, String).label("lease_state"), Lease.owner,
                Lease.mac, Lease.vlan, Lease.created_at)
         .select_from(Pool)
         .join(PoolPf, PoolPf.pool_id == Pool.id)
@@ -202,9 +205,9 @@ def _vf_rows(session: Session, now: datetime) -> list[tuple[int, VfRow]]:
         .outerjoin(Lease, and_(Lease.vf_id == Vf.id, live()))
         .where(Pool.state == "active")
         .order_by(Pool.name, PoolPf.position, Vf.vf_index))
-    return [(host_id, VfRow(pool, pf, pf_netdev, numa_node, index, pci, netdev, str(state),
-                            reason, lease_id, None if lease_state is None else str(lease_state),
-                            owner, mac, vlan, created_at, _age(created_at, now)))
+    return [(host_id, VfRow(pool, pf, pf_netdev, numa_node, index, pci, netdev, state, reason,
+                            lease_id, lease_state, owner, mac, vlan, created_at,
+                            _age(created_at, now)))
             for (host_id, pool, pf, pf_netdev, numa_node, index, pci, netdev, state, reason,
                  lease_id, lease_state, owner, mac, vlan, created_at) in rows]
 
