@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -28,10 +29,14 @@ import pytest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import CollectorRegistry
 
+from tests.cli.test_progress_rich import environment, on_a_terminal_stdout
 from tests.conftest import NOBODY, give_to_nobody, python_as_nobody
 from tests.races import env
 from vfpool.cli import report_metrics, report_render
 from vfpool.errors import HostError
+from vfpool.model.pool import VfDefaults
+from vfpool.service import leases, pools
+from vfpool.service.context import open_context
 from vfpool.service.report import PfSummary, PoolSummary, Report
 
 REPO = Path(__file__).resolve().parents[2]
@@ -257,3 +262,31 @@ def test_write_without_permission(nobody_dir: Path, directory: str, writer: Writ
         report_metrics.render_prometheus(Report(NOW, [], [], []))
     assert target.read_text() == expected and target.stat().st_uid == NOBODY
     assert stat.S_IMODE(target.stat().st_mode) == 0o644
+
+
+def test_the_table_is_coloured_on_a_terminal_and_never_in_a_file(sim_root: Path,
+                                                                  tmp_path: Path) -> None:
+    """The report's table is cli/render.table's: state words coloured when stdout is a
+    terminal (not with NO_COLOR), and --output never gets colour codes, even from a
+    terminal."""
+    with open_context(sim=sim_root) as ctx:
+        pools.define(ctx, pools.parse_spec("a", ["enp133s0f0"], 2, "auto", "vfio",
+                                           VfDefaults()))
+        pools.start(ctx, "a")
+        leases.acquire(ctx, "a", "vm1")
+    sim = ("--sim", str(sim_root))
+    shown = on_a_terminal_stdout(*sim, "report", env=environment())
+    assert "\x1b[32mactive\x1b[0m" in shown and "\x1b[33mleased\x1b[0m" in shown
+    plain = on_a_terminal_stdout(*sim, "report", env=environment(NO_COLOR="1"))
+    assert "\x1b[" not in plain and "  active  " in plain
+    target = tmp_path / "report.txt"
+    assert on_a_terminal_stdout(*sim, "report", "--output", str(target),
+                                env=environment()) == ""
+    written = target.read_text()
+    assert "\x1b[" not in written and "  leased  " in written
+    # Apart from the time of the report in its first line and the lease's age, the file is
+    # what the terminal showed without colour (a terminal's lines end in \r\n).
+    def timeless(text: str) -> list[str]:
+        return [re.sub(r"\d+[smhd](\d\d[smh])?$", "AGE", line) for line in text.splitlines()[1:]]
+
+    assert timeless(written) == timeless(plain.replace("\r\n", "\n"))
