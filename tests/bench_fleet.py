@@ -23,6 +23,7 @@ from pathlib import Path
 
 from tests.fleetdata import FleetShape, load_fleet
 from tests.pgserver import PgServer, PgUnavailable
+from vfpool.cli import report_metrics
 from vfpool.model.pool import VfDefaults
 from vfpool.service import fleet, leases, pools
 from vfpool.service import report as report_service
@@ -59,8 +60,8 @@ def _pair_ms(ctx: Context) -> float:
 def _fleet_reads(ctx: Context) -> list[tuple[str, str, str]]:
     place = _median_ms(lambda: fleet.place(ctx, "tenant", 4, numa_node=0), 25)
     listed = _median_ms(lambda: fleet.host_list(ctx), 3)
-    fleet_report = _median_ms(lambda: report_service.render_fleet(
-        report_service.build_fleet_report(ctx), "prometheus"), 3)
+    fleet_report = _median_ms(lambda: report_metrics.render_prometheus(
+        report_service.build_fleet_summary(ctx)), 3)
     return [("fleet place K=4 NUMA 0 (median of 25)", f"{place:.1f} ms",
              f"goal <= 50 ms: {'met' if place <= 50 else 'NOT met'}"),
             ("host list (median of 3)", f"{listed:.0f} ms", ""),

@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 import vfpool
 from tests.conftest import CliResult
-from vfpool.api import Host, Lease
+from vfpool.api import FleetReport, Host, Lease, Report
 from vfpool.errors import Exhausted
 from vfpool.host.sysfs import Sysfs
 from vfpool.model.pci import PciAddress
@@ -142,3 +144,32 @@ def test_the_cli_and_the_api_share_the_same_leases(sim_root: Path, sim: SimHost,
                                                     record["vf"]["pci"])
         host.release(seen.id, token=record["token"])
         assert host.leases() == []
+
+
+def test_the_report_as_data_and_as_text(sim_root: Path, cli: Callable[..., CliResult]) -> None:
+    """``inventory()`` is the typed, frozen report; ``report()`` renders the same report as
+    the CLI does; ``fleet_inventory()`` and ``report(fleet=True)`` are `report --fleet`."""
+    now = datetime(2025, 1, 2, 14, 3, 7, tzinfo=UTC)
+    with vfpool.connect(sim=sim_root) as host:
+        started(host)
+        lease = host.acquire("tenant-a", "vm1")
+        found = host.inventory(now=now)
+        assert isinstance(found, Report)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            found.pools = []  # type: ignore[misc]
+        [pool] = found.pools
+        assert (pool.name, pool.vfs, pool.leases) == ("tenant-a", host.pool("tenant-a")["vfs"], 1)
+        assert [(vf.pf, vf.index, vf.owner) for vf in found.vfs] == [
+            (IXGBE0, 0, "vm1"), (IXGBE0, 1, None), (I40E0, 0, None), (I40E0, 1, None)]
+        assert found.vfs[0].lease_id == lease.id
+        fleet = host.fleet_inventory(now=now)
+        assert isinstance(fleet, FleetReport)
+        assert [(part.name, part.report) for part in fleet.hosts] == [(sim_root.name, found)]
+        shown = json.loads(cli("--sim", str(sim_root), "report", "--json").stdout)
+        document = json.loads(host.report())
+        assert [vf["owner"] for vf in document["vfs"]] == [vf["owner"] for vf in shown["vfs"]]
+        assert document["pools"] == shown["pools"]
+        fleet_document = json.loads(host.report(fleet=True))
+        assert [part["name"] for part in fleet_document["hosts"]] == [sim_root.name]
+        assert fleet_document["hosts"][0]["pools"] == shown["pools"]
+        assert 'vfpool_leases{host="' in host.report(output_format="prometheus", fleet=True)

@@ -17,6 +17,8 @@ from typing import Any
 from vfpool.model.pool import VfDefaults
 from vfpool.service import events, leases, pfs, pools, reconcile, report
 from vfpool.service.context import Context, open_context
+from vfpool.service.report import FleetReport as FleetReport
+from vfpool.service.report import Report as Report
 from vfpool.store.states import LinkState
 
 
@@ -182,11 +184,25 @@ class Host:
         """Repair what the store and the host disagree on (`vfpool reconcile`)."""
         return reconcile.reconcile(self.context, dry_run=dry_run)
 
-    def report(self, *, output_format: str = "json") -> str:
+    def report(self, *, output_format: str = "json", fleet: bool = False) -> str:
         """The inventory report as text: ``json``, ``table``, ``csv`` or ``prometheus``
-        (`vfpool report --format`)."""
-        report.check_format(output_format, "format")
-        return report.render(report.build_report(self.context), output_format)
+        (`vfpool report --format`); with ``fleet``, every host's (`vfpool report --fleet`).
+        """
+        from vfpool.cli import report_render  # the CLI's renderers, imported when used
+
+        report_render.check_format(output_format, "format")
+        found = self.fleet_inventory() if fleet else self.inventory()
+        return report_render.render(found, output_format)
+
+    def inventory(self, *, now: datetime | None = None) -> Report:
+        """The inventory report as data (`vfpool report`): the pools with their PFs and VF
+        counts, the VFs with their live leases, and the newest events. ``now`` (aware) is the
+        time lease ages are measured to; default: the current time."""
+        return report.build_report(self.context, now=now)
+
+    def fleet_inventory(self, *, now: datetime | None = None) -> FleetReport[Report]:
+        """Every host's inventory report, by host name, as data (`vfpool report --fleet`)."""
+        return report.build_fleet_report(self.context, now=now)
 
     def events(self, *, pool: str | None = None, pf: str | None = None,
                lease: int | None = None, owner: str | None = None,

@@ -187,9 +187,9 @@ def test_report_fleet_labels_every_sample_with_its_host(hosts: list[FleetHost]
     ok(first("lease", "acquire", "tenant", "--owner", "vm1"))
     text = ok(second("report", "--fleet", "--format", "prometheus")).stdout
     leases = sorted(line for line in text.splitlines() if line.startswith("vfpool_leases{"))
-    assert leases == ['vfpool_leases{host="h1",pool="tenant"} 1',
-                      'vfpool_leases{host="h2",pool="tenant"} 0',
-                      'vfpool_leases{host="h3",pool="tenant"} 0']
+    assert leases == ['vfpool_leases{host="h1",pool="tenant"} 1.0',
+                      'vfpool_leases{host="h2",pool="tenant"} 0.0',
+                      'vfpool_leases{host="h3",pool="tenant"} 0.0']
     assert text.count("# TYPE vfpool_vfs gauge") == 1
     document = json.loads(ok(second("report", "--fleet", "--json")).stdout)
     assert [(host["name"], [vf["state"] for vf in host["vfs"]]) for host in

@@ -1,5 +1,8 @@
-"""The inventory report (issue 6) at service level: what it counts, golden files for each
-format, the Prometheus text checked by prometheus_client's own parser, and atomic writes.
+"""The inventory report (issue 6): what the service counts (``build_report``, and the
+``build_summary`` the metrics read), and what cli/report_render and cli/report_metrics make
+of it: golden files for each format, the Prometheus text checked by prometheus_client's own
+parser. Writing ``--output`` files is tested in test_output.py, ``--fleet`` in
+test_fleet_report.py.
 
 The scenario (``populate``) runs on the default simulated host (82599 at 0000:05:00.0 on NUMA
 0, X710 at 0000:85:00.0 on NUMA 1):
@@ -17,9 +20,6 @@ with ``now=NOW`` every format is stable enough for a golden file.
 
 from __future__ import annotations
 
-import errno
-import os
-import stat
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,13 +29,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import event, select
 
-from tests.conftest import NOBODY, give_to_nobody, python_as_nobody
-from vfpool.errors import HostError
+from vfpool.cli import report_metrics, report_render
 from vfpool.model.pool import VfDefaults
 from vfpool.service import events, leases, pools
 from vfpool.service import report as report_service
 from vfpool.service.context import Context, open_context
-from vfpool.service.report import PfSummary, PoolSummary, Report
+from vfpool.service.report import PfSummary, PoolSummary, Report, VfRow
 from vfpool.sim.host import SimHost
 from vfpool.store import Event, Lease, Vf
 
@@ -155,8 +154,8 @@ def test_events_are_the_newest_twenty_newest_first(ctx: Context) -> None:
 def test_empty_store(ctx: Context) -> None:
     report = report_service.build_report(ctx, now=NOW)
     assert (report.pools, report.vfs, report.events) == ([], [], [])
-    assert report_service.render_csv(report) == ",".join(report_service.CSV_COLUMNS) + "\n"
-    assert "vfpool_vfs{" not in report_service.render_prometheus(report)
+    assert report_render.render_csv(report) == ",".join(report_render.CSV_COLUMNS) + "\n"
+    assert "vfpool_vfs{" not in report_metrics.render_prometheus(report)
 
 
 def test_a_constant_number_of_queries(scenario_ctx: Context) -> None:
@@ -175,6 +174,16 @@ def test_a_constant_number_of_queries(scenario_ctx: Context) -> None:
     selects = [text for text in statements if text.lstrip().upper().startswith("SELECT")]
     assert len(report.vfs) == 8
     assert len(selects) == 5, selects
+    # The summary (the metrics') reads the counts only: no VF rows, no events.
+    statements.clear()
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        summary = report_service.build_summary(scenario_ctx, now=NOW)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert summary == report_service.Summary(NOW, report.pools)
+    selects = [text for text in statements if text.lstrip().upper().startswith("SELECT")]
+    assert len(selects) == 3, selects
 
 
 def test_now_must_be_aware(scenario_ctx: Context) -> None:
@@ -192,7 +201,7 @@ def test_default_now_is_the_current_time(scenario_ctx: Context) -> None:
     (0, "0s"), (59, "59s"), (60, "1m00s"), (307, "5m07s"), (3600, "1h00m"), (11_040, "3h04m"),
     (86_400, "1d00h"), (93_187, "1d01h"), (None, None)])
 def test_format_age(seconds: int | None, text: str | None) -> None:
-    assert report_service.format_age(seconds) == text
+    assert report_render.format_age(seconds) == text
 
 
 # ---------------------------------------------------------------- formats
@@ -203,7 +212,7 @@ def test_format_age(seconds: int | None, text: str | None) -> None:
 def test_golden(report: Report, scenario: tuple[Path, list[str]],
                 golden: Callable[[str, str], None], output_format: str,
                 golden_name: str) -> None:
-    text = report_service.render(report, output_format)
+    text = report_render.render(report, output_format)
     golden(golden_name, text)
     tokens = scenario[1]
     assert len(tokens) == 5
@@ -214,7 +223,7 @@ def test_golden(report: Report, scenario: tuple[Path, list[str]],
 
 
 def test_json_document(report: Report) -> None:
-    document = report_service.report_document(report)
+    document = report_render.report_document(report)
     assert set(document) == {"generated_at", "pools", "vfs", "events"}
     assert document["generated_at"] == "2025-01-02T14:03:07+00:00"
     net = document["pools"][1]
@@ -246,14 +255,14 @@ def test_prometheus_parses_to_the_exact_samples(report: Report) -> None:
     for pool, live, active in (("idle", 0, 0), ("net", 1, 1), ("v", 3, 1)):
         expected[("vfpool_leases", (("pool", pool),))] = live
         expected[("vfpool_pool_active", (("pool", pool),))] = active
-    assert _samples(report_service.render_prometheus(report)) == expected
+    assert _samples(report_metrics.render_prometheus(report)) == expected
 
 
 def test_prometheus_escapes_label_values() -> None:
     name = 'odd"pool\\with\nnewline'
     report = Report(NOW, [PoolSummary(name, "active", False, "vfio", 2,
                                       [PfSummary(IXGBE0, None, None, None, None)])], [], [])
-    text = report_service.render_prometheus(report)
+    text = report_metrics.render_prometheus(report)
     assert 'pool="odd\\"pool\\\\with\\nnewline"' in text
     samples = _samples(text)
     assert samples[("vfpool_leases", (("pool", name),))] == 2
@@ -261,111 +270,9 @@ def test_prometheus_escapes_label_values() -> None:
 
 
 def test_csv_quotes_what_needs_it() -> None:
-    row = report_service.VfRow("p", IXGBE0, "enp5s0f0", 0, 3, "0000:05:10.6", None,
+    row = VfRow("p", IXGBE0, "enp5s0f0", 0, 3, "0000:05:10.6", None,
                                "unusable", 'gone, "really"', None, None, None, None, None,
                                None, None)
-    text = report_service.render_csv(Report(NOW, [], [row], []))
+    text = report_render.render_csv(Report(NOW, [], [row], []))
     assert text.splitlines()[1] == ('p,0000:05:00.0,enp5s0f0,0,3,0000:05:10.6,,unusable,'
                                     '"gone, ""really""",,,,,,,')
-
-
-# ---------------------------------------------------------------- writing atomically
-
-def _listing(directory: Path) -> list[str]:
-    return sorted(os.listdir(directory))
-
-
-def test_write_creates_the_file_0644_whatever_the_umask(tmp_path: Path) -> None:
-    target = tmp_path / "vfpool.prom"
-    old_umask = os.umask(0o077)
-    try:
-        report_service.write_atomically(target, "a 1\n")
-    finally:
-        os.umask(old_umask)
-    assert target.read_text() == "a 1\n"
-    assert stat.S_IMODE(target.stat().st_mode) == 0o644
-    assert _listing(tmp_path) == ["vfpool.prom"]
-
-
-def test_write_replaces_an_existing_file_whole(tmp_path: Path) -> None:
-    target = tmp_path / "vfpool.prom"
-    old = "old line\n" * 10_000
-    target.write_text(old)
-    old_inode = target.stat().st_ino
-    with target.open() as reader:  # a reader that opened the old file keeps all of it
-        report_service.write_atomically(target, "new\n")
-        assert reader.read() == old
-    assert target.read_text() == "new\n"
-    assert target.stat().st_ino != old_inode  # renamed over, never truncated in place
-    assert _listing(tmp_path) == ["vfpool.prom"]
-
-
-def test_a_failed_write_leaves_the_old_file_and_no_temp(tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    target = tmp_path / "vfpool.prom"
-    target.write_text("old\n")
-
-    def failing_fsync(fd: int) -> None:
-        raise OSError(errno.EIO, os.strerror(errno.EIO))
-
-    monkeypatch.setattr(os, "fsync", failing_fsync)
-    with pytest.raises(HostError) as failure:
-        report_service.write_atomically(target, "new\n")
-    assert str(failure.value) == f"cannot write {target}: EIO (Input/output error)"
-    assert target.read_text() == "old\n"
-    assert _listing(tmp_path) == ["vfpool.prom"]
-
-
-def test_write_into_a_missing_directory(tmp_path: Path) -> None:
-    target = tmp_path / "nope" / "vfpool.prom"
-    with pytest.raises(HostError) as failure:
-        report_service.write_atomically(target, "x\n")
-    assert str(failure.value) == (f"cannot write {target}: directory {tmp_path / 'nope'} "
-                                  "does not exist")
-    assert failure.value.exit_code == 1
-
-
-def test_write_onto_a_directory(tmp_path: Path) -> None:
-    with pytest.raises(HostError) as failure:
-        report_service.write_atomically(tmp_path, "x\n")
-    assert str(failure.value) == f"cannot write {tmp_path}: it is a directory"
-    assert _listing(tmp_path) == []
-
-
-# The child that writes as user nobody: prints the refusal's exit code and text, or "written".
-WRITE_AS_NOBODY = """
-import sys
-from vfpool.errors import PermissionDenied
-from vfpool.service.report import write_atomically
-try:
-    write_atomically(sys.argv[1], "x\\n")
-except PermissionDenied as exc:
-    print(exc.exit_code, exc, sep="\\n")
-else:
-    print("written")
-"""
-
-
-@pytest.mark.parametrize("directory", ["root's, 0755", "nobody's own, 0555"])
-def test_write_without_permission(nobody_dir: Path, directory: str) -> None:
-    """The kernel's own EACCES, as user nobody meets it: in root's directory (0755) or in a
-    read-only directory of its own, the temp file cannot be created. PermissionDenied (exit 6)
-    names the target, and nothing is left behind; where nobody may write, the same call
-    works."""
-    target_dir = nobody_dir / "out"
-    target_dir.mkdir()
-    if directory == "root's, 0755":
-        target_dir.chmod(0o755)
-    else:
-        give_to_nobody(target_dir)
-        target_dir.chmod(0o555)
-    target = target_dir / "vfpool.prom"
-    result = python_as_nobody(WRITE_AS_NOBODY, str(target), cwd=nobody_dir)
-    assert (result.returncode, result.stderr) == (0, "")
-    assert result.stdout == f"6\ncannot write {target}: permission denied\n"
-    assert _listing(target_dir) == []
-    target_dir.chmod(0o755)
-    give_to_nobody(target_dir)
-    result = python_as_nobody(WRITE_AS_NOBODY, str(target), cwd=nobody_dir)
-    assert (result.returncode, result.stdout, result.stderr) == (0, "written\n", "")
-    assert target.read_text() == "x\n" and target.stat().st_uid == NOBODY

@@ -45,14 +45,17 @@ def state(text: str, *, colour: bool | None = None) -> str:
     return f"\x1b[{code}m{word}\x1b[0m{text[len(word):]}"
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *,
+          colour: bool | None = None) -> str:
     """Columns separated by two spaces, each as wide as its widest cell; no trailing blanks.
-    A STATE column's words are coloured on a terminal (after the padding is measured)."""
+    A STATE column's words are coloured (after the padding is measured) when ``colour`` is
+    true, or when it is None (the default) and stdout is a terminal; text bound for a file
+    passes False."""
     text_rows = [[cell(value) for value in row] for row in rows]
     widths = [max([len(header), *(len(row[i]) for row in text_rows)])
               for i, header in enumerate(headers)]
-    coloured = {i for i, header in enumerate(headers) if header == "STATE"} if colour_on() \
-        else set()
+    coloured = {i for i, header in enumerate(headers) if header == "STATE"} \
+        if (colour_on() if colour is None else colour) else set()
     lines = ["  ".join(header.ljust(width) for header, width in zip(headers, widths,
                                                                     strict=True)).rstrip()]
     for row in text_rows:

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import typer
 
+from vfpool.cli import report_render
 from vfpool.cli.core import VfpoolTyper, settings
-from vfpool.cli.render import emit
+from vfpool.cli.render import colour_on, emit
 from vfpool.errors import InvalidInput
 from vfpool.service import report as report_service
+from vfpool.service.report import FleetReport, Report, Summary
 
 app = VfpoolTyper()
 
@@ -36,18 +38,27 @@ def report(
     Example:
       vfpool report --format prometheus --output /var/lib/node_exporter/vfpool.prom
     """
-    report_service.check_format(output_format)
+    report_render.check_format(output_format)
     if as_json:
         if output_format not in ("table", "json"):
             raise InvalidInput(f"give --json or --format {output_format}, not both")
         output_format = "json"
-    with settings(cli).reader() as ctx:
-        if fleet:
-            text = report_service.render_fleet(report_service.build_fleet_report(ctx),
-                                               output_format)
+    if output_format == "prometheus":  # the metrics need neither VF rows nor events
+        from vfpool.cli import report_metrics
+
+        with settings(cli).reader() as ctx:
+            summary: Summary | FleetReport[Summary] = \
+                report_service.build_fleet_summary(ctx) if fleet \
+                else report_service.build_summary(ctx)
+        if output is None:
+            emit(report_metrics.render_prometheus(summary).rstrip("\n"))
         else:
-            text = report_service.render(report_service.build_report(ctx), output_format)
-    if output is not None:
-        report_service.write_atomically(output, text)
-    else:
-        emit(text.rstrip("\n"))
+            report_metrics.write_textfile(output, report_metrics.registry_for(summary))
+        return
+    with settings(cli).reader() as ctx:
+        found: Report | FleetReport[Report] = report_service.build_fleet_report(ctx) if fleet \
+            else report_service.build_report(ctx)
+    if output is None:
+        emit(report_render.render(found, output_format, colour=colour_on()).rstrip("\n"))
+    else:  # a file never gets colour codes
+        report_render.write_atomically(output, report_render.render(found, output_format))

@@ -8,7 +8,7 @@ other formats are pinned at service level with a fixed ``now``.
 from __future__ import annotations
 
 from tests.cli.clitest import EMPTY_SIM, LEASE_HELD, REPORT_SCENARIO, Category, report_formats
-from vfpool.service import report as report_service
+from vfpool.cli import report_render
 
 report = Category("report", setup=REPORT_SCENARIO, quiet=True, checks=(report_formats,),
                   doc="the inventory report in each format, to stdout or a file")
@@ -33,7 +33,7 @@ report.valid("json-flag", *REPORT, "--json", stdout_has=('"generated_at": "',))
 report.valid("json-flag-and-format", *REPORT, "--json", "--format", "json",
              stdout_has=('"generated_at": "',))
 report.valid("csv", *REPORT, "--format", "csv",
-             stdout_has=(",".join(report_service.CSV_COLUMNS) + "\n",
+             stdout_has=(",".join(report_render.CSV_COLUMNS) + "\n",
                          "v,0000:85:00.1,enp133s0f1,1,0,0000:85:0a.0,,reserved,,4,reserved,vm4,"))
 report.compare("prometheus", "report-metrics.prom", *REPORT, "--format", "prometheus")
 report.compare("prometheus-empty", "report-empty.prom", *REPORT, "--format", "prometheus",
