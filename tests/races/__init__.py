@@ -34,7 +34,11 @@ CALL_TIMEOUT = 120.0
 
 
 def env(**extra: str) -> dict[str, str]:
-    clean = {key: value for key, value in os.environ.items() if not key.startswith("VFPOOL_")}
+    """The environment of a `vfpool` process: none of the caller's VFPOOL_* settings, except
+    VFPOOL_DB, which the store backend fixture (env_store, tests/conftest.py) sets or
+    removes: the process uses the store that the test uses."""
+    clean = {key: value for key, value in os.environ.items()
+             if not key.startswith("VFPOOL_") or key == "VFPOOL_DB"}
     return {**clean, **extra}
 
 
