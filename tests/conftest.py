@@ -292,7 +292,8 @@ class EnvStore:
 
 
 @pytest.fixture(params=STORE_BACKENDS)
-def env_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> EnvStore:
+def env_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+              tmp_path: Path) -> Iterator[EnvStore]:
     """The store backend through the environment (ids sqlite, postgresql), for code that opens
     its store with ``open_context`` and for `vfpool` subprocesses, which inherit it:
 
@@ -303,15 +304,24 @@ def env_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
 
     A test about no store at all pins itself with ``@pytest.mark.parametrize("env_store",
     [NO_STORE], indirect=True)``: ``VFPOOL_DB`` then names a URL that cannot be opened, so
-    the claim is checked. A test about one backend pins that one the same way."""
+    the claim is checked. A test about one backend pins that one the same way.
+
+    A postgresql case fails when a SQLite store appeared under tmp_path (where the tests'
+    simulated hosts live): something of the test did not use the database it was given."""
     backend = str(request.param)
     if backend == "sqlite":
         monkeypatch.delenv("VFPOOL_DB", raising=False)
-        return EnvStore(backend, None)
+        yield EnvStore(backend, None)
+        return
     if backend == NO_STORE:
         monkeypatch.setenv("VFPOOL_DB", UNOPENABLE_DB)
-        return EnvStore(backend, None)
+        yield EnvStore(backend, None)
+        return
     assert backend == "postgresql", backend
     url: str = request.getfixturevalue("pg_migrated_url")
     monkeypatch.setenv("VFPOOL_DB", url)
-    return EnvStore(backend, url)
+    yield EnvStore(backend, url)
+    strays = sorted(str(path) for path in tmp_path.rglob(DB_FILENAME))
+    if strays:
+        pytest.fail(f"the postgresql case left SQLite stores behind, so part of it ran on "
+                    f"SQLite: {', '.join(strays)}")
