@@ -28,7 +28,15 @@ from sqlalchemy import create_engine, delete, text
 from sqlalchemy.engine import make_url
 
 from tests.conftest import NO_STORE, EnvStore, only_backend, run_as_nobody
-from tests.races import CALL_TIMEOUT, background, holds, pf_lock, vfpool, wait_until
+from tests.races import (
+    CALL_TIMEOUT,
+    background,
+    holds,
+    pf_lock,
+    start_pool,
+    vfpool,
+    wait_until,
+)
 from vfpool.errors import LockTimeout, PermissionDenied, StoreBusy
 from vfpool.host.lock import LOCK_DIR, LockOrderError, Locks, describe_pid, holders
 from vfpool.service import leases, pools
@@ -49,10 +57,7 @@ NO_LOCK_TIMEOUT_ON_POSTGRESQL = pytest.mark.xfail(strict=True, reason=(
 
 
 def _pool(root: Path) -> None:
-    for args in (("pool", "define", "p", "--pf", "enp133s0f0", "--vfs", "2", "--mode", "vfio"),
-                 ("pool", "start", "p")):
-        call = vfpool(root, *args)
-        assert call.returncode == 0, call.describe()
+    start_pool(root, "p", "enp133s0f0", vfs=2, mode="vfio")
 
 
 def test_lock_files_are_0600_in_a_0700_directory_of_the_hosts_owner(sim: SimHost) -> None:
