@@ -89,7 +89,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         callspec = getattr(item, "callspec", None)
         params = callspec.params if callspec is not None else {}
-        backend = params.get("store_url", params.get("migrated_store_url"))
+        backend = params.get("store_url", params.get("migrated_store_url",
+                                                     params.get("env_store")))
         if backend == "postgresql" or "pg_server" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.postgresql)
 
@@ -263,3 +264,64 @@ def migrated_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{path}"
     url: str = request.getfixturevalue("pg_migrated_url")
     return url
+
+
+# The suites that open stores the way the CLI does (open_context, `vfpool` subprocesses) get
+# their backend from the environment: tests/leases, tests/races and tests/reconcile use
+# env_store through an autouse fixture in their conftest.py.
+NO_STORE = "nostore"
+# A URL no store opens from: a test pinned to NO_STORE that reaches the store fails loudly.
+UNOPENABLE_DB = "nostore://this-test-claims-not-to-use-a-store"
+
+
+def only_backend(backend: str) -> pytest.MarkDecorator:
+    """Pin a test of the env_store suites to one backend, or to NO_STORE."""
+    return pytest.mark.parametrize("env_store", [backend], indirect=True)
+
+
+@dataclass(frozen=True)
+class EnvStore:
+    """The backend a test's contexts and `vfpool` processes find in ``VFPOOL_DB``.
+
+    ``url`` is the shared PostgreSQL database; None for SQLite, where each simulated host has
+    its own file under its root (the CLI's default without --db) and no test-wide URL exists:
+    read a host's store through ``open_context(sim=root).db_url``."""
+
+    backend: str
+    url: str | None
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def env_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+              tmp_path: Path) -> Iterator[EnvStore]:
+    """The store backend through the environment (ids sqlite, postgresql), for code that opens
+    its store with ``open_context`` and for `vfpool` subprocesses, which inherit it:
+
+    - sqlite: ``VFPOOL_DB`` is removed, so every simulated host uses its own SQLite file;
+    - postgresql: ``VFPOOL_DB`` is a fresh migrated database (pg_migrated_url), shared by
+      every simulated host of the test as a fleet shares one (rows are host-scoped by each
+      sim's machine id).
+
+    A test about no store at all pins itself with ``@pytest.mark.parametrize("env_store",
+    [NO_STORE], indirect=True)``: ``VFPOOL_DB`` then names a URL that cannot be opened, so
+    the claim is checked. A test about one backend pins that one the same way.
+
+    A postgresql case fails when a SQLite store appeared under tmp_path (where the tests'
+    simulated hosts live): something of the test did not use the database it was given."""
+    backend = str(request.param)
+    if backend == "sqlite":
+        monkeypatch.delenv("VFPOOL_DB", raising=False)
+        yield EnvStore(backend, None)
+        return
+    if backend == NO_STORE:
+        monkeypatch.setenv("VFPOOL_DB", UNOPENABLE_DB)
+        yield EnvStore(backend, None)
+        return
+    assert backend == "postgresql", backend
+    url: str = request.getfixturevalue("pg_migrated_url")
+    monkeypatch.setenv("VFPOOL_DB", url)
+    yield EnvStore(backend, url)
+    strays = sorted(str(path) for path in tmp_path.rglob(DB_FILENAME))
+    if strays:
+        pytest.fail(f"the postgresql case left SQLite stores behind, so part of it ran on "
+                    f"SQLite: {', '.join(strays)}")

@@ -2,12 +2,12 @@
 
 Every acquire must either succeed or exit 5, no VF may be leased twice, and at the end every VF
 is free with the config it had before. The workers are real `vfpool` processes, so they contend
-on the SQLite store, the sim's lock and the per-VF locks exactly as separate callers would."""
+on the store (SQLite or PostgreSQL), the sim's lock and the per-VF locks exactly as separate
+callers would."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.races import Call
+from tests.races import Call, env
 from vfpool.host.sysfs import Sysfs
 from vfpool.model.pci import PciAddress
 from vfpool.model.pool import VfDefaults
@@ -40,9 +40,8 @@ EXIT_EXHAUSTED = 5
 
 
 def _vfpool(root: Path, *args: str) -> Call:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("VFPOOL_")}
     result = subprocess.run([str(VFPOOL), "--sim", str(root), *args], capture_output=True,
-                            text=True, env=env, timeout=CALL_TIMEOUT, check=False)
+                            text=True, env=env(), timeout=CALL_TIMEOUT, check=False)
     return Call(tuple(args), result.returncode, result.stdout, result.stderr)
 
 

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import select
 
+from tests.races import env
 from vfpool.host.lock import LOCK_DIR, holders
 from vfpool.host.sysfs import Sysfs
 from vfpool.model.pci import PciAddress
@@ -52,16 +53,12 @@ T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------- helpers
-def _env() -> dict[str, str]:
-    return {key: value for key, value in os.environ.items() if not key.startswith("VFPOOL_")}
-
-
 def _argv(root: Path, *args: str) -> list[str]:
     return [str(VFPOOL), "--sim", str(root), *args]
 
 
 def _vfpool(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(_argv(root, *args), capture_output=True, text=True, env=_env(),
+    return subprocess.run(_argv(root, *args), capture_output=True, text=True, env=env(),
                           timeout=CALL_TIMEOUT, check=False)
 
 
@@ -76,7 +73,7 @@ def _json(root: Path, *args: str) -> Any:
 def _spawned(root: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
     """A `vfpool` process in the background; killed (by its PID) if still running at the end."""
     process = subprocess.Popen(_argv(root, *args), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=_env())
+                               stderr=subprocess.PIPE, text=True, env=env())
     try:
         yield process
     finally:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
+from tests.conftest import NO_STORE, only_backend
 from vfpool.errors import InvalidInput
 from vfpool.model.pool import VfDefaults, from_toml, to_toml
 from vfpool.model.vfconfig import VfConfig
@@ -60,6 +61,7 @@ def test_igb_cannot_set_link_state(make_sim: Callable[..., SimHost]) -> None:
         assert [row["owner"] for row in leases.list_leases(ctx)] == ["vm1"]
 
 
+@only_backend(NO_STORE)
 def test_link_state_round_trips_through_toml() -> None:
     spec = pools.parse_spec("p", ["0000:85:00.0"], 2, "auto", "netdev",
                             VfDefaults(vlan=5, link_state="disable"))

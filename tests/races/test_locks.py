@@ -1,5 +1,12 @@
 """The locks themselves: who may open them, how long a wait lasts, what a timeout says, the
-one order, reentrancy, writers not starved by readers; and the store's busy deadline."""
+one order, reentrancy, writers not starved by readers; and the store's busy deadline.
+
+The lock tests that never open a store run once, pinned to NO_STORE (a store opened there
+fails). The busy store is a test per backend: on SQLite another connection holds the write
+lock (BEGIN IMMEDIATE), as another vfpool writer would; PostgreSQL has no database-wide write
+lock, so its counterpart is a transaction holding the tables a lease changes in EXCLUSIVE mode
+(reads go on, every write waits) that never lets go. The contract is the same: exit 4 and one
+line once the deadline has passed, and nothing changed."""
 
 from __future__ import annotations
 
@@ -10,28 +17,47 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, delete, text
+from sqlalchemy.engine import make_url
 
-from tests.conftest import run_as_nobody
-from tests.races import background, holds, pf_lock, vfpool, wait_until
+from tests.conftest import NO_STORE, EnvStore, only_backend, run_as_nobody
+from tests.races import (
+    CALL_TIMEOUT,
+    background,
+    holds,
+    pf_lock,
+    start_pool,
+    vfpool,
+    wait_until,
+)
 from vfpool.errors import LockTimeout, PermissionDenied, StoreBusy
 from vfpool.host.lock import LOCK_DIR, LockOrderError, Locks, describe_pid, holders
 from vfpool.service import leases, pools
 from vfpool.service.context import open_context
 from vfpool.sim.host import SimHost
-from vfpool.store import open_store
+from vfpool.store import Vf, open_store
 
 X710_0 = "0000:85:00.0"
+# How long a wait on a busy store may last before the test calls its deadline missed: far
+# beyond the 1 s (or 0.3 s) deadline, for a loaded machine; it bounds the test, it is no timing.
+BUSY_BOUND = 15.0
+# Found by the PostgreSQL cases below; the lead fixes it in vfpool/store.
+NO_LOCK_TIMEOUT_ON_POSTGRESQL = pytest.mark.xfail(strict=True, reason=(
+    "vfpool bug: on PostgreSQL the store's deadline (--lock-timeout, Store.deadline) does not "
+    "bound a lock wait: vfpool/store/engine.py sets no lock_timeout, so a statement blocked by "
+    "another transaction's lock waits until that transaction ends; Store._retry never sees "
+    "SQLSTATE 55P03 and never raises StoreBusy"))
 
 
 def _pool(root: Path) -> None:
-    for args in (("pool", "define", "p", "--pf", "enp133s0f0", "--vfs", "2", "--mode", "vfio"),
-                 ("pool", "start", "p")):
-        call = vfpool(root, *args)
-        assert call.returncode == 0, call.describe()
+    start_pool(root, "p", "enp133s0f0", vfs=2, mode="vfio")
 
 
 def test_lock_files_are_0600_in_a_0700_directory_of_the_hosts_owner(sim: SimHost) -> None:
@@ -101,6 +127,7 @@ def test_a_lock_wait_ends_at_its_deadline_naming_the_holder(sim: SimHost) -> Non
         assert resize.finish().returncode == 0
 
 
+@only_backend(NO_STORE)
 def test_locks_are_reentrant_and_ordered(sim: SimHost) -> None:
     locks = Locks(sim.root, owner=os.geteuid(), timeout=1)
     with locks.acquirer() as name, locks.pfs(["0000:85:00.1", X710_0], exclusive=True):
@@ -123,6 +150,7 @@ def test_locks_are_reentrant_and_ordered(sim: SimHost) -> None:
         pass
 
 
+@only_backend(NO_STORE)
 def test_a_waiting_writer_holds_new_readers_back(sim: SimHost) -> None:
     """Readers (acquires) that keep coming must not starve a writer (a resize): once it
     waits, new readers queue behind it."""
@@ -148,6 +176,28 @@ def test_a_waiting_writer_holds_new_readers_back(sim: SimHost) -> None:
     assert writer.wait(timeout=60) == 0
 
 
+@contextmanager
+def _postgresql_writer_that_never_lets_go(url: str) -> Iterator[None]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            connection.begin()
+            connection.execute(text("LOCK TABLE leases, vfs IN EXCLUSIVE MODE"))
+            try:
+                yield
+            finally:
+                connection.rollback()
+    finally:
+        engine.dispose()
+
+
+def _assert_nothing_was_leased(root: Path) -> None:
+    with open_context(sim=root) as ctx:
+        assert leases.list_leases(ctx, include_finished=True) == []
+        assert pools.info(ctx, "p")["vfs"]["free"] == 2
+
+
+@only_backend("sqlite")
 def test_a_busy_store_gives_one_line_and_exit_4_with_nothing_done(sim: SimHost) -> None:
     _pool(sim.root)
     blocker = sqlite3.connect(sim.root / "vfpool.db", isolation_level=None)
@@ -163,11 +213,33 @@ def test_a_busy_store_gives_one_line_and_exit_4_with_nothing_done(sim: SimHost) 
                                   f"1 s for sqlite:///{sim.root}/vfpool.db (")
     assert call.stderr.endswith("another process keeps it locked); nothing was changed by this "
                                 "step, retry it\n")
-    with open_context(sim=sim.root) as ctx:
-        assert leases.list_leases(ctx, include_finished=True) == []
-        assert pools.info(ctx, "p")["vfs"]["free"] == 2
+    _assert_nothing_was_leased(sim.root)
 
 
+@NO_LOCK_TIMEOUT_ON_POSTGRESQL
+@only_backend("postgresql")
+def test_a_busy_postgresql_store_gives_one_line_and_exit_4_with_nothing_done(
+        sim: SimHost, env_store: EnvStore) -> None:
+    assert env_store.url is not None
+    _pool(sim.root)
+    with _postgresql_writer_that_never_lets_go(env_store.url):
+        try:
+            call = vfpool(sim.root, "--lock-timeout", "1", "lease", "acquire", "p", "--owner",
+                          "x", timeout=BUSY_BOUND)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"`lease acquire --lock-timeout 1` still waited for the store after "
+                        f"{BUSY_BOUND:g} s (killed)")
+    assert call.returncode == 4, call.describe()
+    assert call.stderr.count("\n") == 1
+    shown = make_url(env_store.url).render_as_string(hide_password=True)
+    assert call.stderr.startswith("error: the store is busy: lease acquire from pool p waited "
+                                  f"1 s for {shown} (")
+    assert call.stderr.endswith("another process keeps it locked); nothing was changed by this "
+                                "step, retry it\n")
+    _assert_nothing_was_leased(sim.root)
+
+
+@only_backend("sqlite")
 def test_store_busy_is_raised_from_write_after_its_deadline(tmp_path: Path) -> None:
     path = tmp_path / "v.db"
     with open_store(f"sqlite:///{path}", deadline=0.3) as store:
@@ -186,6 +258,40 @@ def test_store_busy_is_raised_from_write_after_its_deadline(tmp_path: Path) -> N
         assert store.write(lambda session: 7, operation="after") == 7
 
 
+@NO_LOCK_TIMEOUT_ON_POSTGRESQL
+@only_backend("postgresql")
+def test_store_busy_is_raised_from_a_postgresql_write_after_its_deadline(
+        env_store: EnvStore) -> None:
+    # The transaction begins without a lock here: the work runs, and its first write waits.
+    url = env_store.url
+    assert url is not None
+    outcome: list[BaseException | int] = []
+
+    def write() -> None:
+        try:
+            outcome.append(store.write(lambda session: session.execute(delete(Vf)).rowcount,
+                                       operation="a test write"))
+        except BaseException as exc:  # handed over to the test's thread
+            outcome.append(exc)
+
+    with open_store(url, deadline=0.3) as store:
+        with _postgresql_writer_that_never_lets_go(url):
+            writer = threading.Thread(target=write)
+            writer.start()
+            writer.join(BUSY_BOUND / 3)
+            overran = writer.is_alive()
+        writer.join(CALL_TIMEOUT)  # the blocker is gone: the write goes through now
+        assert not overran, (f"a write with a 0.3 s deadline still waited after "
+                             f"{BUSY_BOUND / 3:g} s; once the blocker let go it ended with "
+                             f"{outcome}")
+        [caught] = outcome
+        assert isinstance(caught, StoreBusy), caught
+        assert caught.exit_code == 4
+        assert caught.fields["operation"] == "a test write"
+        assert store.write(lambda session: 7, operation="after") == 7
+
+
+@only_backend(NO_STORE)
 def test_permission_denied_for_a_lock_file_that_is_a_symlink(sim: SimHost) -> None:
     locks = Locks(sim.root, owner=os.geteuid(), timeout=1)
     with locks.pfs([X710_0], exclusive=False):

@@ -22,6 +22,7 @@ from tests.races import (
     holds_acquirer_lock,
     live_leases,
     pf_lock,
+    start_pool,
     vf_lock,
     vfpool,
     wait_until,
@@ -36,13 +37,6 @@ def _numvfs(pci: str) -> str:
     return f"sys/bus/pci/devices/{pci}/sriov_numvfs"
 
 
-def _start(root: Path, name: str, *options: str) -> None:
-    call = vfpool(root, "pool", "define", name, *options)
-    assert call.returncode == 0, call.describe()
-    call = vfpool(root, "pool", "start", name)
-    assert call.returncode == 0, call.describe()
-
-
 def _waiting_for_pf(root: Path, acquirer: Background, pci: str) -> Callable[[], bool]:
     """The acquirer has begun (it holds its own lock) but not got the PF lock."""
     return lambda: holds_acquirer_lock(root, acquirer) and not holds(acquirer, pf_lock(root, pci))
@@ -50,7 +44,7 @@ def _waiting_for_pf(root: Path, acquirer: Background, pci: str) -> Callable[[], 
 
 def test_destroy_force_vs_acquire_never_leaves_a_lease_behind(sim: SimHost) -> None:
     root = sim.root
-    _start(root, "p", "--pf", "enp133s0f0", "--vfs", "4", "--mode", "vfio")
+    start_pool(root, "p", "enp133s0f0", vfs=4, mode="vfio")
     first = vfpool(root, "lease", "acquire", "p", "--owner", "a", "--json").json()[0]
     sim.inject_fault(_numvfs(X710_0), kind="hang")
     with background(root, "pool", "destroy", "p", "--force") as destroy:
@@ -78,7 +72,7 @@ def test_destroy_force_vs_acquire_never_leaves_a_lease_behind(sim: SimHost) -> N
 
 def test_resize_vs_acquire_keeps_the_config_of_the_lease(sim: SimHost) -> None:
     root = sim.root
-    _start(root, "p", "--pf", "enp133s0f0", "--vfs", "2", "--mode", "netdev", "--vlan", "55")
+    start_pool(root, "p", "enp133s0f0", vfs=2, mode="netdev", vlan=55)
     sim.inject_fault(_numvfs(X710_0), kind="hang")
     with background(root, "pool", "resize", "p", "--vfs", "3") as resize:
         wait_until("resize holding the PF", lambda: holds(resize, pf_lock(root, X710_0)),
@@ -99,7 +93,7 @@ def test_resize_vs_acquire_keeps_the_config_of_the_lease(sim: SimHost) -> None:
 
 def test_resize_with_allow_disruption_loses_the_leases_it_resets(sim: SimHost) -> None:
     root = sim.root
-    _start(root, "p", "--pf", "enp133s0f0", "--vfs", "2", "--mode", "netdev", "--vlan", "55")
+    start_pool(root, "p", "enp133s0f0", vfs=2, mode="netdev", vlan=55)
     lease = vfpool(root, "lease", "acquire", "p", "--owner", "a", "--json").json()[0]
     refused = vfpool(root, "pool", "resize", "p", "--vfs", "3")
     assert refused.returncode == 4
@@ -122,8 +116,8 @@ def test_module_reload_vs_acquire(make_sim: Callable[..., SimHost]) -> None:
     sim = make_sim("intel-i350")
     root = sim.root
     ports = ("0000:05:00.0", "0000:05:00.1")
-    _start(root, "m", "--pf", "enp5s0f0", "--pf", "enp5s0f1", "--vfs", "2", "--method",
-           "module-param", "--mode", "netdev", "--vlan", "9")
+    start_pool(root, "m", "enp5s0f0", "enp5s0f1", vfs=2, method="module-param", mode="netdev",
+               vlan=9)
     held = vfpool(root, "lease", "acquire", "m", "--owner", "a", "--json").json()[0]
     sim.inject_fault("modprobe:igb", kind="hang")
     with background(root, "pool", "resize", "m", "--vfs", "3", "--allow-disruption",
@@ -144,8 +138,8 @@ def test_module_reload_vs_acquire(make_sim: Callable[..., SimHost]) -> None:
 
 def test_reconcile_stuck_in_netlink_blocks_neither_acquire_nor_define(sim: SimHost) -> None:
     root = sim.root
-    _start(root, "a", "--pf", "enp133s0f0", "--vfs", "2", "--mode", "vfio")
-    _start(root, "b", "--pf", "enp5s0f0", "--vfs", "2", "--mode", "vfio")
+    start_pool(root, "a", "enp133s0f0", vfs=2, mode="vfio")
+    start_pool(root, "b", "enp5s0f0", vfs=2, mode="vfio")
     vfpool(root, "lease", "acquire", "a", "--owner", "x", "--json").json()
     sim.inject_fault("netlink:enp133s0f0", kind="hang")
     with background(root, "reconcile", "--json") as reconcile:
@@ -166,7 +160,7 @@ def test_reconcile_stuck_in_netlink_blocks_neither_acquire_nor_define(sim: SimHo
 
 def test_release_vs_reconcile(sim: SimHost) -> None:
     root = sim.root
-    _start(root, "v", "--pf", "enp133s0f0", "--vfs", "2", "--mode", "vfio")
+    start_pool(root, "v", "enp133s0f0", vfs=2, mode="vfio")
     before = SimHost(root).vf_configs("enp133s0f0")[0]
     lease = vfpool(root, "lease", "acquire", "v", "--owner", "a", "--json").json()[0]
     vf = lease["vf"]["pci"]
@@ -195,10 +189,7 @@ def test_pools_sharing_a_pf_start_in_either_order(sim: SimHost, first: str) -> N
     pool's VFs have netdevs, and after a reboot `--autostarted` brings both back."""
     root = sim.root
     for name, pf, mode in (("v", "enp133s0f0#0-3", "vfio"), ("m", "enp133s0f0#4-7", "macvtap")):
-        for args in (("pool", "define", name, "--pf", pf, "--vfs", "4", "--mode", mode),
-                     ("pool", "autostart", name)):
-            call = vfpool(root, *args)
-            assert call.returncode == 0, call.describe()
+        start_pool(root, name, pf, vfs=4, mode=mode, autostart=True, start=False)
     for name in (first, "m" if first == "v" else "v"):
         call = vfpool(root, "pool", "start", name)
         assert call.returncode == 0, call.describe()

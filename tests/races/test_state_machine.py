@@ -165,7 +165,6 @@ class Pools(RuleBasedStateMachine):
 def machine_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("VFPOOL_TEST_TMP", str(tmp_path))
     monkeypatch.delenv("VFPOOL_SIM", raising=False)
-    monkeypatch.delenv("VFPOOL_DB", raising=False)
     return tmp_path
 
 

@@ -9,7 +9,7 @@ from collections import defaultdict
 
 from sqlalchemy import select
 
-from tests.races import assert_consistent, live_leases, vfpool
+from tests.races import assert_consistent, live_leases, start_pool, vfpool
 from tests.races.storm import storm
 from vfpool.service.context import open_context
 from vfpool.sim.host import SimHost
@@ -21,11 +21,7 @@ ROUNDS = 1
 
 def test_a_storm_of_32_processes(sim: SimHost) -> None:
     root = sim.root
-    for args in (("pool", "define", "storm", "--pf", "enp133s0f0", "--pf", "enp133s0f1",
-                  "--vfs", "16", "--mode", "netdev", "--vlan", "42"),
-                 ("pool", "start", "storm")):
-        call = vfpool(root, *args)
-        assert call.returncode == 0, call.describe()
+    start_pool(root, "storm", "enp133s0f0", "enp133s0f1", vfs=16, mode="netdev", vlan=42)
     before = {index: config for index, config in sim.vf_configs("enp133s0f0").items()}
 
     result = storm(root, "storm", workers=WORKERS, rounds=ROUNDS)
