@@ -48,12 +48,6 @@ X710_0 = "0000:85:00.0"
 # How long a wait on a busy store may last before the test calls its deadline missed: far
 # beyond the 1 s (or 0.3 s) deadline, for a loaded machine; it bounds the test, it is no timing.
 BUSY_BOUND = 15.0
-# Found by the PostgreSQL cases below; the lead fixes it in vfpool/store.
-NO_LOCK_TIMEOUT_ON_POSTGRESQL = pytest.mark.xfail(strict=True, reason=(
-    "vfpool bug: on PostgreSQL the store's deadline (--lock-timeout, Store.deadline) does not "
-    "bound a lock wait: vfpool/store/engine.py sets no lock_timeout, so a statement blocked by "
-    "another transaction's lock waits until that transaction ends; Store._retry never sees "
-    "SQLSTATE 55P03 and never raises StoreBusy"))
 
 
 def _pool(root: Path) -> None:
@@ -216,7 +210,6 @@ def test_a_busy_store_gives_one_line_and_exit_4_with_nothing_done(sim: SimHost) 
     _assert_nothing_was_leased(sim.root)
 
 
-@NO_LOCK_TIMEOUT_ON_POSTGRESQL
 @only_backend("postgresql")
 def test_a_busy_postgresql_store_gives_one_line_and_exit_4_with_nothing_done(
         sim: SimHost, env_store: EnvStore) -> None:
@@ -258,7 +251,6 @@ def test_store_busy_is_raised_from_write_after_its_deadline(tmp_path: Path) -> N
         assert store.write(lambda session: 7, operation="after") == 7
 
 
-@NO_LOCK_TIMEOUT_ON_POSTGRESQL
 @only_backend("postgresql")
 def test_store_busy_is_raised_from_a_postgresql_write_after_its_deadline(
         env_store: EnvStore) -> None:

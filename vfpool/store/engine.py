@@ -174,6 +174,11 @@ class Store:
         self._immediate_sessions = sessionmaker(self._immediate_engine, expire_on_commit=False)
         self._write_sessions = self._immediate_sessions if self._is_sqlite else sessionmaker(
             engine.execution_options(isolation_level="SERIALIZABLE"), expire_on_commit=False)
+        # A read made of several queries (a report, an inventory) sees one snapshot: SQLite's
+        # read transaction does; PostgreSQL's default READ COMMITTED takes one per statement.
+        self._read_sessions = self._sessions if self._is_sqlite else sessionmaker(
+            engine.execution_options(isolation_level="REPEATABLE READ",
+                                     postgresql_readonly=True), expire_on_commit=False)
 
     def __repr__(self) -> str:
         return f"Store({self._display_url!r})"
@@ -240,7 +245,7 @@ class Store:
         while True:
             attempts += 1
             try:
-                sessions = self._write_sessions if write else self._sessions
+                sessions = self._write_sessions if write else self._read_sessions
                 with _transaction(sessions, begin_now=write) as session:
                     host_id = self._scope(session, write=write) if scoped else None
                     result = work(session)
@@ -477,6 +482,26 @@ def _install_sqlite_hooks(engine: Engine, busy_timeout_ms: int) -> None:
     event.listen(engine, "begin", on_begin)
 
 
+def _install_postgresql_hooks(engine: Engine, lock_timeout_ms: int) -> None:
+    """A statement that waits for another transaction's row or table lock gives up after
+    ``lock_timeout_ms`` (SQLSTATE 55P03), as SQLite's busy_timeout does; ``Store._retry``
+    then tries again until the store's deadline, and ``StoreBusy`` (exit 4) ends it. Without
+    it a lock wait on PostgreSQL lasts until the holder ends, whatever the deadline says.
+    Set per connection with SET (not a startup option, which poolers may refuse)."""
+
+    def on_connect(dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"SET lock_timeout = {int(lock_timeout_ms)}")
+        finally:
+            cursor.close()
+            dbapi_connection.autocommit = autocommit
+
+    event.listen(engine, "connect", on_connect)
+
+
 def missing_sqlite_file(url: str) -> bool:
     """Whether ``url`` names a SQLite database file that does not exist (yet)."""
     try:
@@ -559,6 +584,7 @@ def open_store(
             if parsed.get_backend_name() == "postgresql":
                 parsed = _postgresql_driver(parsed)
             engine = create_engine(parsed, pool_pre_ping=True)
+            _install_postgresql_hooks(engine, busy_timeout_ms)
     except (ArgumentError, ImportError) as exc:
         raise StoreError(f"cannot open database {shown}: {exc}") from exc
 
