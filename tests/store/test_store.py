@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, func, select, text
-from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, StatementError
 from sqlalchemy.orm import Session
 
 from vfpool.host.identity import HostIdentity
@@ -364,3 +364,34 @@ def test_default_db_url_for_a_user(xdg_state_home: str, expected: str) -> None:
     result = _run_unprivileged(code, env={"XDG_STATE_HOME": xdg_state_home, "HOME": "/home/test"})
     assert result.stderr == ""
     assert result.stdout == expected + "\n"
+
+
+def test_a_read_of_several_queries_sees_one_snapshot(store: Store) -> None:
+    """A report or an inventory is several queries in one ``read()``: a commit that lands
+    between them must not show in the later ones (PostgreSQL's READ COMMITTED would show it;
+    reads are REPEATABLE READ there, as SQLite's read transaction is anyway)."""
+    _seed(store)
+    with store.session() as session:
+        session.scalars(select(Pool)).one()  # registers the host before the read below
+
+    def between(session: Session) -> tuple[int, int]:
+        before = _count(session, Vf)
+        # Another writer commits a VF while this read is between its two queries.
+        with open_store(store.url, host=TEST_HOST) as other, other.session() as writer:
+            pf = writer.scalars(select(Pf).where(Pf.pci == PF_PCI)).one()
+            writer.add(Vf(pf=pf, vf_index=1, pci="0000:05:10.2", netdev="enp5s0f0v1"))
+        return before, _count(session, Vf)
+
+    assert store.read(between) == (1, 1)
+    assert store.read(lambda session: _count(session, Vf)) == 2
+
+
+def test_a_postgresql_read_transaction_writes_nothing(pg_migrated_url: str) -> None:
+    """``read()`` is for reads: on PostgreSQL its transaction is READ ONLY, so work that
+    writes there fails at once instead of committing through a path with no write retry.
+    (SQLite's read transaction has no such mode.)"""
+    with open_store(pg_migrated_url, host=TEST_HOST) as store:
+        _seed(store)
+        with pytest.raises(DBAPIError, match="read-only transaction"):
+            store.read(lambda session: session.execute(delete(Vf)))
+        assert store.read(lambda session: _count(session, Vf)) == 1
