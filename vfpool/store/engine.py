@@ -37,7 +37,7 @@ from vfpool.errors import (
     describe_oserror,
 )
 from vfpool.host.identity import HostIdentity
-from vfpool.store.models import Host
+from vfpool.store.models import Host, add_postgresql_options
 from vfpool.store.types import utcnow
 
 if TYPE_CHECKING:
@@ -584,7 +584,9 @@ def open_store(
             if parsed.get_backend_name() == "postgresql":
                 parsed = _postgresql_driver(parsed)
             engine = create_engine(parsed, pool_pre_ping=True)
-            _install_postgresql_hooks(engine, busy_timeout_ms)
+            if engine.dialect.name == "postgresql":
+                add_postgresql_options()
+                _install_postgresql_hooks(engine, busy_timeout_ms)
     except (ArgumentError, ImportError) as exc:
         raise StoreError(f"cannot open database {shown}: {exc}") from exc
 
