@@ -6,8 +6,8 @@
 
 `make test-floor` installs vfpool into .venv-floor under these constraints and runs the suite
 there, so each floor in setup.cfg is a version the suite has passed on. Every runtime
-requirement must have a floor (``>=``); of the dev extra, the test tools themselves float and
-only the libraries the tests exercise (prometheus_client) are held at their floor.
+requirement must have a floor (``>=``); of the dev extra, the test tools themselves (TOOLS)
+float, and any other library in it is held at its floor.
 Stdlib only: it runs before any venv exists.
 """
 
