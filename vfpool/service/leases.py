@@ -280,9 +280,12 @@ def acquire(ctx: Context, pool_name: str, owner: str, *, count: int = 1,
 def _set_up(ctx: Context, pool_name: str, planned: list[_Planned],
             numa_met: bool | None) -> list[dict[str, Any]]:
     activated: list[int] = []
+    records: list[dict[str, Any]] = []
     try:
         for item in planned:
-            _activate(ctx, item, pool_name)
+            record = _activate(ctx, item, pool_name)
+            record["numa_met"] = numa_met
+            records.append(record)
             activated.append(item.lease_id)
     except BaseException:
         # All or none: undo what is done. A lease that never started setting up is freed too.
@@ -292,17 +295,7 @@ def _set_up(ctx: Context, pool_name: str, planned: list[_Planned],
             else:
                 _cancel_reserved(ctx, item.lease_id, "acquire failed before setting it up")
         raise
-
-    def records(session: Session) -> list[dict[str, Any]]:
-        results = []
-        for item in planned:
-            record = lease_record(ctx, _lease(session, item.lease_id), pool_name,
-                                  token=item.token)
-            record["numa_met"] = numa_met
-            results.append(record)
-        return results
-
-    return ctx.store.read(records)
+    return records
 
 
 def preview(ctx: Context, pool_name: str, owner: str, *, count: int = 1,
@@ -413,13 +406,12 @@ def _ifindexes(vf: VfSnapshot) -> list[int | None]:
     return [netdev.ifindex for netdev in vf.netdevs]
 
 
-def _activate(ctx: Context, item: _Planned, pool_name: str) -> None:
-    """Steps 2-6 for one reserved lease, under its VF's lock."""
+def _activate(ctx: Context, item: _Planned, pool_name: str) -> dict[str, Any]:
+    """Steps 2-6 for one reserved lease, under its VF's lock; the lease's record, token
+    included, as the activating transaction left it."""
     with ctx.locks.vf(item.vf_pci):
-        state = ctx.store.read(lambda session: _lease(session, item.lease_id).state)
-        if state != LeaseState.RESERVED:
-            raise Conflict(f"lease {item.lease_id} was cancelled while it was being set up "
-                           f"(now {state})")
+        # Reading the host changes nothing, so it comes before the one transaction that
+        # checks the lease is still reserved and saves what the VF has.
         pf, vf = _pf_and_vf(ctx, item.pf_pci, item.vf_index)
         saved = _read_config(ctx, pf, item.vf_index).as_dict()
         saved["driver"] = vf.driver
@@ -427,7 +419,11 @@ def _activate(ctx: Context, item: _Planned, pool_name: str) -> None:
         saved["mtu"] = vf.netdevs[0].mtu if vf.netdevs else None
 
         def save(session: Session) -> None:
-            _lease(session, item.lease_id).saved_config = saved
+            lease = _lease(session, item.lease_id)
+            if lease.state != LeaseState.RESERVED:
+                raise Conflict(f"lease {item.lease_id} was cancelled while it was being set "
+                               f"up (now {lease.state})")
+            lease.saved_config = saved
 
         ctx.store.write(save, operation=f"saving the config of VF {item.vf_pci}")
         try:
@@ -454,7 +450,7 @@ def _activate(ctx: Context, item: _Planned, pool_name: str) -> None:
                         raise HostError(f"setting MTU {item.mtu} on {netdev} failed with "
                                         f"{describe_oserror(exc)}", errno=exc.errno) from exc
 
-            def activate(session: Session) -> None:
+            def activate(session: Session) -> dict[str, Any]:
                 lease = _lease(session, item.lease_id)
                 if lease.state != LeaseState.RESERVED:
                     # `watch` marked it lost (the VF vanished) or reconcile closed it meanwhile.
@@ -468,8 +464,9 @@ def _activate(ctx: Context, item: _Planned, pool_name: str) -> None:
                 events.record(session, "lease.acquire", pool=pool_name, pf=item.pf_pci,
                               vf=item.vf_pci, lease_id=item.lease_id, owner=lease.owner,
                               mode=item.mode, mac=item.desired.mac)
+                return lease_record(ctx, lease, pool_name, token=item.token)
 
-            ctx.store.write(activate, operation=f"activating lease {item.lease_id}")
+            return ctx.store.write(activate, operation=f"activating lease {item.lease_id}")
         except BaseException as exc:
             outcome, reason = restore_vf(ctx, item.pf_pci, item.vf_index, saved,
                                          applied={**item.desired.as_dict(),
@@ -565,19 +562,23 @@ def release(ctx: Context, lease_id: int, *, token: str | None = None, force: boo
                 raise PermissionDenied(f"wrong token for lease {lease_id}")
         return lease.pf_pci, lease.vf_pci
 
-    pf_pci, _ = ctx.store.read(check)
+    pf_pci, vf_pci = ctx.store.read(check)
     ctx.require_root("lease release")
     with ctx.locks.acquirer(), ctx.locks.pfs([pf_pci], exclusive=False):
         return release_locked(ctx, lease_id,
-                              reason=reason or ("forced" if force else "released by its owner"))
+                              reason=reason or ("forced" if force else "released by its owner"),
+                              vf_pci=vf_pci)
 
 
-def release_locked(ctx: Context, lease_id: int, *, reason: str) -> dict[str, Any]:
+def release_locked(ctx: Context, lease_id: int, *, reason: str,
+                   vf_pci: str | None = None) -> dict[str, Any]:
     """Release a lease; the caller holds this process's acquirer lock and the lease's PF lock
     (shared, or exclusive for a pool destroy). Takes the VF lock, re-reads the lease under it,
-    and refuses one that is no longer live."""
+    and refuses one that is no longer live. ``vf_pci``: the lease's VF, when the caller has
+    read it already (a lease's VF address never changes)."""
     with ctx.locks.acquirer() as change:
-        vf_pci = ctx.store.read(lambda session: _lease(session, lease_id).vf_pci)
+        if vf_pci is None:
+            vf_pci = ctx.store.read(lambda session: _lease(session, lease_id).vf_pci)
         with ctx.locks.vf(vf_pci):
             def claim(session: Session) -> _Claimed:
                 lease = _lease(session, lease_id)

@@ -314,7 +314,7 @@ def add_postgresql_options() -> None:
     PostgreSQL dialect and its five drivers' modules, about a tenth of a cold `vfpool`
     process that only ever uses SQLite. Only DDL and autogenerate read these options; the
     migrations write the indexes themselves. Idempotent."""
-    for index in Lease.__table__.indexes:
+    for index in Base.metadata.tables[Lease.__tablename__].indexes:
         if "sqlite_where" in index.dialect_kwargs and \
                 "postgresql_where" not in index.dialect_kwargs:
             index.dialect_kwargs["postgresql_where"] = index.dialect_kwargs["sqlite_where"]
