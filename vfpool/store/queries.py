@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, and_, case, func, literal_column, select
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm import InstrumentedAttribute, Session, joinedload
 
 from vfpool.errors import NotFound
 from vfpool.store.models import Event, Lease, Pf, Pool, PoolPf, Vf
@@ -165,7 +165,12 @@ class Queries:
 
     # ------------------------------------------------------------------ leases
     def lease(self, lease_id: int) -> Lease:
-        found = self.session.get(Lease, lease_id) if 0 < lease_id <= LEASE_ID_MAX else None
+        """A lease with its pool, VF and the VF's PF, in one statement: the lease path reads
+        all three (its record, its events), and each lazy load was a statement of its own."""
+        found = self.session.scalars(
+            select(Lease).where(Lease.id == lease_id)
+            .options(joinedload(Lease.pool), joinedload(Lease.vf).joinedload(Vf.pf))
+        ).one_or_none() if 0 < lease_id <= LEASE_ID_MAX else None
         if found is None:
             raise NotFound(f"no lease {lease_id}")
         return found
