@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import MetaData, create_engine, inspect, select
 from sqlalchemy.engine import make_url
 
-from vfpool.errors import Conflict, HostError, InvalidInput, VerificationError
+from vfpool.errors import Conflict, HostError, InvalidInput, NotFound, VerificationError
 from vfpool.host.sysfs import Sysfs
 from vfpool.model.pci import PciAddress
 from vfpool.model.pool import VfDefaults
@@ -137,6 +137,32 @@ def test_acquire_prints_the_lease_keys_and_marks_the_vf_leased(ctx: Context,
     # Step 1 reserved it, step 6 made it active: both are in the audit log.
     assert lease_actions(ctx) == [("lease.reserve", record["id"]),
                                   ("lease.acquire", record["id"])]
+
+
+def test_an_acquire_after_the_pool_was_redefined_elsewhere_uses_its_new_pf(
+        ctx: Context, sim_root: Path) -> None:
+    """A context remembers the PFs it locked for a pool's last acquire and locks them again
+    without a read; the reservation checks them under the lock. A pool redefined by another
+    process on another PF meanwhile is read again, and the lease is on the new PF."""
+    start_pool(ctx, "net", "enp5s0f0", vfs=2)
+    [first] = leases.acquire(ctx, "net", "vm1")
+    leases.release(ctx, first["id"], token=first["token"])
+    assert ctx.pool_pfs["net"] == {IXGBE0}
+    with open_context(sim=sim_root) as other:
+        pools.destroy(other, "net")
+        pools.undefine(other, "net")
+        start_pool(other, "net", "enp133s0f0", vfs=2)
+    [second] = leases.acquire(ctx, "net", "vm1")
+    assert second["pf"] == {"pci": "0000:85:00.0", "netdev": "enp133s0f0"}
+    assert ctx.pool_pfs["net"] == {"0000:85:00.0"}
+    # And an undefined pool is forgotten, not locked from memory.
+    leases.release(ctx, second["id"], token=second["token"])
+    with open_context(sim=sim_root) as other:
+        pools.destroy(other, "net")
+        pools.undefine(other, "net")
+    with pytest.raises(NotFound):
+        leases.acquire(ctx, "net", "vm1")
+    assert "net" not in ctx.pool_pfs
 
 
 def test_count_prints_one_lease_per_vf_each_with_its_own_token(ctx: Context) -> None:

@@ -43,6 +43,10 @@ class Context:
         self._store: Store | None = None
         self._identity: HostIdentity | None = None
         self._scratch: Path | None = None
+        # The PFs each pool had at this context's last acquire from it: the next acquire
+        # locks these without a read of its own, and the reservation checks them under the
+        # lock (a pool redefined meanwhile is read again). See leases.acquire.
+        self.pool_pfs: dict[str, frozenset[str]] = {}
 
     @property
     def store(self) -> Store:

@@ -199,14 +199,15 @@ def _link_state(wanted: str | None, info: DriverInfo) -> str | None:
 
 def _reserve(ctx: Context, pool_name: str, owner: str, count: int, mac: str | None,
              vlan: int | None, numa_node: int | None, spread: bool,
-             owner_pid: int | None, acquirer: str, locked: set[str],
+             owner_pid: int | None, acquirer: str, locked: frozenset[str],
              link_state: str | None = None) -> tuple[list[_Planned], bool | None]:
     boot_id = ctx.sysfs.boot_id()
 
-    def reserve(session: Session) -> tuple[list[_Planned], bool | None]:
+    def reserve(session: Session) -> tuple[list[_Planned], bool | None, frozenset[str]]:
         queries = Queries(session)
         pool, chosen = _leasable(session, pool_name, count, numa_node=numa_node, spread=spread)
-        if not {member.pf_pci for member in pool.members} <= locked:
+        members = frozenset(member.pf_pci for member in pool.members)
+        if not members <= locked:
             raise _MembersChanged
         numa_met = None if numa_node is None else all(
             candidate.pf.numa_node == numa_node for candidate in chosen)
@@ -248,9 +249,12 @@ def _reserve(ctx: Context, pool_name: str, owner: str, count: int, mac: str | No
                           vf=candidate.vf.pci, lease_id=lease.id, owner=owner)
             planned.append(_Planned(lease.id, token, candidate.vf.pci, candidate.vf.vf_index,
                                     candidate.pf.pci, desired, driver, pool.mtu, pool.mode))
-        return planned, numa_met
+        return planned, numa_met, members
 
-    return ctx.store.write(reserve, operation=f"lease acquire from pool {pool_name}")
+    planned, numa_met, members = ctx.store.write(
+        reserve, operation=f"lease acquire from pool {pool_name}")
+    ctx.pool_pfs[pool_name] = members
+    return planned, numa_met
 
 
 def acquire(ctx: Context, pool_name: str, owner: str, *, count: int = 1,
@@ -264,7 +268,9 @@ def acquire(ctx: Context, pool_name: str, owner: str, *, count: int = 1,
     ctx.require_root("lease acquire")
     with ctx.locks.acquirer() as acquirer:
         for _ in range(3):
-            pfs = set(_pool_pfs(ctx, pool_name))
+            # The PFs this context found in the pool last time, else read now: _reserve
+            # checks them under the lock either way, so a stale guess costs one more round.
+            pfs = ctx.pool_pfs.get(pool_name) or frozenset(_pool_pfs(ctx, pool_name))
             # Shared: other leases go on; a start, resize, destroy or reload of these PFs waits.
             with ctx.locks.pfs(pfs, exclusive=False):
                 try:
@@ -272,7 +278,11 @@ def acquire(ctx: Context, pool_name: str, owner: str, *, count: int = 1,
                                                  numa_node, spread, owner_pid, acquirer, pfs,
                                                  link_state)
                 except _MembersChanged:
+                    ctx.pool_pfs.pop(pool_name, None)
                     continue
+                except VfpoolError:
+                    ctx.pool_pfs.pop(pool_name, None)
+                    raise
                 return _set_up(ctx, pool_name, planned, numa_met)
     raise Conflict(f"pool {pool_name!r} kept changing while this acquire waited for it; retry")
 
