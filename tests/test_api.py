@@ -13,11 +13,22 @@ import pytest
 
 import vfpool
 from tests.conftest import CliResult
-from vfpool.api import FleetReport, Host, Lease, Report
+from vfpool.api import (
+    FleetReport,
+    Host,
+    Lease,
+    PfDetail,
+    PfInfo,
+    PoolInfo,
+    PoolStarted,
+    Report,
+    VfCounts,
+)
 from vfpool.errors import Exhausted
 from vfpool.host.sysfs import Sysfs
 from vfpool.model.pci import PciAddress
 from vfpool.sim.host import SimHost
+from vfpool.store.states import Method, Mode, PoolState
 
 IXGBE0 = "0000:05:00.0"  # enp5s0f0 on NUMA 0 of the default simulated host
 I40E0 = "0000:85:00.0"  # enp133s0f0 on NUMA 1
@@ -54,7 +65,7 @@ def test_acquire_and_release_through_connect(sim_root: Path, sim: SimHost) -> No
         host.release(lease)
         assert host.leases() == []
         assert [entry.state for entry in host.leases(include_finished=True)] == ["released"]
-        assert host.pool("tenant-a")["vfs"]["free"] == 4
+        assert host.pool("tenant-a").vfs.free == 4
     assert sim.vf_configs("enp5s0f0")[0] == before
 
 
@@ -158,7 +169,8 @@ def test_the_report_as_data_and_as_text(sim_root: Path, cli: Callable[..., CliRe
         with pytest.raises(dataclasses.FrozenInstanceError):
             found.pools = []  # type: ignore[misc]
         [pool] = found.pools
-        assert (pool.name, pool.vfs, pool.leases) == ("tenant-a", host.pool("tenant-a")["vfs"], 1)
+        assert (pool.name, pool.vfs, pool.leases) == (
+            "tenant-a", host.pool("tenant-a").vfs.as_dict(), 1)
         assert [(vf.pf, vf.index, vf.owner) for vf in found.vfs] == [
             (IXGBE0, 0, "vm1"), (IXGBE0, 1, None), (I40E0, 0, None), (I40E0, 1, None)]
         assert found.vfs[0].lease_id == lease.id
@@ -173,3 +185,40 @@ def test_the_report_as_data_and_as_text(sim_root: Path, cli: Callable[..., CliRe
         assert [part["name"] for part in fleet_document["hosts"]] == [sim_root.name]
         assert fleet_document["hosts"][0]["pools"] == shown["pools"]
         assert 'vfpool_leases{host="' in host.report(output_format="prometheus", fleet=True)
+
+
+def test_pools_and_pfs_are_typed_frozen_and_document_as_the_cli_prints(
+        sim_root: Path, cli: Callable[..., CliResult]) -> None:
+    """``pool()``, ``pools()``, ``pf()`` and ``pfs()`` return frozen dataclasses with StrEnum
+    states; each one's ``document()`` is exactly what the CLI prints with ``--json``."""
+    sim = ("--sim", str(sim_root))
+    with vfpool.connect(sim=sim_root) as host:
+        defined = host.define_pool("tenant-a", ["enp5s0f0", "enp133s0f0#0-3"], 2, mode="netdev",
+                                   vlan=10)
+        assert (type(defined), defined.state, defined.vfs) == (
+            PoolInfo, PoolState.INACTIVE, VfCounts())
+        start = host.start_pool("tenant-a")
+        assert isinstance(start, PoolStarted)
+        assert (start.already_active, start.changed, start.lost) == (False, (IXGBE0, I40E0), ())
+        assert host.start_pool("tenant-a").already_active is True
+        pool = host.pool("tenant-a")
+        assert (pool.state, pool.mode, pool.vfs, pool.defaults.vlan) == (
+            PoolState.ACTIVE, Mode.NETDEV, VfCounts(total=4, free=4), 10)
+        assert [(pf.pci, pf.range, pf.method, pf.numvfs) for pf in pool.pfs] == [
+            (IXGBE0, None, Method.SYSFS, 2), (I40E0, "0-3", Method.SYSFS, 2)]
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            pool.state = PoolState.INACTIVE  # type: ignore[misc]
+        shown = json.loads(cli(*sim, "pool", "show", "tenant-a", "--json").stdout)
+        assert json.loads(json.dumps(pool.document())) == shown
+        assert list(pool.document()) == list(shown)  # the same keys in the same order
+        listed = json.loads(cli(*sim, "pool", "list", "--json").stdout)
+        assert [info.document() for info in host.pools()] == listed == [shown]
+        pf = host.pf("enp5s0f0")
+        assert isinstance(pf, PfDetail)
+        assert (pf.pool, pf.numvfs, [vf.netdev for vf in pf.vfs]) == (
+            "tenant-a", 2, ["enp5s0f0v0", "enp5s0f0v1"])
+        assert pf.document() == json.loads(cli(*sim, "pf", "show", "enp5s0f0", "--json").stdout)
+        rows = host.pfs()
+        assert all(type(row) is PfInfo for row in rows)
+        assert [row.document() for row in rows] == json.loads(
+            cli(*sim, "pf", "list", "--json").stdout)

@@ -17,8 +17,9 @@ import pytest
 
 import vfpool
 from tests.conftest import CliResult
-from vfpool.api import Host
+from vfpool.api import AutostartOutcome, AutostartResult, Host, PoolChanged
 from vfpool.errors import Conflict, InvalidInput
+from vfpool.store.states import PoolState
 
 
 def public_methods() -> list[tuple[str, Callable[..., object]]]:
@@ -43,7 +44,7 @@ def test_a_misspelt_option_is_refused(sim_root: Path) -> None:
             host.start_pool("a", timout=5)  # type: ignore[call-arg]
         with pytest.raises(TypeError, match="vlna"):
             host.define_pool("b", ["enp5s0f1"], 2, vlna=5)  # type: ignore[call-arg]
-        assert [pool["name"] for pool in host.pools(include_inactive=True)] == ["a"]
+        assert [pool.name for pool in host.pools(include_inactive=True)] == ["a"]
 
 
 def test_resize_autostart_dumpconfig_report_and_events(
@@ -51,23 +52,25 @@ def test_resize_autostart_dumpconfig_report_and_events(
     with vfpool.connect(sim=sim_root) as host:
         host.define_pool("a", ["enp5s0f0"], 2, mode="netdev", vlan=7, trust=True)
         host.start_pool("a")
-        assert host.pf("enp5s0f0")["numvfs"] == 2
-        host.resize_pool("a", 4)
-        assert host.pool("a")["vfs"]["total"] == 4
-        assert host.pf("0000:05:00.0")["numvfs"] == 4
-        assert host.set_autostart("a")["autostart"] is True
-        assert host.pool("a")["autostart"] is True
+        assert host.pf("enp5s0f0").numvfs == 2
+        resized = host.resize_pool("a", 4)
+        assert isinstance(resized, PoolChanged) and resized.changed == ("0000:05:00.0",)
+        assert host.pool("a").vfs.total == 4
+        assert host.pf("0000:05:00.0").numvfs == 4
+        assert host.set_autostart("a").autostart is True
+        assert host.pool("a").autostart is True
         text = host.dumpconfig("a")
         assert text == cli("--sim", str(sim_root), "pool", "dumpconfig", "a").stdout
         assert "vlan = 7" in text and "autostart = true" in text
         other_port = text.replace("0000:05:00.0", "0000:05:00.1")
         copy = host.define_pool_from_toml(other_port, name="a-copy")
-        assert copy["name"] == "a-copy"
+        assert (copy.name, copy.state, copy.autostart) == (
+            "a-copy", PoolState.INACTIVE, True)
         assert host.dumpconfig("a-copy") == other_port.replace('"a"', '"a-copy"')
         held = host.acquire_many("a", "vm1", 4)
         with pytest.raises(Conflict):
             host.resize_pool("a", 2)  # never below a leased VF
-        assert host.pool("a")["vfs"]["total"] == 4
+        assert host.pool("a").vfs.total == 4
         document = json.loads(host.report())
         assert [pool["name"] for pool in document["pools"]] == ["a", "a-copy"]
         assert document["events"] == host.events(limit=20)
@@ -84,11 +87,13 @@ def test_resize_autostart_dumpconfig_report_and_events(
         assert host.events(limit=None) == shown
         for lease in held:
             host.release(lease)
-        assert host.set_autostart("a", False)["autostart"] is False
-        host.destroy_pool("a")
+        assert host.set_autostart("a", False).autostart is False
+        destroyed = host.destroy_pool("a")
+        assert (destroyed.state, destroyed.released, destroyed.lost) == (
+            PoolState.INACTIVE, (), ())
         # the copy carried autostart = true from the TOML; "a" no longer does
-        assert [(r["name"], r["result"]) for r in host.start_autostarted()] == [
-            ("a-copy", "started")]
+        assert host.start_autostarted() == [
+            AutostartResult("a-copy", AutostartOutcome.STARTED)]
 
 
 CLIENT = textwrap.dedent('''
@@ -96,13 +101,15 @@ CLIENT = textwrap.dedent('''
     from __future__ import annotations
 
     import vfpool
-    from vfpool.api import Lease
+    from vfpool.api import Lease, PoolInfo
 
 
     def lease_for(vm: str, sim: str) -> tuple[str, int | None]:
         with vfpool.connect(sim=sim) as host:
             host.define_pool("p", ["enp5s0f0"], 2, mode="netdev", vlan=10)
-            host.start_pool("p", timeout=10.0)
+            started: PoolInfo = host.start_pool("p", timeout=10.0)
+            free: int = started.vfs.free
+            assert free == 2 and host.pf("enp5s0f0").numvfs == 2
             lease: Lease = host.acquire("p", owner=vm, numa_node=0)
             events: list[dict[str, object]] = host.events(owner=vm, limit=10)
             host.release(lease)

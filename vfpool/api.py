@@ -19,6 +19,17 @@ from vfpool.service import events, leases, pfs, pools, reconcile, report
 from vfpool.service.context import Context, open_context
 from vfpool.service.report import FleetReport as FleetReport
 from vfpool.service.report import Report as Report
+from vfpool.service.results import AutostartOutcome as AutostartOutcome
+from vfpool.service.results import AutostartResult as AutostartResult
+from vfpool.service.results import PfDetail as PfDetail
+from vfpool.service.results import PfInfo as PfInfo
+from vfpool.service.results import PfVf as PfVf
+from vfpool.service.results import PoolChanged as PoolChanged
+from vfpool.service.results import PoolDestroyed as PoolDestroyed
+from vfpool.service.results import PoolInfo as PoolInfo
+from vfpool.service.results import PoolMember as PoolMember
+from vfpool.service.results import PoolStarted as PoolStarted
+from vfpool.service.results import VfCounts as VfCounts
 from vfpool.store.states import LinkState
 
 
@@ -58,17 +69,18 @@ class Lease:
 class Host:
     """One host (real or simulated) and its store. Every method runs the same service
     function as the CLI command named in its docstring, with the same checks, locks and
-    errors (``vfpool.errors``), and returns what that command prints with ``--json``."""
+    errors (``vfpool.errors``). Pools and PFs come back as frozen dataclasses (``PoolInfo``,
+    ``PfInfo``, ...); their ``document()`` is what the command prints with ``--json``."""
 
     def __init__(self, context: Context) -> None:
         self.context = context
 
     # -- PFs
-    def pfs(self) -> list[dict[str, Any]]:
+    def pfs(self) -> list[PfInfo]:
         """The SR-IOV capable PFs of the host (`vfpool pf list`)."""
         return pfs.list_pfs(self.context)
 
-    def pf(self, name: str) -> dict[str, Any]:
+    def pf(self, name: str) -> PfDetail:
         """One PF by PCI address or netdev name, with its VFs (`vfpool pf show`)."""
         return pfs.show_pf(self.context, name)
 
@@ -77,7 +89,7 @@ class Host:
                     mode: str = "vfio", vlan: int | None = None, qos: int | None = None,
                     trust: bool | None = None, spoofchk: bool | None = None,
                     min_tx_rate: int | None = None, max_tx_rate: int | None = None,
-                    mtu: int | None = None, link_state: str | None = None) -> dict[str, Any]:
+                    mtu: int | None = None, link_state: str | None = None) -> PoolInfo:
         """Define an inactive pool of ``vfs`` VFs on each PF in ``pf`` (a PCI address or
         netdev name, optionally ``#START-END``), with the VF settings every lease gets
         (`vfpool pool define`)."""
@@ -87,7 +99,7 @@ class Host:
         spec = pools.parse_spec(name, pf, vfs, method, mode, defaults)
         return pools.define(self.context, spec)
 
-    def define_pool_from_toml(self, text: str, *, name: str | None = None) -> dict[str, Any]:
+    def define_pool_from_toml(self, text: str, *, name: str | None = None) -> PoolInfo:
         """Define a pool from the TOML that :meth:`dumpconfig` writes, optionally under
         another name (`vfpool pool define --file`)."""
         spec = pools.from_toml(text, "<toml>")
@@ -100,31 +112,32 @@ class Host:
         return pools.dumpconfig(self.context, name)
 
     def start_pool(self, name: str, *, allow_disruption: bool = False,
-                   timeout: float = pools.DEFAULT_TIMEOUT) -> dict[str, Any]:
+                   timeout: float = pools.DEFAULT_TIMEOUT) -> PoolStarted:
         """Size the pool's PFs and register its VFs; idempotent (`vfpool pool start`).
         ``timeout`` bounds the wait for VFs and netdevs, in seconds."""
         return pools.start(self.context, name, allow_disruption=allow_disruption,
                            timeout=timeout)
 
     def start_autostarted(self, *, allow_disruption: bool = False,
-                          timeout: float = pools.DEFAULT_TIMEOUT) -> list[dict[str, Any]]:
+                          timeout: float = pools.DEFAULT_TIMEOUT) -> list[AutostartResult]:
         """Start every autostart pool; one failure does not stop the others
         (`vfpool pool start --autostarted`)."""
         return pools.start_autostarted(self.context, allow_disruption=allow_disruption,
                                        timeout=timeout)
 
     def resize_pool(self, name: str, vfs: int, *, allow_disruption: bool = False,
-                    timeout: float = pools.DEFAULT_TIMEOUT) -> dict[str, Any]:
-        """Change the pool's VFs per PF, never below a leased VF (`vfpool pool resize`)."""
+                    timeout: float = pools.DEFAULT_TIMEOUT) -> PoolInfo | PoolChanged:
+        """Change the pool's VFs per PF, never below a leased VF (`vfpool pool resize`); a
+        :class:`PoolChanged` when the pool is active and its PFs were resized at once."""
         return pools.resize(self.context, name, vfs, allow_disruption=allow_disruption,
                             timeout=timeout)
 
-    def set_autostart(self, name: str, enabled: bool = True) -> dict[str, Any]:
+    def set_autostart(self, name: str, enabled: bool = True) -> PoolInfo:
         """Start the pool at boot, or not (`vfpool pool autostart [--disable]`)."""
         return pools.set_autostart(self.context, name, enabled)
 
     def destroy_pool(self, name: str, *, force: bool = False, keep_vfs: bool = False,
-                     allow_disruption: bool = False) -> dict[str, Any]:
+                     allow_disruption: bool = False) -> PoolDestroyed:
         """Deactivate the pool; refused while it has leases unless ``force`` releases them
         (`vfpool pool destroy`)."""
         return pools.destroy(self.context, name, force=force, keep_vfs=keep_vfs,
@@ -134,11 +147,11 @@ class Host:
         """Forget an inactive pool (`vfpool pool undefine`)."""
         pools.undefine(self.context, name)
 
-    def pool(self, name: str) -> dict[str, Any]:
+    def pool(self, name: str) -> PoolInfo:
         """One pool with its PFs and VF counts (`vfpool pool show`)."""
         return pools.info(self.context, name)
 
-    def pools(self, *, include_inactive: bool = False) -> list[dict[str, Any]]:
+    def pools(self, *, include_inactive: bool = False) -> list[PoolInfo]:
         """Active pools, or all of them (`vfpool pool list [--all]`)."""
         return pools.list_pools(self.context, include_inactive=include_inactive)
 

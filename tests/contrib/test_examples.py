@@ -71,7 +71,7 @@ def test_prints_the_leases_the_store_holds_while_the_command_runs(
     assert sorted(result.stderr.splitlines()) == [f"released lease {lease['id']}"
                                                   for lease in held]
     assert live_leases(cli, started_pool) == []
-    assert pools.info(ctx, "p")["vfs"]["free"] == 4
+    assert pools.info(ctx, "p").vfs.free == 4
 
 
 def test_command_failure_is_passed_on_and_the_leases_are_still_released(

@@ -45,13 +45,13 @@ def test_autostart_unit_starts_autostart_pools_then_reconciles(sim_root: Path,
     pools.set_autostart(ctx, "a", True)
     pools.start(ctx, "a")
     SimHost(sim_root).reboot()
-    assert pools.info(ctx, "a")["needs_start"] is True
+    assert pools.info(ctx, "a").needs_start is True
     for argv in commands:
         result = subprocess.run([str(VFPOOL), "--sim", str(sim_root), *argv[1:]],
                                 capture_output=True, text=True, timeout=120, check=False)
         assert result.returncode == 0, result.stderr
     record = pools.info(ctx, "a")
-    assert (record["needs_start"], record["vfs"]["free"]) == (False, 4)
+    assert (record.needs_start, record.vfs.free) == (False, 4)
 
 
 # -- the generator, `systemd-analyze verify` and `systemd-analyze security` -------------------

@@ -131,8 +131,8 @@ def test_acquire_prints_the_lease_keys_and_marks_the_vf_leased(ctx: Context,
     assert datetime.fromisoformat(record["created_at"]).tzinfo is not None
     assert record["mac"] == host_vf(sim, IXGBE0, 0).netdevs[0].mac
     assert vf_states(ctx)[str(vf.pci)] == ("leased", None)
-    assert pools.info(ctx, "net")["vfs"] == {"total": 2, "free": 1, "leased": 1, "reserved": 0,
-                                             "unusable": 0}
+    assert pools.info(ctx, "net").vfs.as_dict() == {
+        "total": 2, "free": 1, "leased": 1, "reserved": 0, "unusable": 0}
     assert [row.state for row in lease_rows(ctx)] == ["active"]
     # Step 1 reserved it, step 6 made it active: both are in the audit log.
     assert lease_actions(ctx) == [("lease.reserve", record["id"]),
@@ -549,7 +549,7 @@ def test_count_is_all_or_none_when_a_later_vf_fails(ctx: Context, sim: SimHost) 
     assert {state for state, _ in vf_states(ctx).values()} == {"free"}
     assert [row.state for row in lease_rows(ctx)] == ["released", "released"]
     assert leases.list_leases(ctx) == []
-    assert pools.info(ctx, "two")["vfs"]["free"] == 2
+    assert pools.info(ctx, "two").vfs.free == 2
 
 
 @pytest.mark.parametrize(("pf_netdev", "pf_pci", "reprobed"),

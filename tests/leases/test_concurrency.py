@@ -65,7 +65,7 @@ def _host_vfs(sim: SimHost) -> dict[str, tuple[VfConfig, str | None, str]]:
 
 def _pool_vfs(root: Path) -> dict[str, int]:
     with open_context(sim=root) as ctx:
-        return dict(pools.info(ctx, POOL)["vfs"])
+        return pools.info(ctx, POOL).vfs.as_dict()
 
 
 @pytest.fixture

@@ -141,7 +141,7 @@ class Host:
 
     def pool_vfs(self) -> dict[str, int]:
         with open_context(sim=self.root) as ctx:
-            return dict(pools.info(ctx, POOL)["vfs"])
+            return pools.info(ctx, POOL).vfs.as_dict()
 
     def store_vf_state(self, vf_pci: str) -> tuple[str, str | None]:
         with open_context(sim=self.root) as ctx, ctx.store.session() as session:

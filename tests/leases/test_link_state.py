@@ -35,7 +35,7 @@ def test_a_vf_left_disabled_is_leased_with_auto_and_disabled_again_after(
 
 def test_the_pool_default_and_the_lease_option(sim: SimHost, ctx: Context) -> None:
     _start(ctx, "p", "enp133s0f0", link_state="enable")
-    assert pools.info(ctx, "p")["defaults"]["link_state"] == "enable"
+    assert pools.info(ctx, "p").defaults.link_state == "enable"
     first = leases.acquire(ctx, "p", "vm1")[0]
     second = leases.acquire(ctx, "p", "vm2", link_state="disable")[0]
     configs = sim.vf_configs("enp133s0f0")

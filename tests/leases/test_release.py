@@ -84,7 +84,7 @@ def test_release_restores_the_saved_config_and_driver_and_frees_the_vf(
                                                                        "released", None)
     assert released["released_at"] is not None
     assert vf_states(ctx)[record["vf"]["pci"]] == ("free", None)
-    assert pools.info(ctx, "p")["vfs"]["free"] == 2
+    assert pools.info(ctx, "p").vfs.free == 2
     [event] = release_events(ctx, record["id"])
     assert (event.pool, event.pf, event.vf) == ("p", pf_pci, record["vf"]["pci"])
     assert event.detail is not None and event.detail["owner"] == "vm1"
@@ -225,8 +225,8 @@ def test_a_vf_whose_restore_fails_becomes_unusable_and_is_not_handed_out_again(
     assert caught.value.exit_code == 1
     assert vf_states(ctx)[vf_pci] == ("unusable", reason)
     assert [row.state for row in lease_rows(ctx)] == ["released"]
-    assert pools.info(ctx, "net")["vfs"] == {"total": 2, "free": 1, "leased": 0,
-                                             "reserved": 0, "unusable": 1}
+    assert pools.info(ctx, "net").vfs.as_dict() == {
+        "total": 2, "free": 1, "leased": 0, "reserved": 0, "unusable": 1}
     [event] = release_events(ctx, record["id"])
     assert event.detail is not None
     assert (event.detail["vf_state"], event.detail["vf_reason"]) == ("unusable", reason)

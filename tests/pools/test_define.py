@@ -30,6 +30,7 @@ from vfpool.errors import Conflict, InvalidInput, NotFound
 from vfpool.model.pool import from_toml
 from vfpool.service import pools
 from vfpool.service.context import Context, open_context
+from vfpool.service.results import VfCounts
 from vfpool.sim.host import SimHost
 from vfpool.store import Pf, PoolPf
 
@@ -44,11 +45,10 @@ def test_define_stores_an_inactive_pool_and_leaves_the_host_alone(ctx: Context,
                                                                   sim: SimHost) -> None:
     record = define(ctx, "tenant-a", "enp5s0f0", "0000:85:00.1#8-15", vfs=4, mode="macvtap",
                     vlan=100)
-    assert (record["name"], record["state"], record["autostart"]) == ("tenant-a", "inactive",
-                                                                     False)
-    assert [(pf["pci"], pf["netdev"], pf["range"]) for pf in record["pfs"]] == [
+    assert (record.name, record.state, record.autostart) == ("tenant-a", "inactive", False)
+    assert [(pf.pci, pf.netdev, pf.range) for pf in record.pfs] == [
         (IXGBE0, "enp5s0f0", None), (I40E1, "enp133s0f1", "8-15")]
-    assert record["vfs"] == {"total": 0, "free": 0, "leased": 0, "reserved": 0, "unusable": 0}
+    assert record.vfs == VfCounts()
     assert pool_state(ctx, "tenant-a") == "inactive"
     assert (numvfs(sim, IXGBE0), numvfs(sim, I40E1)) == (0, 0)
     assert vf_rows(ctx) == []
@@ -77,7 +77,7 @@ def test_failed_define_stores_nothing(ctx: Context) -> None:
         define(ctx, "b", IXGBE1, IXGBE0, vfs=2)  # the second PF is taken
     with pytest.raises(InvalidInput):
         define(ctx, "c", IXGBE1, vfs=64)
-    assert pools.list_pools(ctx, include_inactive=True)[0]["name"] == "a"
+    assert pools.list_pools(ctx, include_inactive=True)[0].name == "a"
     assert len(pools.list_pools(ctx, include_inactive=True)) == 1
     assert actions(ctx) == ["pool.define"]
     with ctx.store.session() as session:
@@ -87,7 +87,7 @@ def test_failed_define_stores_nothing(ctx: Context) -> None:
 def test_disjoint_ranges_share_a_pf(ctx: Context) -> None:
     define(ctx, "low", "enp133s0f1#0-7", vfs=8)
     define(ctx, "high", "enp133s0f1#8-15", vfs=4)
-    names = [(r["name"], r["pfs"][0]["range"]) for r in pools.list_pools(ctx,
+    names = [(r.name, r.pfs[0].range) for r in pools.list_pools(ctx,
                                                                           include_inactive=True)]
     assert names == [("high", "8-15"), ("low", "0-7")]
 
@@ -120,7 +120,7 @@ def test_name_that_exists_is_a_conflict(ctx: Context) -> None:
 
 @pytest.mark.parametrize("name", ["a", "A9", "0", "a" * 64, "tenant_a.b-c"])
 def test_valid_names(ctx: Context, name: str) -> None:
-    assert define(ctx, name, IXGBE0, vfs=1)["name"] == name
+    assert define(ctx, name, IXGBE0, vfs=1).name == name
 
 
 @pytest.mark.parametrize("name", ["", "a" * 65, "-a", "_a", ".a", "a b", "a/b", "é", "a:b"])
@@ -156,23 +156,23 @@ def test_invalid_defaults(ctx: Context, options: dict[str, int], message: str) -
 ])
 def test_defaults_at_the_edges_are_valid(ctx: Context, options: dict[str, int]) -> None:
     record = define(ctx, "x", IXGBE0, vfs=1, **options)
-    assert {key: record["defaults"][key] for key in options} == options
+    assert {key: getattr(record.defaults, key) for key in options} == options
 
 
 def test_vfs_at_totalvfs_and_range_size_are_valid(sim: SimHost, ctx: Context) -> None:
     """The largest counts are accepted, stored as given, and start to exactly those VFs."""
     whole = define(ctx, "whole", IXGBE0, vfs=63)
     ranged = define(ctx, "ranged", "enp133s0f1#56-63", vfs=8)
-    assert (whole["state"], whole["vfs_per_pf"], whole["pfs"][0]["range"]) == (
+    assert (whole.state, whole.vfs_per_pf, whole.pfs[0].range) == (
         "inactive", 63, None)
-    assert (ranged["state"], ranged["vfs_per_pf"], ranged["pfs"][0]["range"]) == (
+    assert (ranged.state, ranged.vfs_per_pf, ranged.pfs[0].range) == (
         "inactive", 8, "56-63")
     pools.start(ctx, "whole")
     pools.start(ctx, "ranged")
     assert [index for index, _ in host_vfs(sim, IXGBE0)] == list(range(63))
     assert [index for index, _ in host_vfs(sim, I40E1)] == list(range(64))
     assert [index for _, index, *_ in vf_rows(ctx, I40E1)] == list(range(56, 64))
-    assert (pools.info(ctx, "whole")["vfs"]["free"], pools.info(ctx, "ranged")["vfs"]["free"]) \
+    assert (pools.info(ctx, "whole").vfs.free, pools.info(ctx, "ranged").vfs.free) \
         == (63, 8)
 
 
@@ -208,10 +208,10 @@ def test_mlx4_refuses_sysfs_and_auto_picks_module_param(
             define(ctx, "x", "enp5s0", vfs=2, method="sysfs")
         assert str(caught.value) == ("driver mlx4_core cannot resize through sysfs; use "
                                      "--method module-param")
-        assert define(ctx, "mlx", "enp5s0", vfs=2)["pfs"][0]["method"] == "module-param"
-        assert define(ctx, "igb", "enp6s0f0", vfs=2)["pfs"][0]["method"] == "sysfs"
+        assert define(ctx, "mlx", "enp5s0", vfs=2).pfs[0].method == "module-param"
+        assert define(ctx, "igb", "enp6s0f0", vfs=2).pfs[0].method == "sysfs"
         assert define(ctx, "igb-mp", "enp6s0f1", vfs=2,
-                      method="module-param")["pfs"][0]["method"] == "module-param"
+                      method="module-param").pfs[0].method == "module-param"
 
 
 def test_drivers_without_a_module_parameter_refuse_module_param(ctx: Context) -> None:
@@ -242,7 +242,7 @@ def test_mlx4_and_igb_pools_define_on_their_hosts(make_sim: Callable[..., SimHos
         define(ctx, "igb", "enp6s0f0", "enp6s0f1", vfs=7, mode="netdev")
         with pytest.raises(InvalidInput, match=r"supports at most 7 VFs; 8 requested$"):
             define(ctx, "big", "enp6s0f0", vfs=8)
-        assert [r["state"] for r in pools.list_pools(ctx, include_inactive=True)] == [
+        assert [r.state for r in pools.list_pools(ctx, include_inactive=True)] == [
             "inactive", "inactive"]
 
 

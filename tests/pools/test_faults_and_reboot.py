@@ -44,7 +44,7 @@ def _assert_failed_cleanly(ctx: Context, name: str, message: str) -> None:
     """Still inactive, no VF claimed for the pool, and the failure is in the audit log."""
     assert pool_state(ctx, name) == "inactive"
     record = pools.info(ctx, name)
-    assert (record["state"], record["vfs"]["total"]) == ("inactive", 0)
+    assert (record.state, record.vfs.total) == ("inactive", 0)
     assert vf_rows(ctx) == []
     failed = [e for e in events(ctx, name) if e.action == "pool.start.failed"]
     assert [e.detail for e in failed] == [{"error": message}]
@@ -65,7 +65,7 @@ def test_eio_on_the_numvfs_write(ctx: Context, sim: SimHost) -> None:
     _assert_failed_cleanly(ctx, "a", message)
     assert numvfs(sim, IXGBE0) == 0
     record = pools.start(ctx, "a", timeout=T)
-    assert (record["state"], record["vfs"]["total"]) == ("active", 4)
+    assert (record.state, record.vfs.total) == ("active", 4)
     assert [(i, b) for _, i, b, _, _ in vf_rows(ctx)] == host_vfs(sim, IXGBE0)
 
 
@@ -111,7 +111,7 @@ def test_netdevs_that_never_appear_for_a_macvtap_pool(ctx: Context, sim: SimHost
     # The retry sees the count in place and VFs without netdevs: it rebinds those VFs one by
     # one instead of taking the PF through 0 VFs.
     record = pools.start(ctx, "a", timeout=T)
-    assert record["changed"] == []
+    assert record.changed == ()
     assert numvfs(sim, IXGBE0) == 3
     assert [vf.netdev for vf in host_pf(sim, IXGBE0).vfs] == [f"enp5s0f0v{i}" for i in range(3)]
     assert [netdev for *_, netdev, _ in vf_rows(ctx)] == [f"enp5s0f0v{i}" for i in range(3)]
@@ -208,7 +208,7 @@ def test_failed_resize_of_an_active_pool_keeps_the_definition(ctx: Context,
     with pytest.raises(HostError, match=r"^writing sriov_numvfs=0 on PF 0000:05:00\.0 "):
         pools.resize(ctx, "a", 4, timeout=T)
     record = pools.info(ctx, "a")
-    assert (record["state"], record["vfs_per_pf"], record["needs_start"]) == ("active", 2, False)
+    assert (record.state, record.vfs_per_pf, record.needs_start) == ("active", 2, False)
     assert vf_rows(ctx) == rows
     assert numvfs(sim, IXGBE0) == 2
     assert actions(ctx)[-3:] == ["pool.resize", "pool.resize.apply.failed",
@@ -230,13 +230,13 @@ def _three_pools(ctx: Context) -> None:
 
 def test_reboot_sysfs_pools_need_a_start(ctx: Context, sim: SimHost) -> None:
     _three_pools(ctx)
-    assert [r["needs_start"] for r in pools.list_pools(ctx)] == [False, False, False]
+    assert [r.needs_start for r in pools.list_pools(ctx)] == [False, False, False]
     sim.reboot()
     assert all(pf.numvfs == 0 for pf in Sysfs(sim).pfs())
     records = pools.list_pools(ctx)
-    assert [(r["name"], r["state"], r["needs_start"]) for r in records] == [
+    assert [(r.name, r.state, r.needs_start) for r in records] == [
         ("a", "active", True), ("b", "active", True), ("c", "active", True)]
-    assert pools.info(ctx, "a")["needs_start"] is True
+    assert pools.info(ctx, "a").needs_start is True
 
 
 def test_start_autostarted_after_reboot_brings_back_the_same_vfs(ctx: Context,
@@ -246,11 +246,12 @@ def test_start_autostarted_after_reboot_brings_back_the_same_vfs(ctx: Context,
     rows_before = vf_rows(ctx)
     sim.reboot()
     results = pools.start_autostarted(ctx, timeout=T)
-    assert results == [{"name": "a", "result": "started", "error": None},
-                       {"name": "b", "result": "started", "error": None}]
+    assert [result.document() for result in results] == [
+        {"name": "a", "result": "started", "error": None},
+        {"name": "b", "result": "started", "error": None}]
     assert vf_identity(ctx) == before
     assert vf_rows(ctx) == rows_before  # netdev names and states too
-    assert [(r["name"], r["needs_start"]) for r in pools.list_pools(ctx)] == [
+    assert [(r.name, r.needs_start) for r in pools.list_pools(ctx)] == [
         ("a", False), ("b", False), ("c", True)]
     assert (numvfs(sim, IXGBE0), numvfs(sim, IXGBE1), numvfs(sim, I40E1)) == (3, 2, 11)
     assert host_pf(sim, IXGBE0).drivers_autoprobe is False
@@ -259,7 +260,7 @@ def test_start_autostarted_after_reboot_brings_back_the_same_vfs(ctx: Context,
     pools.start(ctx, "c", timeout=T)
     assert vf_identity(ctx) == before
     # Now everything is in place: another autostart run changes nothing.
-    assert [r["result"] for r in pools.start_autostarted(ctx, timeout=T)] == [
+    assert [r.result for r in pools.start_autostarted(ctx, timeout=T)] == [
         "already active", "already active"]
 
 
@@ -272,14 +273,14 @@ def test_start_autostarted_reports_a_failure_and_starts_the_others(ctx: Context,
     results = pools.start_autostarted(ctx, timeout=T)
     message = (f"writing sriov_numvfs=3 on {PF0_LABEL} failed with EIO (Input/output error): "
                "the device or its firmware failed; check `dmesg`, then retry")
-    assert results == [
+    assert [result.document() for result in results] == [
         {"name": "a", "result": "failed", "error": message, "exit_code": 1},
         {"name": "b", "result": "started", "error": None}]
-    assert pools.info(ctx, "a")["needs_start"] is True
-    assert pools.info(ctx, "b")["needs_start"] is False
+    assert pools.info(ctx, "a").needs_start is True
+    assert pools.info(ctx, "b").needs_start is False
     assert [e.detail for e in events(ctx, "a") if e.action == "pool.start.failed"] == [
         {"error": message}]
-    assert [r["result"] for r in pools.start_autostarted(ctx, timeout=T)] == [
+    assert [r.result for r in pools.start_autostarted(ctx, timeout=T)] == [
         "started", "already active"]
     assert vf_identity(ctx) == before
 
@@ -306,9 +307,9 @@ def test_destroy_and_resize_after_a_reboot(ctx: Context, sim: SimHost) -> None:
     pools.start(ctx, "b", timeout=T)
     sim.reboot()
     record = pools.destroy(ctx, "a")
-    assert (record["state"], record["needs_start"]) == ("inactive", False)
+    assert (record.state, record.needs_start) == ("inactive", False)
     assert vf_rows(ctx, IXGBE0) == []
     record = pools.resize(ctx, "b", 4, timeout=T)
-    assert (record["state"], record["needs_start"]) == ("active", False)
+    assert (record.state, record.needs_start) == ("active", False)
     assert numvfs(sim, IXGBE1) == 4
     assert [(i, b) for _, i, b, _, _ in vf_rows(ctx, IXGBE1)] == host_vfs(sim, IXGBE1)

@@ -34,6 +34,7 @@ from vfpool.host.sysfs import Sysfs
 from vfpool.model.pci import PciAddress
 from vfpool.service import pools
 from vfpool.service.context import Context, open_context
+from vfpool.service.results import VfCounts
 from vfpool.sim.host import SimHost
 
 T = 0.5  # seconds to wait for VFs; only faults make a test wait that long
@@ -52,9 +53,9 @@ def test_start_vfio_sizes_the_pfs_leaves_vfs_unbound_and_inventories_them(
         ctx: Context, sim: SimHost) -> None:
     define(ctx, "a", "enp5s0f0", "enp133s0f0", vfs=3)
     record = pools.start(ctx, "a", timeout=T)
-    assert (record["state"], record["already_active"]) == ("active", False)
-    assert record["changed"] == [IXGBE0, I40E0]
-    assert record["vfs"] == {"total": 6, "free": 6, "leased": 0, "reserved": 0, "unusable": 0}
+    assert (record.state, record.already_active) == ("active", False)
+    assert record.changed == (IXGBE0, I40E0)
+    assert record.vfs == VfCounts(total=6, free=6)
     for pci in (IXGBE0, I40E0):
         pf = host_pf(sim, pci)
         assert (pf.numvfs, pf.drivers_autoprobe) == (3, False)
@@ -96,7 +97,7 @@ def test_start_goes_through_zero_when_the_count_differs(ctx: Context, sim: SimHo
     _presize(sim, IXGBE0, 2)
     define(ctx, "a", IXGBE0, vfs=5, mode="netdev")
     record = pools.start(ctx, "a", timeout=T)
-    assert record["changed"] == [IXGBE0]
+    assert record.changed == (IXGBE0,)
     assert numvfs(sim, IXGBE0) == 5
     assert [index for _, index, *_ in vf_rows(ctx)] == [0, 1, 2, 3, 4]
     [resize_event] = [e for e in events(ctx) if e.action == "pf.resize"]
@@ -110,7 +111,7 @@ def test_start_writes_nothing_when_the_pf_is_already_right(ctx: Context, sim: Si
     # Any write to sriov_numvfs would now fail: the start must not make one.
     sim.inject_fault(numvfs_path(IXGBE0), errno_code=5)
     record = pools.start(ctx, "a", timeout=T)
-    assert (record["state"], record["changed"]) == ("active", [])
+    assert (record.state, record.changed) == ("active", ())
     assert len(pending_faults(sim)) == 1
     assert "pf.resize" not in actions(ctx)
     assert [index for _, index, *_ in vf_rows(ctx)] == [0, 1, 2, 3]
@@ -122,7 +123,7 @@ def test_start_is_idempotent(ctx: Context, sim: SimHost) -> None:
     before = (vf_rows(ctx), actions(ctx), host_vfs(sim, IXGBE0))
     sim.inject_fault(numvfs_path(IXGBE0), errno_code=5)
     record = pools.start(ctx, "a", timeout=T)
-    assert (record["state"], record["already_active"]) == ("active", True)
+    assert (record.state, record.already_active) == ("active", True)
     assert (vf_rows(ctx), actions(ctx), host_vfs(sim, IXGBE0)) == before
     assert len(pending_faults(sim)) == 1
 
@@ -137,7 +138,7 @@ def test_start_with_a_range_uses_the_first_n_indices_of_it(ctx: Context, sim: Si
     pools.start(ctx, "a", timeout=T)
     assert numvfs(sim, I40E1) == 11  # range start + N
     assert [index for _, index, *_ in vf_rows(ctx)] == [8, 9, 10]
-    assert pools.info(ctx, "a")["vfs"]["total"] == 3
+    assert pools.info(ctx, "a").vfs.total == 3
 
 
 def test_two_pools_share_a_pf_through_disjoint_ranges(ctx: Context, sim: SimHost) -> None:
@@ -145,15 +146,15 @@ def test_two_pools_share_a_pf_through_disjoint_ranges(ctx: Context, sim: SimHost
     define(ctx, "high", "enp133s0f1#8-15", vfs=2)
     pools.start(ctx, "high", timeout=T)
     record = pools.start(ctx, "low", timeout=T)
-    assert record["changed"] == []  # the PF already has the 10 VFs both need
+    assert record.changed == ()  # the PF already has the 10 VFs both need
     assert numvfs(sim, I40E1) == 10
-    assert pools.info(ctx, "low")["vfs"]["total"] == 4
-    assert pools.info(ctx, "high")["vfs"]["total"] == 2
+    assert pools.info(ctx, "low").vfs.total == 4
+    assert pools.info(ctx, "high").vfs.total == 2
     assert [index for _, index, *_ in vf_rows(ctx)] == [0, 1, 2, 3, 8, 9]
     # Destroying one keeps the VFs that the other still uses.
     pools.destroy(ctx, "low")
     assert numvfs(sim, I40E1) == 10
-    assert pools.info(ctx, "high")["vfs"]["total"] == 2
+    assert pools.info(ctx, "high").vfs.total == 2
     pools.destroy(ctx, "high")
     assert numvfs(sim, I40E1) == 0
     assert vf_rows(ctx, I40E1) == []
@@ -164,8 +165,8 @@ def test_destroy_returns_the_vfs_to_zero_and_deactivates(ctx: Context, sim: SimH
     define(ctx, "a", "enp5s0f0", "enp133s0f0", vfs=3, mode="netdev")
     pools.start(ctx, "a", timeout=T)
     record = pools.destroy(ctx, "a")
-    assert (record["state"], record["released"]) == ("inactive", [])
-    assert record["vfs"]["total"] == 0
+    assert (record.state, record.released) == ("inactive", ())
+    assert record.vfs.total == 0
     assert (numvfs(sim, IXGBE0), numvfs(sim, I40E0)) == (0, 0)
     assert vf_rows(ctx) == []
     [event] = [e for e in events(ctx) if e.action == "pool.destroy"]
@@ -179,11 +180,11 @@ def test_destroy_keep_vfs_leaves_the_host_alone(ctx: Context, sim: SimHost) -> N
     pools.start(ctx, "a", timeout=T)
     vfs_before = host_vfs(sim, IXGBE0)
     record = pools.destroy(ctx, "a", keep_vfs=True)
-    assert record["state"] == "inactive"
+    assert record.state == "inactive"
     assert host_vfs(sim, IXGBE0) == vfs_before
     # A later start finds the PF in place and writes nothing.
     sim.inject_fault(numvfs_path(IXGBE0), errno_code=5)
-    assert pools.start(ctx, "a", timeout=T)["changed"] == []
+    assert pools.start(ctx, "a", timeout=T).changed == ()
     assert host_vfs(sim, IXGBE0) == vfs_before
 
 
@@ -191,7 +192,7 @@ def test_destroy_force_without_leases_is_a_plain_destroy(ctx: Context, sim: SimH
     define(ctx, "a", IXGBE0, vfs=3)
     pools.start(ctx, "a", timeout=T)
     record = pools.destroy(ctx, "a", force=True)
-    assert (record["state"], record["released"]) == ("inactive", [])
+    assert (record.state, record.released) == ("inactive", ())
     assert numvfs(sim, IXGBE0) == 0
     assert vf_rows(ctx) == []
     assert (events(ctx)[-1].action, (events(ctx)[-1].detail or {})["force"]) == (
@@ -217,16 +218,16 @@ def test_destroy_then_undefine_then_the_pfs_are_free(ctx: Context, sim: SimHost)
     pools.undefine(ctx, "a")
     assert pools.list_pools(ctx, include_inactive=True) == []
     define(ctx, "b", IXGBE0, vfs=1)
-    assert pools.start(ctx, "b", timeout=T)["vfs"]["total"] == 1
+    assert pools.start(ctx, "b", timeout=T).vfs.total == 1
 
 
 # --------------------------------------------------------------------------- autostart
 def test_autostart_toggles_and_writes_events(ctx: Context) -> None:
     define(ctx, "a", IXGBE0, vfs=1)
-    assert pools.set_autostart(ctx, "a", True)["autostart"] is True
-    assert pools.info(ctx, "a")["autostart"] is True
-    assert pools.set_autostart(ctx, "a", False)["autostart"] is False
-    assert pools.info(ctx, "a")["autostart"] is False
+    assert pools.set_autostart(ctx, "a", True).autostart is True
+    assert pools.info(ctx, "a").autostart is True
+    assert pools.set_autostart(ctx, "a", False).autostart is False
+    assert pools.info(ctx, "a").autostart is False
     toggles = [e.detail for e in events(ctx) if e.action == "pool.autostart"]
     assert toggles == [{"enabled": True}, {"enabled": False}]
 
@@ -245,8 +246,9 @@ def test_start_autostarted_starts_each_autostart_pool_and_reports_it(
     pools.set_autostart(ctx, "b", True)
     pools.start(ctx, "b", timeout=T)
     results = pools.start_autostarted(ctx, timeout=T)
-    assert results == [{"name": "a", "result": "started", "error": None},
-                       {"name": "b", "result": "already active", "error": None}]
+    assert [result.document() for result in results] == [
+        {"name": "a", "result": "started", "error": None},
+        {"name": "b", "result": "already active", "error": None}]
     assert (pool_state(ctx, "a"), pool_state(ctx, "b"), pool_state(ctx, "manual")) == (
         "active", "active", "inactive")
     assert numvfs(sim, IXGBE1) == 0
@@ -263,7 +265,7 @@ def test_resize_inactive_changes_only_the_definition(ctx: Context, sim: SimHost)
     define(ctx, "a", IXGBE0, vfs=2)
     sim.inject_fault(numvfs_path(IXGBE0), errno_code=5)
     record = pools.resize(ctx, "a", 6, timeout=T)
-    assert (record["state"], record["vfs_per_pf"]) == ("inactive", 6)
+    assert (record.state, record.vfs_per_pf) == ("inactive", 6)
     assert numvfs(sim, IXGBE0) == 0
     assert len(pending_faults(sim)) == 1
     assert vf_rows(ctx) == []
@@ -279,8 +281,8 @@ def test_resize_active_changes_the_host_and_the_inventory(
     pools.start(ctx, "a", timeout=T)
     first_rows = {(pf, index): bdf for pf, index, bdf, _, _ in vf_rows(ctx)}
     record = pools.resize(ctx, "a", new, timeout=T)
-    assert (record["state"], record["vfs_per_pf"]) == ("active", new)
-    assert record["vfs"]["total"] == 2 * new
+    assert (record.state, record.vfs_per_pf) == ("active", new)
+    assert record.vfs.total == 2 * new
     for pci in (IXGBE0, I40E0):
         assert numvfs(sim, pci) == new
         assert [(index, bdf) for _, index, bdf, _, _ in vf_rows(ctx, pci)] == host_vfs(sim, pci)
@@ -299,7 +301,7 @@ def test_resize_to_the_same_count_changes_nothing_on_the_host(ctx: Context,
     define(ctx, "a", IXGBE0, vfs=3)
     pools.start(ctx, "a", timeout=T)
     sim.inject_fault(numvfs_path(IXGBE0), errno_code=5)
-    assert pools.resize(ctx, "a", 3, timeout=T)["changed"] == []
+    assert pools.resize(ctx, "a", 3, timeout=T).changed == ()
     assert len(pending_faults(sim)) == 1
 
 
@@ -313,7 +315,7 @@ def test_resize_to_an_invalid_count(ctx: Context, sim: SimHost, vfs: int, messag
     with pytest.raises(InvalidInput) as caught:
         pools.resize(ctx, "a", vfs, timeout=T)
     assert str(caught.value) == message
-    assert pools.info(ctx, "a")["vfs_per_pf"] == 3
+    assert pools.info(ctx, "a").vfs_per_pf == 3
     assert numvfs(sim, IXGBE0) == 3
     assert "pool.resize" not in actions(ctx)
 
@@ -335,19 +337,19 @@ def test_resize_unknown_pool(ctx: Context) -> None:
 def test_info_has_the_keys_of_design_md(ctx: Context) -> None:
     define(ctx, "a", "enp5s0f0", "enp133s0f1#8-15", vfs=2, vlan=5, qos=1, mtu=1500)
     record = pools.info(ctx, "a")
-    assert set(record) >= POOL_KEYS
-    assert all(set(pf) >= PF_KEYS for pf in record["pfs"])
-    assert set(record["vfs"]) == VFS_KEYS
-    assert set(record["defaults"]) == DEFAULTS_KEYS
-    assert record["defaults"] == {"vlan": 5, "qos": 1, "trust": None, "spoofchk": None,
-                                  "min_tx_rate": None, "max_tx_rate": None, "mtu": 1500,
-                                  "link_state": None}
-    assert [{key: pf[key] for key in PF_KEYS} for pf in record["pfs"]] == [
+    assert set(record.document()) >= POOL_KEYS
+    assert all(set(pf.document()) >= PF_KEYS for pf in record.pfs)
+    assert set(record.vfs.as_dict()) == VFS_KEYS
+    assert set(record.defaults.as_dict()) == DEFAULTS_KEYS
+    assert record.defaults.as_dict() == {"vlan": 5, "qos": 1, "trust": None,
+                                         "spoofchk": None, "min_tx_rate": None,
+                                         "max_tx_rate": None, "mtu": 1500, "link_state": None}
+    assert [{key: pf.document()[key] for key in PF_KEYS} for pf in record.pfs] == [
         {"pci": IXGBE0, "netdev": "enp5s0f0", "driver": "ixgbe", "numvfs": 0, "totalvfs": 63,
          "range": None},
         {"pci": I40E1, "netdev": "enp133s0f1", "driver": "i40e", "numvfs": 0, "totalvfs": 64,
          "range": "8-15"}]
-    assert (record["state"], record["method"], record["mode"], record["needs_start"]) == (
+    assert (record.state, record.method, record.mode, record.needs_start) == (
         "inactive", "auto", "vfio", False)
 
 
@@ -356,10 +358,11 @@ def test_list_shows_active_pools_and_all_with_include_inactive(ctx: Context) -> 
     define(ctx, "a", IXGBE1, vfs=1)
     define(ctx, "c", I40E0, vfs=1)
     pools.start(ctx, "b", timeout=T)
-    assert [r["name"] for r in pools.list_pools(ctx)] == ["b"]
-    assert [(r["name"], r["state"]) for r in pools.list_pools(ctx, include_inactive=True)] == [
+    assert [r.name for r in pools.list_pools(ctx)] == ["b"]
+    assert [(r.name, r.state) for r in pools.list_pools(ctx, include_inactive=True)] == [
         ("a", "inactive"), ("b", "active"), ("c", "inactive")]
-    assert all(set(r) >= POOL_KEYS for r in pools.list_pools(ctx, include_inactive=True))
+    assert all(set(r.document()) >= POOL_KEYS
+               for r in pools.list_pools(ctx, include_inactive=True))
 
 
 def test_info_unknown_pool(ctx: Context) -> None:
@@ -400,7 +403,7 @@ def test_several_profiles(make_sim: Callable[..., SimHost]) -> None:
         define(ctx, "mlx5", "enp7s0f0np0", vfs=8)
         for name in ("igb", "ice", "mlx5"):
             record = pools.start(ctx, name, timeout=T)
-            assert all(pf["method"] == "sysfs" for pf in record["pfs"])
+            assert all(pf.method == "sysfs" for pf in record.pfs)
         assert numvfs(sim, pfs["enp5s0f0"]) == 7
         assert numvfs(sim, pfs["enp6s0f1"]) == 4
         assert numvfs(sim, pfs["enp7s0f0np0"]) == 8

@@ -47,7 +47,7 @@ def test_start_waits_for_the_link_and_a_rate_lease_then_works(
     define(ctx, "a", NETDEV0, vfs=2, method="sysfs", max_tx_rate=100)
     record = pools.start(ctx, "a", timeout=T)
     assert carrier(sim) is True  # read at once: start returned only with the link back
-    assert "warnings" not in record and "pf.link_down" not in actions(ctx)
+    assert "warnings" not in record.document() and "pf.link_down" not in actions(ctx)
     [lease] = leases.acquire(ctx, "a", "vm1")
     assert sim.vf_configs(NETDEV0)[lease["vf"]["index"]].max_tx_rate == 100
 
@@ -69,8 +69,8 @@ def test_a_link_that_never_returns_is_reported_and_the_pool_still_starts(
     define(ctx, "a", NETDEV0, vfs=2, method="sysfs")
     with caplog.at_level(logging.WARNING, logger="vfpool.service.pools"):
         record = pools.start(ctx, "a", timeout=T, link_timeout=0.3)
-    assert pool_state(ctx, "a") == "active" and record["vfs"]["free"] == 2
-    [warning] = record["warnings"]
+    assert pool_state(ctx, "a") == "active" and record.vfs.free == 2
+    [warning] = record.warnings
     assert warning == (f"warning: PF {PF0} ({NETDEV0}): link still down 0.3 s after sizing; "
                        "igb refuses VF rates until its link is up")
     assert [entry.getMessage() for entry in caplog.records] == [warning]
@@ -88,7 +88,7 @@ def test_a_pf_without_carrier_before_sizing_is_not_waited_for(
     sim.set_link_bounce(NETDEV0, None)
     define(ctx, "a", NETDEV0, vfs=2, method="sysfs")
     record = pools.start(ctx, "a", timeout=T, link_timeout=30.0)
-    assert "warnings" not in record and "pf.link_down" not in actions(ctx)
+    assert "warnings" not in record.document() and "pf.link_down" not in actions(ctx)
     assert carrier(sim) is False
 
 
@@ -96,7 +96,7 @@ def test_only_the_sized_pf_is_waited_for(igb: tuple[SimHost, Context]) -> None:
     sim, ctx = igb
     sim.set_link_bounce(NETDEV1, None)  # would never come back, but PF1 is not sized
     define(ctx, "a", NETDEV0, vfs=1, method="sysfs")
-    assert "warnings" not in pools.start(ctx, "a", timeout=T, link_timeout=30.0)
+    assert not pools.start(ctx, "a", timeout=T, link_timeout=30.0).warnings
     assert (carrier(sim, PF0), carrier(sim, PF1)) == (True, True)
 
 
@@ -108,7 +108,7 @@ def test_a_reload_brings_back_up_the_ports_that_had_their_link(
     record = pools.start(ctx, "m", timeout=T, link_timeout=30.0)
     # `modprobe -r igb; modprobe igb` brings igb's ports back administratively down.
     assert (carrier(sim, PF0), carrier(sim, PF1)) == (True, None)
-    assert "warnings" not in record and "pf.link_down" not in actions(ctx)
+    assert "warnings" not in record.document() and "pf.link_down" not in actions(ctx)
 
 
 def test_a_port_that_cannot_be_brought_up_is_reported_without_waiting(
@@ -119,10 +119,10 @@ def test_a_port_that_cannot_be_brought_up_is_reported_without_waiting(
     define(ctx, "m", NETDEV0, vfs=2, method="module-param")
     record = pools.start(ctx, "m", timeout=0.3, link_timeout=30.0)
     assert carrier(sim, PF0) is None
-    assert record["warnings"] == [
+    assert record.warnings == (
         f"warning: PF {PF0} ({NETDEV0}): link down after sizing (the port is administratively "
         f"down; `ip link set {NETDEV0} up` brings it back); igb refuses VF rates until its "
-        "link is up"]
+        "link is up",)
     assert [e.detail["why"] for e in events(ctx) if e.action == "pf.link_down"] == [
         "administratively down"]
 

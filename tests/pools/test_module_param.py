@@ -60,8 +60,8 @@ def test_mlx4_start_writes_modprobe_d_and_reloads(
     sim, ctx = mlx4
     define(ctx, "m", "enp5s0", vfs=4, mode=mode)  # --method auto
     record = pools.start(ctx, "m", timeout=T)
-    assert record["pfs"][0]["method"] == "module-param"
-    assert record["changed"] == [MLX4]
+    assert record.pfs[0].method == "module-param"
+    assert record.changed == (MLX4,)
     assert modprobe_conf(sim, "mlx4_core").read_text() == conf_text("mlx4_core", options)
     pf = host_pf(sim, MLX4)
     assert pf.numvfs == 4
@@ -90,7 +90,7 @@ def test_mlx4_range_pool_and_resize(mlx4: tuple[SimHost, Context]) -> None:
     define(ctx, "m", "enp5s0#0-31", vfs=2, mode="netdev")
     pools.start(ctx, "m", timeout=T)
     record = pools.resize(ctx, "m", 6, timeout=T)
-    assert (record["vfs_per_pf"], record["vfs"]["total"]) == (6, 6)
+    assert (record.vfs_per_pf, record.vfs.total) == (6, 6)
     assert modprobe_conf(sim, "mlx4_core").read_text() == conf_text("mlx4_core",
                                                                     "num_vfs=6 probe_vf=6")
     assert numvfs(sim, MLX4) == 6
@@ -183,11 +183,11 @@ def test_igb_reload_allowed_when_every_port_is_in_a_pool(igb: tuple[SimHost, Con
     define(ctx, "a", "enp5s0f0", vfs=3, method="module-param", mode="netdev")
     define(ctx, "b", "enp5s0f1", vfs=3, method="module-param", mode="netdev")
     # b is not active yet, so the first reload takes its up port down: it must be asked for.
-    assert pools.start(ctx, "a", timeout=T, allow_disruption=True)["changed"] == [I350_0]
+    assert pools.start(ctx, "a", timeout=T, allow_disruption=True).changed == (I350_0,)
     # The scalar max_vfs sized both ports: b finds its PF in place and reloads nothing.
-    assert pools.start(ctx, "b", timeout=T)["changed"] == []
+    assert pools.start(ctx, "b", timeout=T).changed == ()
     assert (numvfs(sim, I350_0), numvfs(sim, I350_1)) == (3, 3)
-    assert pools.info(ctx, "b")["vfs"]["total"] == 3
+    assert pools.info(ctx, "b").vfs.total == 3
 
 
 def test_igb_scalar_parameter_sizes_every_port(make_sim: Callable[..., SimHost]) -> None:
@@ -231,7 +231,7 @@ def test_igb_pools_needing_different_counts_conflict(igb: tuple[SimHost, Context
         assert str(caught.value) == ("driver igb's max_vfs parameter sizes every igb port "
                                      "alike, but pool 'a' needs 3 VFs per PF and pool 'b' "
                                      "needs 4")
-        assert pools.info(ctx, "b")["vfs_per_pf"] == 3
+        assert pools.info(ctx, "b").vfs_per_pf == 3
     assert caught.value.exit_code == 4
 
 
@@ -242,8 +242,8 @@ def test_igb_sysfs_pool_does_not_conflict_with_a_module_param_pool(
     sim, ctx = igb
     define(ctx, "a", "enp5s0f0", vfs=3, method="module-param")
     define(ctx, "b", "enp5s0f1", vfs=5, method="sysfs")
-    assert [pool["name"] for pool in pools.list_pools(ctx, include_inactive=True)] == ["a", "b"]
-    assert [(pools.info(ctx, name)["pfs"][0]["method"], pools.info(ctx, name)["vfs_per_pf"])
+    assert [pool.name for pool in pools.list_pools(ctx, include_inactive=True)] == ["a", "b"]
+    assert [(pools.info(ctx, name).pfs[0].method, pools.info(ctx, name).vfs_per_pf)
             for name in ("a", "b")] == [("module-param", 3), ("sysfs", 5)]
     # The reload for a takes enp5s0f1 down too (b is not active yet): allowed explicitly.
     pools.start(ctx, "a", timeout=T, allow_disruption=True)
@@ -289,7 +289,7 @@ def test_modprobe_failure_restores_the_previous_options_on_resize(
         pools.resize(ctx, "a", 5, timeout=T)
     assert modprobe_conf(sim, "igb").read_text() == conf_text("igb", "max_vfs=3")
     record = pools.info(ctx, "a")
-    assert (record["state"], record["vfs_per_pf"], record["needs_start"]) == ("active", 3,
+    assert (record.state, record.vfs_per_pf, record.needs_start) == ("active", 3,
                                                                               False)
     assert vf_rows(ctx) == rows
     assert (numvfs(sim, I350_0), numvfs(sim, I350_1)) == (3, 3)
@@ -348,9 +348,9 @@ def test_module_param_vfs_come_back_by_themselves_at_reboot(
         assert numvfs(sim, pf) == 3
         assert [(index, bdf) for _, index, bdf, _, _ in rows] == host_vfs(sim, pf)
         record = pools.info(ctx, "a")
-        assert (record["state"], record["needs_start"]) == ("active", False)
+        assert (record.state, record.needs_start) == ("active", False)
         assert pools.start_autostarted(ctx, timeout=T) == []
-        assert pools.start(ctx, "a", timeout=T)["already_active"] is True
+        assert pools.start(ctx, "a", timeout=T).already_active is True
         assert vf_rows(ctx) == rows
 
 
@@ -390,4 +390,4 @@ def test_reload_does_not_silently_resize_another_active_pool(
     assert "'s'" in str(caught.value)
     assert numvfs(sim, I350_1) == 5
     assert vf_rows(ctx) == rows
-    assert pools.info(ctx, "s")["needs_start"] is False
+    assert pools.info(ctx, "s").needs_start is False

@@ -17,6 +17,7 @@ from vfpool.model.pool import PfRef, VfDefaults, check_member
 from vfpool.model.snapshot import PfSnapshot
 from vfpool.service import pools
 from vfpool.service.context import Context
+from vfpool.service.results import VfCounts
 from vfpool.sim.host import SimHost
 
 
@@ -32,8 +33,8 @@ def test_pools_sharing_a_pf_start_in_either_order(sim: SimHost, ctx: Context,
     # The first start sized the PF for both pools, so the second needed no N→0→M.
     assert numvfs(sim, I40E1) == 16
     assert host_vfs(sim, I40E1) == before
-    assert record["changed"] == []
-    counts = {name: pools.info(ctx, name)["vfs"]["free"] for name in ("low", "high")}
+    assert record.changed == ()
+    counts = {name: pools.info(ctx, name).vfs.free for name in ("low", "high")}
     assert counts == {"low": 8, "high": 8}
 
 
@@ -41,11 +42,11 @@ def test_an_inactive_pool_has_no_leasable_vfs_even_with_keep_vfs(sim: SimHost,
                                                                   ctx: Context) -> None:
     define(ctx, "a", "enp133s0f0", vfs=3)
     pools.start(ctx, "a")
-    assert pools.info(ctx, "a")["vfs"]["free"] == 3
+    assert pools.info(ctx, "a").vfs.free == 3
     pools.destroy(ctx, "a", keep_vfs=True)
     record = pools.info(ctx, "a")
-    assert record["vfs"] == {"total": 0, "free": 0, "leased": 0, "reserved": 0, "unusable": 0}
-    assert record["pfs"][0]["numvfs"] == 3  # the VFs are still on the host
+    assert record.vfs == VfCounts()
+    assert record.pfs[0].numvfs == 3  # the VFs are still on the host
 
 
 def test_a_netdev_mode_needs_a_known_vf_net_driver() -> None:

@@ -188,7 +188,7 @@ def _postgresql_writer_that_never_lets_go(url: str) -> Iterator[None]:
 def _assert_nothing_was_leased(root: Path) -> None:
     with open_context(sim=root) as ctx:
         assert leases.list_leases(ctx, include_finished=True) == []
-        assert pools.info(ctx, "p")["vfs"]["free"] == 2
+        assert pools.info(ctx, "p").vfs.free == 2
 
 
 @only_backend("sqlite")

@@ -119,7 +119,7 @@ class Pools(RuleBasedStateMachine):
         """A power cycle, then what the boot runs: start the pools that were active, and
         reconcile."""
         self.sim.clear_faults()
-        active = [pool["name"] for pool in pools.list_pools(self.ctx)]
+        active = [pool.name for pool in pools.list_pools(self.ctx)]
         self.sim.reboot()
         for name in active:
             self._try("start", lambda name=name: pools.start(self.ctx, name, timeout=0.5))
@@ -147,11 +147,11 @@ class Pools(RuleBasedStateMachine):
 
         by_pool = self.ctx.store.read(active_by_pool)
         for pool in pools.list_pools(self.ctx):
-            vfs = pool["vfs"]
+            vfs = pool.vfs.as_dict()
             assert vfs["total"] == vfs["free"] + vfs["leased"] + vfs["reserved"] + \
                 vfs["unusable"], pool
-            assert vfs["reserved"] == 0, f"a VF of {pool['name']} was left reserved: {vfs}"
-            assert vfs["leased"] == by_pool.get(pool["name"], 0), (pool["name"], vfs, by_pool)
+            assert vfs["reserved"] == 0, f"a VF of {pool.name} was left reserved: {vfs}"
+            assert vfs["leased"] == by_pool.get(pool.name, 0), (pool.name, vfs, by_pool)
         live = live_leases(self.root)
         assert all(lease.state == "active" for lease in live), \
             [(lease.id, lease.state) for lease in live]

@@ -117,7 +117,7 @@ def test_pool_and_pf_counts(report: Report) -> None:
 
 def test_counts_agree_with_pool_info(scenario_ctx: Context, report: Report) -> None:
     for pool in report.pools:
-        assert pool.vfs == pools.info(scenario_ctx, pool.name)["vfs"]
+        assert pool.vfs == pools.info(scenario_ctx, pool.name).vfs.as_dict()
 
 
 def test_vf_rows_carry_their_live_lease(report: Report) -> None:

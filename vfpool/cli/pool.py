@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -14,6 +13,7 @@ from vfpool.cli.render import fields as render_fields
 from vfpool.errors import InvalidInput
 from vfpool.model.pool import VfDefaults, validate_link_state
 from vfpool.service import pools as pool_service
+from vfpool.service.results import PoolChanged, PoolDestroyed, PoolInfo
 
 app = VfpoolTyper(help="Network pools of VFs.")
 
@@ -46,30 +46,33 @@ def read_definition(file: Path) -> str:
                            "UTF-8") from None
 
 
-def _note_lost(record: dict[str, Any]) -> None:
+def _note_lost(record: PoolInfo) -> None:
     """Say which leases a disruptive change cost: their VFs were reset under them."""
-    lost = record.get("lost") or []
+    lost = record.lost if isinstance(record, PoolChanged | PoolDestroyed) else ()
     if lost:
         note(f"note: lease(s) {', '.join(map(str, lost))} lost: --allow-disruption reset "
              "their VFs")
 
 
-def _pool_lines(record: dict[str, Any]) -> str:
-    defaults = ", ".join(f"{key}={cell(value)}" for key, value in record["defaults"].items()
+def _state(record: PoolInfo) -> str:
+    return record.state + (" (needs start)" if record.needs_start else "")
+
+
+def _pool_lines(record: PoolInfo) -> str:
+    defaults = ", ".join(f"{key}={cell(value)}" for key, value in record.defaults.as_dict().items()
                          if value is not None) or "-"
-    vfs = record["vfs"]
-    state = record["state"] + (" (needs start)" if record["needs_start"] else "")
-    fields = [("name", record["name"]), ("state", state), ("autostart", record["autostart"]),
-              ("method", record["method"]), ("mode", record["mode"]),
-              ("vfs per PF", record["vfs_per_pf"]),
-              ("vfs", f"{vfs['total']} total, {vfs['free']} free, {vfs['leased']} leased, "
-                      f"{vfs['reserved']} reserved, {vfs['unusable']} unusable"),
+    vfs = record.vfs
+    fields = [("name", record.name), ("state", _state(record)), ("autostart", record.autostart),
+              ("method", record.method), ("mode", record.mode),
+              ("vfs per PF", record.vfs_per_pf),
+              ("vfs", f"{vfs.total} total, {vfs.free} free, {vfs.leased} leased, "
+                      f"{vfs.reserved} reserved, {vfs.unusable} unusable"),
               ("defaults", defaults),
-              *([("select", "; ".join(record["select"]))] if record.get("select") else [])]
+              *([("select", "; ".join(map(str, record.select)))] if record.select else [])]
     lines = [render_fields(fields)]
     lines += ["", table(["PF", "NETDEV", "DRIVER", "METHOD", "RANGE", "NUMVFS", "TOTALVFS"],
-                        [[pf["pci"], pf["netdev"], pf["driver"], pf["method"], pf["range"],
-                          pf["numvfs"], pf["totalvfs"]] for pf in record["pfs"]])]
+                        [[pf.pci, pf.netdev, pf.driver, pf.method, pf.range, pf.numvfs,
+                          pf.totalvfs] for pf in record.pfs])]
     return "\n".join(lines)
 
 
@@ -131,10 +134,10 @@ def define(
             spec = pool_service.parse_spec(name, pfs, vfs, method, mode, defaults, select)
             record = pool_service.define(ctx, spec)
     if as_json:
-        emit_json(record)
+        emit_json(record.document())
     else:
-        emit(f"defined pool {record['name']} (inactive); start it with `vfpool pool start "
-             f"{record['name']}`")
+        emit(f"defined pool {record.name} (inactive); start it with `vfpool pool start "
+             f"{record.name}`")
 
 
 @app.command("dumpconfig")
@@ -173,16 +176,16 @@ def start(
                 results = pool_service.start_autostarted(
                     ctx, allow_disruption=allow_disruption, timeout=timeout, progress=shown)
             if as_json:
-                emit_json(results)
+                emit_json([result.document() for result in results])
             else:
-                lines = [f"{r['name']}: {r['result']}" + (f": {r['error']}" if r["error"]
-                                                          else "") for r in results]
+                lines = [f"{r.name}: {r.result}" + (f": {r.error}" if r.error else "")
+                         for r in results]
                 emit("\n".join(lines) if lines else "no autostart pools")
-            failed = [r for r in results if r["error"]]
+            failed = [r for r in results if r.error]
             for result in failed:
-                note(f"error: pool {result['name']}: {result['error']}")
+                note(f"error: pool {result.name}: {result.error}")
             if failed:
-                raise typer.Exit(max(r["exit_code"] for r in failed))
+                raise typer.Exit(max(r.exit_code or 1 for r in failed))
             return
         assert name is not None
         with progress(f"start pool {name}") as shown:
@@ -190,12 +193,11 @@ def start(
                                         timeout=timeout, progress=shown)
     _note_lost(record)
     if as_json:
-        emit_json(record)
-    elif record["already_active"]:
+        emit_json(record.document())
+    elif record.already_active:
         emit(f"pool {name} is already active; nothing to do")
     else:
-        emit(f"started pool {name}: {record['vfs']['total']} VFs, "
-             f"{record['vfs']['free']} free")
+        emit(f"started pool {name}: {record.vfs.total} VFs, {record.vfs.free} free")
 
 
 @app.command("destroy")
@@ -218,9 +220,9 @@ def destroy(
                                       allow_disruption=allow_disruption, progress=shown)
     _note_lost(record)
     if as_json:
-        emit_json(record)
+        emit_json(record.document())
     else:
-        released = f", released {len(record['released'])} lease(s)" if record["released"] else ""
+        released = f", released {len(record.released)} lease(s)" if record.released else ""
         emit(f"destroyed pool {name}{released}")
 
 
@@ -253,7 +255,7 @@ def autostart(
     with settings(cli).context() as ctx:
         record = pool_service.set_autostart(ctx, name, not disable)
     if as_json:
-        emit_json(record)
+        emit_json(record.document())
     else:
         emit(f"pool {name} {'will not' if disable else 'will'} be started at boot")
 
@@ -278,7 +280,7 @@ def resize(
                                      timeout=timeout, progress=shown)
     _note_lost(record)
     if as_json:
-        emit_json(record)
+        emit_json(record.document())
     else:
         emit(f"pool {name} now has {vfs} VFs per PF")
 
@@ -298,17 +300,16 @@ def list_(
     with settings(cli).reader() as ctx:
         records = pool_service.list_pools(ctx, include_inactive=include_inactive)
     if as_json:
-        emit_json(records)
+        emit_json([record.document() for record in records])
         return
     if not records:
         note("no pools are defined; define one with `vfpool pool define NAME --pf PF "
              "--vfs N`" if include_inactive else "no active pools; `vfpool pool list --all` "
              "shows defined ones, `vfpool pool start NAME` starts one")
     emit(table(["NAME", "STATE", "AUTOSTART", "METHOD", "MODE", "PFS", "FREE/TOTAL"],
-               [[r["name"], r["state"] + (" (needs start)" if r["needs_start"] else ""),
-                 r["autostart"], r["method"], r["mode"],
-                 ",".join(pf["netdev"] or pf["pci"] for pf in r["pfs"]),
-                 f"{r['vfs']['free']}/{r['vfs']['total']}"] for r in records]))
+               [[r.name, _state(r), r.autostart, r.method, r.mode,
+                 ",".join(pf.netdev or pf.pci for pf in r.pfs), f"{r.vfs.free}/{r.vfs.total}"]
+                for r in records]))
 
 
 @app.command("show")
@@ -326,7 +327,7 @@ def show(
     with settings(cli).reader() as ctx:
         record = pool_service.info(ctx, name)
     if as_json:
-        emit_json(record)
+        emit_json(record.document())
     else:
         emit(_pool_lines(record))
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from vfpool.model.snapshot import PfSnapshot
 from vfpool.service.context import Context
+from vfpool.service.results import PfDetail, PfInfo, PfVf
 from vfpool.store.queries import Queries
 
 if TYPE_CHECKING:
@@ -25,22 +26,12 @@ def pool_of_pfs(ctx: Context) -> dict[str, str]:
     return {pci: ",".join(pool_names) for pci, pool_names in names.items()}
 
 
-def pf_record(pf: PfSnapshot, pool: str | None) -> dict[str, Any]:
-    """The `pf list` row, with the keys from DESIGN.md (and ``netdevs`` for two-port PFs)."""
-    return {
-        "pci": str(pf.pci),
-        "netdev": pf.netdev,
-        "driver": pf.driver,
-        "vendor": f"{pf.vendor:04x}",
-        "device": f"{pf.device:04x}",
-        "model": pf.model,
-        "totalvfs": pf.totalvfs,
-        "numvfs": pf.numvfs,
-        "numa_node": pf.numa_node,
-        "link": pf.link,
-        "pool": pool,
-        "netdevs": [netdev.name for netdev in pf.netdevs],
-    }
+def pf_record(pf: PfSnapshot, pool: str | None) -> PfInfo:
+    """The `pf list` row: the keys from DESIGN.md (and ``netdevs`` for two-port PFs)."""
+    return PfInfo(pci=str(pf.pci), netdev=pf.netdev, driver=pf.driver,
+                  vendor=f"{pf.vendor:04x}", device=f"{pf.device:04x}", model=pf.model,
+                  totalvfs=pf.totalvfs, numvfs=pf.numvfs, numa_node=pf.numa_node,
+                  link=pf.link, pool=pool, netdevs=tuple(netdev.name for netdev in pf.netdevs))
 
 
 def merge_udev(sysfs_pfs: list[PfSnapshot], udev_pfs: list[UdevPf]) -> list[PfSnapshot]:
@@ -75,22 +66,21 @@ def discover(ctx: Context) -> list[PfSnapshot]:
         return snapshots
 
 
-def list_pfs(ctx: Context) -> list[dict[str, Any]]:
+def list_pfs(ctx: Context) -> list[PfInfo]:
     pools = pool_of_pfs(ctx)
     return [pf_record(pf, pools.get(str(pf.pci))) for pf in discover(ctx)]
 
 
-def show_pf(ctx: Context, name: str) -> dict[str, Any]:
+def show_pf(ctx: Context, name: str) -> PfDetail:
     """One PF with its SR-IOV geometry and VFs. ``name`` is a BDF or a netdev name."""
     pf = ctx.sysfs.resolve_pf(name)
-    record = pf_record(pf, pool_of_pfs(ctx).get(str(pf.pci)))
-    record.update({
-        "vf_device": f"{pf.vf_device:04x}" if pf.vf_device is not None else None,
-        "offset": pf.offset,
-        "stride": pf.stride,
-        "drivers_autoprobe": pf.drivers_autoprobe,
-        "vfs": [{"index": vf.index, "pci": str(vf.pci), "netdev": vf.netdev,
-                 "driver": vf.driver, "mac": vf.netdevs[0].mac if vf.netdevs else None}
-                for vf in pf.vfs],
-    })
-    return record
+    row = pf_record(pf, pool_of_pfs(ctx).get(str(pf.pci)))
+    return PfDetail(
+        **{field.name: getattr(row, field.name) for field in fields(PfInfo)},
+        vf_device=f"{pf.vf_device:04x}" if pf.vf_device is not None else None,
+        offset=pf.offset,
+        stride=pf.stride,
+        drivers_autoprobe=pf.drivers_autoprobe,
+        vfs=tuple(PfVf(index=vf.index, pci=str(vf.pci), netdev=vf.netdev, driver=vf.driver,
+                       mac=vf.netdevs[0].mac if vf.netdevs else None) for vf in pf.vfs),
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
@@ -62,6 +62,16 @@ from vfpool.service import leases as lease_service
 from vfpool.service.context import Context
 from vfpool.service.leases import member_range as range_of
 from vfpool.service.progress import Progress, quiet
+from vfpool.service.results import (
+    AutostartOutcome,
+    AutostartResult,
+    PoolChanged,
+    PoolDestroyed,
+    PoolInfo,
+    PoolMember,
+    PoolStarted,
+    VfCounts,
+)
 from vfpool.store import Lease, Pf, Pool, PoolPf, Vf, utcnow
 from vfpool.store.queries import Queries
 from vfpool.store.states import LIVE_LEASE_STATES, LeaseState, Method, Mode, PoolState, VfState
@@ -111,9 +121,9 @@ def selectors_of(pool: Pool) -> tuple[PfSelector, ...]:
     return tuple(PfSelector.parse(line) for line in (pool.selectors or "").splitlines() if line)
 
 
-def _vf_counts(session: Session, pool: Pool) -> dict[str, int]:
+def _vf_counts(session: Session, pool: Pool) -> VfCounts:
     """The pool's VFs by state; an inactive pool has none to lease, so all zero."""
-    return Queries(session).vf_counts(pool)
+    return VfCounts.from_counts(Queries(session).vf_counts(pool))
 
 
 def _snapshots(ctx: Context, pcis: Iterable[str]) -> dict[str, PfSnapshot | None]:
@@ -147,8 +157,8 @@ def _live(session: Session, pcis: Iterable[str]) -> list[LiveLease]:
             for lease, name in Queries(session).live_leases_on(pcis)]
 
 
-def _record(session: Session, pool: Pool, snapshots: Snapshots) -> dict[str, Any]:
-    """A pool with the keys from DESIGN.md, its PFs as ``snapshots`` show them."""
+def _record(session: Session, pool: Pool, snapshots: Snapshots) -> PoolInfo:
+    """A pool, its PFs as ``snapshots`` show them."""
     pfs = []
     needs_start = False
     uses = _uses(session, [member.pf_pci for member in pool.members])
@@ -158,44 +168,47 @@ def _record(session: Session, pool: Pool, snapshots: Snapshots) -> dict[str, Any
         if pool.state == PoolState.ACTIVE and not in_place_or_more(host,
                                                            wanted_count(uses[member.pf_pci])):
             needs_start = True
-        pfs.append({
-            "pci": member.pf_pci,
-            "netdev": host.netdev if host else member.pf.netdev,
-            "driver": host.driver if host else member.pf.driver,
-            "numvfs": host.numvfs if host else None,
-            "totalvfs": host.totalvfs if host else member.pf.totalvfs,
-            "range": str(member_range) if member_range else None,
-            "method": resolve_method(pool.method,
-                                     driver_info(host.driver if host else member.pf.driver)),
-        })
+        pfs.append(PoolMember(
+            pci=member.pf_pci,
+            netdev=host.netdev if host else member.pf.netdev,
+            driver=host.driver if host else member.pf.driver,
+            numvfs=host.numvfs if host else None,
+            totalvfs=host.totalvfs if host else member.pf.totalvfs,
+            range=str(member_range) if member_range else None,
+            method=resolve_method(pool.method,
+                                  driver_info(host.driver if host else member.pf.driver)),
+        ))
     spec = spec_of(pool)
-    return {
-        "name": pool.name,
-        "state": pool.state,
-        "autostart": pool.autostart,
-        "method": pool.method,
-        "mode": pool.mode,
-        "pfs": pfs,
-        "vfs": _vf_counts(session, pool),
-        "defaults": spec.defaults.as_dict(),
-        "vfs_per_pf": pool.vfs_per_pf,
-        "needs_start": needs_start,
-        # Only a pool that chooses its PFs at start has selectors; "pfs" are those chosen.
-        **({"select": [str(selector) for selector in spec.selectors]} if spec.selectors
-           else {}),
-    }
+    return PoolInfo(
+        name=pool.name,
+        state=pool.state,
+        autostart=pool.autostart,
+        method=pool.method,
+        mode=pool.mode,
+        pfs=tuple(pfs),
+        vfs=_vf_counts(session, pool),
+        defaults=spec.defaults,
+        vfs_per_pf=pool.vfs_per_pf,
+        needs_start=needs_start,
+        select=spec.selectors,
+    )
+
+
+def _fields(record: PoolInfo, kind: type[PoolInfo] = PoolInfo) -> dict[str, Any]:
+    """The fields ``kind`` has of ``record``, to build a result that extends it."""
+    return {field.name: getattr(record, field.name) for field in fields(kind)}
 
 
 def _member_pcis(session: Session, name: str) -> list[str]:
     return [member.pf_pci for member in _pool(session, name).members]
 
 
-def info(ctx: Context, name: str) -> dict[str, Any]:
+def info(ctx: Context, name: str) -> PoolInfo:
     snapshots = _snapshots(ctx, ctx.store.read(lambda s: _member_pcis(s, name)))
     return ctx.store.read(lambda s: _record(s, _pool(s, name), snapshots))
 
 
-def list_pools(ctx: Context, *, include_inactive: bool = False) -> list[dict[str, Any]]:
+def list_pools(ctx: Context, *, include_inactive: bool = False) -> list[PoolInfo]:
     """Active pools, as `virsh net-list`; with ``include_inactive``, all of them."""
     def listed(session: Session) -> list[Pool]:
         return Queries(session).pools(include_inactive=include_inactive)
@@ -292,13 +305,13 @@ def _param_conflict(info_: DriverInfo, first: tuple[int, str], second: tuple[int
             f"{second[1]!r} needs {second[0]}")
 
 
-def define(ctx: Context, spec: PoolSpec) -> dict[str, Any]:
+def define(ctx: Context, spec: PoolSpec) -> PoolInfo:
     """Validate a definition against the host and store it, inactive."""
     spec.validate()
     members = _resolve_members(ctx, spec)
     snapshots = {str(pf.pci): pf for _, pf in members}
 
-    def store_it(session: Session) -> dict[str, Any]:
+    def store_it(session: Session) -> PoolInfo:
         if Queries(session).pool_exists(spec.name):
             raise Conflict(f"pool {spec.name!r} already exists")
         _check_overlaps(session, members)
@@ -340,10 +353,10 @@ def undefine(ctx: Context, name: str) -> None:
         ctx.store.write(forget, operation=f"pool undefine {name}")
 
 
-def set_autostart(ctx: Context, name: str, enabled: bool) -> dict[str, Any]:
+def set_autostart(ctx: Context, name: str, enabled: bool) -> PoolInfo:
     snapshots = _snapshots(ctx, ctx.store.read(lambda s: _member_pcis(s, name)))
 
-    def mark(session: Session) -> dict[str, Any]:
+    def mark(session: Session) -> PoolInfo:
         pool = _pool(session, name)
         pool.autostart = enabled
         events.record(session, "pool.autostart", pool=name, enabled=enabled)
@@ -560,7 +573,7 @@ def _lose(session: Session, lease_ids: Iterable[int], why: str, *,
 
 def _apply(ctx: Context, name: str, locked: set[str], *, allow_disruption: bool,
            timeout: float, progress: Progress, action: str,
-           snapshots: Snapshots | None = None, link_timeout: float | None = None) -> dict[str, Any]:
+           snapshots: Snapshots | None = None, link_timeout: float | None = None) -> PoolChanged:
     """Bring the host to the pool's definition, verify, wait for the PF links that sizing
     took down, inventory, and mark the pool active. Runs under the exclusive locks of
     ``locked``."""
@@ -625,7 +638,7 @@ def _apply(ctx: Context, name: str, locked: set[str], *, allow_disruption: bool,
 
     lost = sorted({lease.id for lease in reset})
 
-    def activate(session: Session) -> dict[str, Any]:
+    def activate(session: Session) -> PoolChanged:
         pool = _pool(session, name)
         was_active = pool.state == PoolState.ACTIVE
         _lose(session, lost, f"its VF was reset by {action} {name} with --allow-disruption")
@@ -640,15 +653,12 @@ def _apply(ctx: Context, name: str, locked: set[str], *, allow_disruption: bool,
         events.record(session, action, pool=name, changed=changed, was_active=was_active,
                       lost=lost)
         session.flush()
-        record = _record(session, pool, {**snapshots, **verified})
-        record["changed"] = changed
-        record["lost"] = lost
-        if links_down:  # only then: the record's keys are otherwise as before
-            record["warnings"] = [message for _, _, message in links_down.values()]
-        return record
+        return PoolChanged(**_fields(_record(session, pool, {**snapshots, **verified})),
+                           changed=tuple(changed), lost=tuple(lost),
+                           warnings=tuple(message for _, _, message in links_down.values()))
 
     record = ctx.store.write(activate, operation=f"recording {action} {name}")
-    for warning in record.get("warnings", []):
+    for warning in record.warnings:
         # With no logging set up (the CLI), Python prints a warning's text alone on stderr.
         _log.warning("%s", warning)
     return record
@@ -738,51 +748,49 @@ def _choose_selected(ctx: Context, name: str, progress: Progress) -> None:
 
 def start(ctx: Context, name: str, *, allow_disruption: bool = False,
           timeout: float = DEFAULT_TIMEOUT, progress: Progress = quiet,
-          link_timeout: float | None = None) -> dict[str, Any]:
+          link_timeout: float | None = None) -> PoolStarted:
     """Start a pool. Idempotent: an active pool whose PFs are in place is left alone, and the
     result says so (``already_active``); an active pool whose VFs are gone (after a reboot)
     is brought back with the same VF indices and addresses."""
     ctx.require_root(f"pool start {name}")
     _choose_selected(ctx, name, progress)
 
-    def change(locked: set[str]) -> dict[str, Any]:
+    def change(locked: set[str]) -> PoolStarted:
         snapshots = _snapshots(ctx, sorted(locked))
         state = ctx.store.read(lambda s: _gather(s, name, locked))
         if state.active and not _needs_start(state, snapshots):
             record = ctx.store.read(lambda s: _record(s, _pool(s, name), snapshots))
-            record["already_active"] = True
-            return record
-        record = _apply(ctx, name, locked, allow_disruption=allow_disruption, timeout=timeout,
-                        progress=progress, action="pool.start", snapshots=snapshots,
-                        link_timeout=link_timeout)
-        record["already_active"] = False
-        return record
+            return PoolStarted(**_fields(record), changed=(), lost=(), already_active=True)
+        applied = _apply(ctx, name, locked, allow_disruption=allow_disruption, timeout=timeout,
+                         progress=progress, action="pool.start", snapshots=snapshots,
+                         link_timeout=link_timeout)
+        return PoolStarted(**_fields(applied, PoolChanged), already_active=False)
 
     return _locked(ctx, name, change)
 
 
 def start_autostarted(ctx: Context, *, allow_disruption: bool = False,
                       timeout: float = DEFAULT_TIMEOUT,
-                      progress: Progress = quiet) -> list[dict[str, Any]]:
+                      progress: Progress = quiet) -> list[AutostartResult]:
     """Start every autostart pool; one failure does not stop the others. Starts do not depend
     on each other's order: a PF is sized for every pool defined on it at its first start."""
     ctx.require_root("pool start --autostarted")
     names = ctx.store.read(lambda s: Queries(s).autostart_names())
-    results: list[dict[str, Any]] = []
+    results: list[AutostartResult] = []
     for name in names:
         try:
             record = start(ctx, name, allow_disruption=allow_disruption, timeout=timeout,
                            progress=progress)
-            results.append({"name": name, "result": "already active" if
-                            record["already_active"] else "started", "error": None})
+            results.append(AutostartResult(name, AutostartOutcome.ALREADY_ACTIVE if
+                                           record.already_active else AutostartOutcome.STARTED))
         except VfpoolError as exc:
-            results.append({"name": name, "result": "failed", "error": str(exc),
-                            "exit_code": exc.exit_code})
+            results.append(AutostartResult(name, AutostartOutcome.FAILED, str(exc),
+                                           exc.exit_code))
     return results
 
 
 def destroy(ctx: Context, name: str, *, force: bool = False, keep_vfs: bool = False,
-            allow_disruption: bool = False, progress: Progress = quiet) -> dict[str, Any]:
+            allow_disruption: bool = False, progress: Progress = quiet) -> PoolDestroyed:
     """Deactivate a pool; refused while it has leases unless ``force`` releases them."""
     ctx.require_root(f"pool destroy {name}")
 
@@ -797,7 +805,7 @@ def destroy(ctx: Context, name: str, *, force: bool = False, keep_vfs: bool = Fa
                            "them or pass --force")
         return sorted(lease.id for lease in leases)
 
-    def change(locked: set[str]) -> dict[str, Any]:
+    def change(locked: set[str]) -> PoolDestroyed:
         lease_ids = ctx.store.read(leases_of)
         for lease_id in lease_ids:
             lease_service.release_locked(ctx, lease_id, reason=f"pool destroy --force {name}")
@@ -809,7 +817,7 @@ def destroy(ctx: Context, name: str, *, force: bool = False, keep_vfs: bool = Fa
         lost = sorted({lease.id for lease in reset})
         snapshots = _snapshots(ctx, ctx.store.read(lambda s: _member_pcis(s, name)))
 
-        def deactivate(session: Session) -> dict[str, Any]:
+        def deactivate(session: Session) -> PoolDestroyed:
             pool = _pool(session, name)
             for pci in emptied:
                 for row in Queries(session).vfs_of_pf(pci):
@@ -824,9 +832,8 @@ def destroy(ctx: Context, name: str, *, force: bool = False, keep_vfs: bool = Fa
             if pool.selectors:
                 # A selector pool holds its PFs only while active; its next start chooses.
                 pool.members.clear()
-            record["released"] = lease_ids
-            record["lost"] = lost
-            return record
+            return PoolDestroyed(**_fields(record), released=tuple(lease_ids),
+                                 lost=tuple(lost))
 
         return ctx.store.write(deactivate, operation=f"recording pool destroy {name}")
 
@@ -876,15 +883,15 @@ def _empty_pfs(ctx: Context, name: str, locked: set[str], reset: list[LiveLease]
 
 def resize(ctx: Context, name: str, vfs: int, *, allow_disruption: bool = False,
            timeout: float = DEFAULT_TIMEOUT, progress: Progress = quiet,
-           link_timeout: float | None = None) -> dict[str, Any]:
+           link_timeout: float | None = None) -> PoolInfo | PoolChanged:
     """Change a pool's VFs per PF. An active pool is resized on the host at once, but never
     below a leased VF."""
     ctx.require_root(f"pool resize {name}")
 
-    def change(locked: set[str]) -> dict[str, Any]:
+    def change(locked: set[str]) -> PoolInfo | PoolChanged:
         snapshots = _snapshots(ctx, sorted(locked))
 
-        def set_count(session: Session) -> tuple[int, bool, dict[str, Any] | None]:
+        def set_count(session: Session) -> tuple[int, bool, PoolInfo | None]:
             pool = _pool(session, name)
             spec = spec_of(pool)
             new_spec = PoolSpec(spec.name, spec.pfs, vfs, spec.method, spec.mode,

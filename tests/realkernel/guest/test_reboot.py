@@ -66,8 +66,8 @@ def test_boot_2_autostart_brings_the_pools_back_at_the_same_addresses() -> None:
         from vfpool.service import pools
 
         started = pools.start_autostarted(host.context)
-        assert {pool["name"] for pool in started} >= {"rb-mod", "rb-sys"}
-        active = {pool["name"]: pool["state"] for pool in host.pools()}
+        assert {pool.name for pool in started} >= {"rb-mod", "rb-sys"}
+        active = {pool.name: pool.state for pool in host.pools()}
     assert active == {"rb-mod": "active", "rb-sys": "active"}
     addresses = state["addresses"]  # type: ignore[index]
     assert realhost.virtfns(str(PF0)) == addresses[str(PF0)]

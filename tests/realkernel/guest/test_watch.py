@@ -24,7 +24,7 @@ PF1 = PF_ADDRESSES[1]
 
 def counts(db: str) -> dict[str, Any]:
     with open_context(db=db) as ctx:
-        return dict(pools.info(ctx, "w")["vfs"])
+        return pools.info(ctx, "w").vfs.as_dict()
 
 
 def test_watch_follows_a_pf_removed_rescanned_and_restarted(db: str) -> None:
