@@ -535,8 +535,8 @@ def _inventory(session: Session, pool: Pool, members: list[_Member],
         claimed = claimed_range(member.vf_range, pf.totalvfs)
         queries = Queries(session)
         rows = queries.vfs_in(member.pci, claimed.start, claimed.end)
-        held = {row.vf_index for row in rows.values()
-                if queries.live_lease_of_vf(row.id) is not None}
+        leased = queries.vf_ids_with_live_lease([row.id for row in rows.values()])
+        held = {row.vf_index for row in rows.values() if row.id in leased}
         changes = plan_inventory(pf, used_indices(member.vf_range, pool.vfs_per_pf),
                                  {index: (row.state, row.reason) for index, row in rows.items()},
                                  held)
