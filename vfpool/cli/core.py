@@ -13,6 +13,7 @@ library only, never a subcommand module, the service layer or the store.
 from __future__ import annotations
 
 import difflib
+import os
 import signal
 import threading
 import typing
@@ -74,19 +75,40 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 def stop_on_signals(stop: threading.Event) -> Iterator[list[str]]:
     """For commands that run until stopped (`watch`, `events --follow`): SIGTERM and SIGINT
     set ``stop``, and the loop ends after the work in hand; yields the names of the signals
-    received. The previous handlers come back afterwards."""
+    received. The previous handlers come back afterwards.
+
+    The handler itself takes no lock: it only notes the signal. A handler that called
+    ``stop.set()`` ran in the main thread, which may be inside ``stop.wait()`` holding the
+    Event's own lock at that moment, and then waited for that lock forever (CI saw `events
+    --follow` ignore SIGTERM). Python's C-level handler writes each signal's number to a
+    wakeup pipe before any Python code runs; a thread reads it and sets ``stop``."""
     received: list[str] = []
+    wanted = {int(signum) for signum in STOP_SIGNALS}
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         received.append(signal.Signals(signum).name)
-        stop.set()
+
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+
+    def relay() -> None:
+        while data := os.read(read_end, 64):
+            if wanted.intersection(data):
+                stop.set()
 
     previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
+    previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    relay_thread = threading.Thread(target=relay, name="vfpool-stop-signals", daemon=True)
+    relay_thread.start()
     try:
         yield received
     finally:
+        signal.set_wakeup_fd(previous_fd)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        os.close(write_end)  # the relay reads end-of-file and ends
+        relay_thread.join(timeout=5)
+        os.close(read_end)
 
 
 # -- The global options, accepted after a subcommand too ---------------------------------------
