@@ -30,6 +30,7 @@ from sqlalchemy.engine import make_url
 from tests.conftest import NO_STORE, EnvStore, only_backend, run_as_nobody
 from tests.races import (
     CALL_TIMEOUT,
+    Call,
     background,
     holds,
     pf_lock,
@@ -191,6 +192,18 @@ def _assert_nothing_was_leased(root: Path) -> None:
         assert pools.info(ctx, "p").vfs.free == 2
 
 
+def _assert_busy_and_nothing_leased(call: Call, shown_url: str, root: Path) -> None:
+    """`lease acquire --lock-timeout 1` against a store another writer holds: exit 4, one
+    line naming the operation and the store, and no lease."""
+    assert call.returncode == 4, call.describe()
+    assert call.stderr.count("\n") == 1
+    assert call.stderr.startswith("error: the store is busy: lease acquire from pool p waited "
+                                  f"1 s for {shown_url} (")
+    assert call.stderr.endswith("another process keeps it locked); nothing was changed by this "
+                                "step, retry it\n")
+    _assert_nothing_was_leased(root)
+
+
 @only_backend("sqlite")
 def test_a_busy_store_gives_one_line_and_exit_4_with_nothing_done(sim: SimHost) -> None:
     _pool(sim.root)
@@ -201,13 +214,7 @@ def test_a_busy_store_gives_one_line_and_exit_4_with_nothing_done(sim: SimHost) 
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
-    assert call.returncode == 4, call.describe()
-    assert call.stderr.count("\n") == 1
-    assert call.stderr.startswith("error: the store is busy: lease acquire from pool p waited "
-                                  f"1 s for sqlite:///{sim.root}/vfpool.db (")
-    assert call.stderr.endswith("another process keeps it locked); nothing was changed by this "
-                                "step, retry it\n")
-    _assert_nothing_was_leased(sim.root)
+    _assert_busy_and_nothing_leased(call, f"sqlite:///{sim.root}/vfpool.db", sim.root)
 
 
 @only_backend("postgresql")
@@ -222,14 +229,8 @@ def test_a_busy_postgresql_store_gives_one_line_and_exit_4_with_nothing_done(
         except subprocess.TimeoutExpired:
             pytest.fail(f"`lease acquire --lock-timeout 1` still waited for the store after "
                         f"{BUSY_BOUND:g} s (killed)")
-    assert call.returncode == 4, call.describe()
-    assert call.stderr.count("\n") == 1
-    shown = make_url(env_store.url).render_as_string(hide_password=True)
-    assert call.stderr.startswith("error: the store is busy: lease acquire from pool p waited "
-                                  f"1 s for {shown} (")
-    assert call.stderr.endswith("another process keeps it locked); nothing was changed by this "
-                                "step, retry it\n")
-    _assert_nothing_was_leased(sim.root)
+    _assert_busy_and_nothing_leased(
+        call, make_url(env_store.url).render_as_string(hide_password=True), sim.root)
 
 
 @only_backend("sqlite")
