@@ -28,10 +28,16 @@ def current_actor() -> str:
     return f"{user}[{os.getpid()}]"
 
 
+def entry(action: str, *, pool: str | None = None, pf: str | None = None,
+          vf: str | None = None, lease_id: int | None = None, **detail: Any) -> dict[str, Any]:
+    """The columns of one event (without its host and time)."""
+    return {"actor": current_actor(), "action": action, "pool": pool, "pf": pf, "vf": vf,
+            "lease_id": lease_id, "detail": detail or None}
+
+
 def record(session: Session, action: str, *, pool: str | None = None, pf: str | None = None,
            vf: str | None = None, lease_id: int | None = None, **detail: Any) -> Event:
-    event = Event(actor=current_actor(), action=action, pool=pool, pf=pf, vf=vf,
-                  lease_id=lease_id, detail=detail or None)
+    event = Event(**entry(action, pool=pool, pf=pf, vf=vf, lease_id=lease_id, **detail))
     session.add(event)
     return event
 

@@ -28,9 +28,10 @@ import hashlib
 import hmac
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from vfpool.errors import (
@@ -61,8 +62,9 @@ from vfpool.model.vfconfig import (
 from vfpool.service import events
 from vfpool.service.context import Context
 from vfpool.store import Lease, Pool, PoolPf, utcnow
-from vfpool.store.queries import FreeVf, Queries
-from vfpool.store.states import LIVE_LEASE_STATES, LeaseState, Mode, PoolState, VfState
+from vfpool.store.leasing import FreeVfRow, LeaseRow, LeaseRows, PoolRow
+from vfpool.store.queries import Queries
+from vfpool.store.states import LeaseState, Mode, PoolState, VfState
 
 TOKEN_BYTES = 24
 NETDEV_TIMEOUT = 10.0
@@ -110,6 +112,26 @@ def lease_record(ctx: Context, lease: Lease, pool_name: str, *,
     }
 
 
+def lease_document(lease: LeaseRow, *, token: str | None = None) -> dict[str, Any]:
+    """``lease_record`` of a lease read by the lease path's Core statements."""
+    return {
+        "id": lease.id,
+        "pool": lease.pool,
+        "owner": lease.owner,
+        "token": token,
+        "state": lease.state,
+        "mode": lease.mode,
+        "mac": lease.mac,
+        "vlan": lease.vlan,
+        "numa_node": lease.numa_node,
+        "created_at": lease.created_at.isoformat(),
+        "pf": {"pci": lease.pf_pci, "netdev": lease.pf_netdev},
+        "vf": {"index": lease.vf_index, "pci": lease.vf_pci, "netdev": lease.vf_netdev},
+        "owner_pid": lease.owner_pid,
+        "released_at": lease.released_at.isoformat() if lease.released_at else None,
+    }
+
+
 def _pool_named(session: Session, name: str) -> Pool:
     return Queries(session).pool(name)
 
@@ -120,17 +142,17 @@ def _lease(session: Session, lease_id: int) -> Lease:
 
 # ---------------------------------------------------------------- acquire
 
-def _leasable(session: Session, pool_name: str, count: int, *, numa_node: int | None,
-              spread: bool) -> tuple[Pool, list[FreeVf]]:
+def _leasable(rows: LeaseRows, pool_name: str, count: int, *, numa_node: int | None,
+              spread: bool, lock: bool) -> tuple[PoolRow, list[FreeVfRow]]:
     """An active pool and the ``count`` free VFs the allocation policy picks (the requested
     NUMA node first, then the lowest index in pool order, or with ``spread`` the lowest index
-    across PFs in turn); Exhausted when it has fewer."""
-    queries = Queries(session)
-    pool = queries.pool(pool_name)
+    across PFs in turn); Exhausted when it has fewer. ``lock``: lock the chosen rows (an
+    acquire's write transaction)."""
+    pool = rows.pool(pool_name)
     if pool.state != PoolState.ACTIVE:
         raise Conflict(f"pool {pool_name!r} is not active; start it with `vfpool pool start "
                        f"{pool_name}`")
-    chosen = queries.free_vfs(pool, count, numa_node=numa_node, spread=spread)
+    chosen = rows.free_vfs(pool, count, numa_node=numa_node, spread=spread, lock=lock)
     if len(chosen) < count:
         raise Exhausted(f"pool {pool_name!r} has {len(chosen)} free VF(s); {count} "
                         "requested")
@@ -141,9 +163,11 @@ def _leasable(session: Session, pool_name: str, count: int, *, numa_node: int | 
 class _Planned:
     lease_id: int
     token: str
+    vf_id: int
     vf_pci: str
     vf_index: int
     pf_pci: str
+    owner: str
     desired: VfConfig
     driver: str | None  # the VF's driver for the lease's mode
     mtu: int | None
@@ -203,29 +227,35 @@ def _reserve(ctx: Context, pool_name: str, owner: str, count: int, mac: str | No
              link_state: str | None = None) -> tuple[list[_Planned], bool | None]:
     boot_id = ctx.sysfs.boot_id()
 
-    def reserve(session: Session) -> tuple[list[_Planned], bool | None, frozenset[str]]:
-        queries = Queries(session)
-        pool, chosen = _leasable(session, pool_name, count, numa_node=numa_node, spread=spread)
-        members = frozenset(member.pf_pci for member in pool.members)
+    def reserve(connection: Connection, host_id: int | None
+                ) -> tuple[list[_Planned], bool | None, frozenset[str]]:
+        rows = LeaseRows(connection, host_id)
+        pool, chosen = _leasable(rows, pool_name, count, numa_node=numa_node, spread=spread,
+                                 lock=True)
+        members = rows.member_pcis(pool)
         if not members <= locked:
             raise _MembersChanged
         numa_met = None if numa_node is None else all(
-            candidate.pf.numa_node == numa_node for candidate in chosen)
-        if mac is not None and (holder := queries.live_lease_with_mac(mac)) is not None:
-            raise Conflict(f"MAC {mac} is already used by lease {holder.id} of "
-                           f"{holder.owner!r}")
-        taken: set[str] = set()
+            candidate.numa_node == numa_node for candidate in chosen)
+        if mac is not None and (holder := rows.live_lease_with_mac(mac)) is not None:
+            raise Conflict(f"MAC {mac} is already used by lease {holder[0]} of {holder[1]!r}")
+        # Each VF's first generated MAC, checked in one statement; a taken one (rare) is
+        # followed by the next attempt, checked on its own.
+        taken = set() if mac is not None else rows.live_macs(
+            [generated_mac(pool_name, owner, candidate.vf_index) for candidate in chosen])
         planned = []
+        logged = []
         for candidate in chosen:
             lease_mac = mac
             attempt = 0
             while lease_mac is None:
-                wanted = generated_mac(pool_name, owner, candidate.vf.vf_index, attempt)
-                attempt += 1
-                if wanted not in taken and not queries.live_macs([wanted]):
+                wanted = generated_mac(pool_name, owner, candidate.vf_index, attempt)
+                if wanted not in taken and (attempt == 0 or not rows.live_macs([wanted])):
                     lease_mac = wanted
+                attempt += 1
+            taken.add(lease_mac)
             lease_vlan = vlan if vlan is not None else pool.vlan
-            info = driver_info(candidate.pf.driver)
+            info = driver_info(candidate.pf_driver)
             desired = VfConfig(mac=lease_mac, vlan=lease_vlan or 0,
                                qos=(pool.qos or 0) if lease_vlan else 0, spoofchk=pool.spoofchk,
                                trust=pool.trust, link_state=_link_state(
@@ -233,25 +263,26 @@ def _reserve(ctx: Context, pool_name: str, owner: str, count: int, mac: str | No
                                min_tx_rate=pool.min_tx_rate, max_tx_rate=pool.max_tx_rate)
             driver = "vfio-pci" if pool.mode == Mode.VFIO else info.vf_driver
             token = secrets.token_urlsafe(TOKEN_BYTES)
-            lease = Lease(pool_id=pool.id, vf_id=candidate.vf.id, pf_pci=candidate.pf.pci,
-                          vf_pci=candidate.vf.pci, vf_index=candidate.vf.vf_index, owner=owner,
-                          owner_pid=owner_pid, acquirer=acquirer, token_hash=hash_token(token),
-                          state=LeaseState.RESERVED,
-                          mode=pool.mode, mac=lease_mac, vlan=lease_vlan or None,
-                          numa_node=candidate.pf.numa_node, boot_id=boot_id,
-                          applied_config={**desired.as_dict(), "driver": driver,
-                                          "mtu": pool.mtu})
-            candidate.vf.state = VfState.RESERVED
-            taken.add(lease_mac)
-            session.add(lease)
-            session.flush()
-            events.record(session, "lease.reserve", pool=pool_name, pf=candidate.pf.pci,
-                          vf=candidate.vf.pci, lease_id=lease.id, owner=owner)
-            planned.append(_Planned(lease.id, token, candidate.vf.pci, candidate.vf.vf_index,
-                                    candidate.pf.pci, desired, driver, pool.mtu, pool.mode))
+            lease_id = rows.add_lease({
+                "host_id": pool.host_id, "pool_id": pool.id, "vf_id": candidate.vf_id,
+                "pf_pci": candidate.pf_pci, "vf_pci": candidate.vf_pci,
+                "vf_index": candidate.vf_index, "owner": owner, "owner_pid": owner_pid,
+                "acquirer": acquirer, "token_hash": hash_token(token),
+                "state": LeaseState.RESERVED, "mode": pool.mode, "mac": lease_mac,
+                "vlan": lease_vlan or None, "numa_node": candidate.numa_node,
+                "boot_id": boot_id,
+                "applied_config": {**desired.as_dict(), "driver": driver, "mtu": pool.mtu}})
+            logged.append({"host_id": pool.host_id, **events.entry(
+                "lease.reserve", pool=pool_name, pf=candidate.pf_pci, vf=candidate.vf_pci,
+                lease_id=lease_id, owner=owner)})
+            planned.append(_Planned(lease_id, token, candidate.vf_id, candidate.vf_pci,
+                                    candidate.vf_index, candidate.pf_pci, owner, desired,
+                                    driver, pool.mtu, pool.mode))
+        rows.set_vfs([candidate.vf_id for candidate in chosen], VfState.RESERVED)
+        rows.add_events(logged)
         return planned, numa_met, members
 
-    planned, numa_met, members = ctx.store.write(
+    planned, numa_met, members = ctx.store.write_rows(
         reserve, operation=f"lease acquire from pool {pool_name}")
     ctx.pool_pfs[pool_name] = members
     return planned, numa_met
@@ -313,14 +344,15 @@ def preview(ctx: Context, pool_name: str, owner: str, *, count: int = 1,
     """The VFs an acquire would choose now, without reserving anything (`--dry-run`)."""
     _validate_acquire(owner, count, None, None, numa_node)
 
-    def choose_now(session: Session) -> list[dict[str, Any]]:
-        pool, chosen = _leasable(session, pool_name, count, numa_node=numa_node, spread=spread)
-        return [{"mode": pool.mode, "mac": generated_mac(pool_name, owner, c.vf.vf_index),
-                 "numa_node": c.pf.numa_node, "pf": {"pci": c.pf.pci, "netdev": c.pf.netdev},
-                 "vf": {"index": c.vf.vf_index, "pci": c.vf.pci, "netdev": c.vf.netdev}}
+    def choose_now(connection: Connection, host_id: int | None) -> list[dict[str, Any]]:
+        pool, chosen = _leasable(LeaseRows(connection, host_id), pool_name, count,
+                                 numa_node=numa_node, spread=spread, lock=False)
+        return [{"mode": pool.mode, "mac": generated_mac(pool_name, owner, c.vf_index),
+                 "numa_node": c.numa_node, "pf": {"pci": c.pf_pci, "netdev": c.pf_netdev},
+                 "vf": {"index": c.vf_index, "pci": c.vf_pci, "netdev": c.vf_netdev}}
                 for c in chosen]
 
-    return ctx.store.read(choose_now)
+    return ctx.store.read_rows(choose_now)
 
 
 def _release_quietly(ctx: Context, lease_id: int, reason: str) -> None:
@@ -333,14 +365,15 @@ def _cancel_reserved(ctx: Context, lease_id: int, reason: str) -> None:
     """Free a reserved lease whose VF was never touched. If the store stays busy, the lease
     stays reserved under this process's acquirer lock, and reconcile frees it once this
     process is gone."""
-    def cancel(session: Session) -> None:
-        lease = _lease(session, lease_id)
+    def cancel(connection: Connection, host_id: int | None) -> None:
+        rows = LeaseRows(connection, host_id)
+        lease = rows.lease(lease_id)
         if lease.state != LeaseState.RESERVED or lease.saved_config is not None:
             return
-        finish_lease(session, lease, VfState.FREE, None, "lease.cancel", reason)
+        _finish(rows, lease, VfState.FREE, None, "lease.cancel", reason)
 
     with contextlib.suppress(VfpoolError):
-        ctx.store.write(cancel, operation=f"cancelling reserved lease {lease_id}")
+        ctx.store.write_rows(cancel, operation=f"cancelling reserved lease {lease_id}")
 
 
 def _pf_and_vf(ctx: Context, pf_pci: str, vf_index: int) -> tuple[PfSnapshot, VfSnapshot]:
@@ -428,14 +461,12 @@ def _activate(ctx: Context, item: _Planned, pool_name: str) -> dict[str, Any]:
         saved["driver_override"] = ctx.sysfs.driver_override(vf.pci)
         saved["mtu"] = vf.netdevs[0].mtu if vf.netdevs else None
 
-        def save(session: Session) -> None:
-            lease = _lease(session, item.lease_id)
-            if lease.state != LeaseState.RESERVED:
-                raise Conflict(f"lease {item.lease_id} was cancelled while it was being set "
-                               f"up (now {lease.state})")
-            lease.saved_config = saved
+        def save(connection: Connection, host_id: int | None) -> None:
+            LeaseRows(connection, host_id).change_reserved(
+                item.lease_id, "was cancelled while it was being set up (now {state})",
+                saved_config=saved)
 
-        ctx.store.write(save, operation=f"saving the config of VF {item.vf_pci}")
+        ctx.store.write_rows(save, operation=f"saving the config of VF {item.vf_pci}")
         try:
             _apply_config(ctx, pf, item.vf_index, item.desired, fields_for(item.desired))
             binding.bind(ctx.sysfs, vf.pci, item.driver)
@@ -460,38 +491,38 @@ def _activate(ctx: Context, item: _Planned, pool_name: str) -> dict[str, Any]:
                         raise HostError(f"setting MTU {item.mtu} on {netdev} failed with "
                                         f"{describe_oserror(exc)}", errno=exc.errno) from exc
 
-            def activate(session: Session) -> dict[str, Any]:
-                lease = _lease(session, item.lease_id)
-                if lease.state != LeaseState.RESERVED:
-                    # `watch` marked it lost (the VF vanished) or reconcile closed it meanwhile.
-                    raise Conflict(f"lease {item.lease_id} became {lease.state} while it was "
-                                   "being set up")
-                lease.state = LeaseState.ACTIVE
-                lease.acquirer = None  # no change in progress any more
-                assert lease.vf is not None
-                lease.vf.state = VfState.LEASED
-                lease.vf.netdev = netdev
-                events.record(session, "lease.acquire", pool=pool_name, pf=item.pf_pci,
-                              vf=item.vf_pci, lease_id=item.lease_id, owner=lease.owner,
-                              mode=item.mode, mac=item.desired.mac)
-                return lease_record(ctx, lease, pool_name, token=item.token)
+            def activate(connection: Connection, host_id: int | None) -> dict[str, Any]:
+                rows = LeaseRows(connection, host_id)
+                # `watch` may have marked it lost (the VF vanished), or reconcile closed it.
+                rows.change_reserved(item.lease_id,
+                                     "became {state} while it was being set up",
+                                     state=LeaseState.ACTIVE, acquirer=None)
+                rows.set_vf_netdev(item.vf_id, VfState.LEASED, netdev)
+                lease = rows.lease(item.lease_id)
+                rows.add_events([{"host_id": lease.host_id, **events.entry(
+                    "lease.acquire", pool=pool_name, pf=item.pf_pci, vf=item.vf_pci,
+                    lease_id=item.lease_id, owner=item.owner, mode=item.mode,
+                    mac=item.desired.mac)}])
+                return lease_document(lease, token=item.token)
 
-            return ctx.store.write(activate, operation=f"activating lease {item.lease_id}")
+            return ctx.store.write_rows(activate,
+                                        operation=f"activating lease {item.lease_id}")
         except BaseException as exc:
             outcome, reason = restore_vf(ctx, item.pf_pci, item.vf_index, saved,
                                          applied={**item.desired.as_dict(),
                                                   "driver": item.driver, "mtu": item.mtu})
             why = str(exc) or type(exc).__name__
 
-            def fail(session: Session) -> None:
-                lease = _lease(session, item.lease_id)
-                if lease.state in LIVE_LEASE_STATES:
-                    finish_lease(session, lease, outcome, reason, "lease.acquire.failed", why)
+            def fail(connection: Connection, host_id: int | None) -> None:
+                rows = LeaseRows(connection, host_id)
+                lease = rows.lease(item.lease_id)
+                if lease.live:
+                    _finish(rows, lease, outcome, reason, "lease.acquire.failed", why)
 
             # If the store stays busy here, the lease stays reserved under this process's
             # acquirer lock, and reconcile finishes it once the process is gone.
             with contextlib.suppress(VfpoolError):
-                ctx.store.write(fail, operation=f"undoing lease {item.lease_id}")
+                ctx.store.write_rows(fail, operation=f"undoing lease {item.lease_id}")
             raise
 
 
@@ -547,37 +578,42 @@ def finish_lease(session: Session, lease: Lease, vf_state: VfState, vf_reason: s
                   vf_reason=vf_reason)
 
 
+def _finish(rows: LeaseRows, lease: LeaseRow, vf_state: VfState, vf_reason: str | None,
+            action: str, why: str | None) -> LeaseRow:
+    """``finish_lease`` on the lease path's Core rows, for a lease read live in the same
+    transaction; the lease as it now is."""
+    now = utcnow()
+    rows.change_lease(lease.id, None, state=LeaseState.RELEASED, acquirer=None,
+                      released_at=now)
+    if lease.vf_id is not None:
+        rows.set_vfs([lease.vf_id], vf_state, vf_reason)
+    rows.add_events([{"host_id": lease.host_id, **events.entry(
+        action, pool=lease.pool, pf=lease.pf_pci, vf=lease.vf_pci, lease_id=lease.id,
+        owner=lease.owner, reason=why, vf_state=vf_state, vf_reason=vf_reason)}])
+    return replace(lease, state=LeaseState.RELEASED, acquirer=None, released_at=now)
+
+
 # ---------------------------------------------------------------- release
-
-@dataclass(frozen=True)
-class _Claimed:
-    pool: str
-    pf_pci: str
-    vf_pci: str
-    vf_index: int
-    saved: dict[str, Any] | None
-    applied: dict[str, Any] | None
-
 
 def release(ctx: Context, lease_id: int, *, token: str | None = None, force: bool = False,
             reason: str | None = None) -> dict[str, Any]:
     """Restore the VF's saved config and driver, free it, and close the lease."""
-    def check(session: Session) -> tuple[str, str]:
-        lease = _lease(session, lease_id)
+    def check(connection: Connection, host_id: int | None) -> LeaseRow:
+        lease = LeaseRows(connection, host_id).lease(lease_id)
         if not force:
             if token is None:
                 raise InvalidInput(f"releasing lease {lease_id} needs its --token (or --force "
                                    "for administrators)")
             if not hmac.compare_digest(hash_token(token), lease.token_hash):
                 raise PermissionDenied(f"wrong token for lease {lease_id}")
-        return lease.pf_pci, lease.vf_pci
+        return lease
 
-    pf_pci, vf_pci = ctx.store.read(check)
+    lease = ctx.store.read_rows(check)
     ctx.require_root("lease release")
-    with ctx.locks.acquirer(), ctx.locks.pfs([pf_pci], exclusive=False):
+    with ctx.locks.acquirer(), ctx.locks.pfs([lease.pf_pci], exclusive=False):
         return release_locked(ctx, lease_id,
                               reason=reason or ("forced" if force else "released by its owner"),
-                              vf_pci=vf_pci)
+                              vf_pci=lease.vf_pci)
 
 
 def release_locked(ctx: Context, lease_id: int, *, reason: str,
@@ -588,35 +624,37 @@ def release_locked(ctx: Context, lease_id: int, *, reason: str,
     read it already (a lease's VF address never changes)."""
     with ctx.locks.acquirer() as change:
         if vf_pci is None:
-            vf_pci = ctx.store.read(lambda session: _lease(session, lease_id).vf_pci)
+            vf_pci = ctx.store.read_rows(
+                lambda connection, host_id: LeaseRows(connection, host_id).lease(lease_id).vf_pci)
         with ctx.locks.vf(vf_pci):
-            def claim(session: Session) -> _Claimed:
-                lease = _lease(session, lease_id)
-                if lease.state not in LIVE_LEASE_STATES:
+            def claim(connection: Connection, host_id: int | None) -> LeaseRow:
+                rows = LeaseRows(connection, host_id)
+                lease = rows.lease(lease_id)
+                if not lease.live:
                     raise Conflict(f"lease {lease_id} is {lease.state}, not active; nothing to "
                                    "release")
                 # Name this process's lock in the lease before touching the host: if it dies
                 # mid-restore, reconcile sees the lock free and finishes the release.
-                lease.acquirer = change
-                return _Claimed(lease.pool.name, lease.pf_pci, lease.vf_pci, lease.vf_index,
-                                lease.saved_config, lease.applied_config)
+                rows.change_lease(lease_id, None, acquirer=change)
+                return lease
 
-            claimed = ctx.store.write(claim, operation=f"lease release {lease_id}")
+            claimed = ctx.store.write_rows(claim, operation=f"lease release {lease_id}")
             outcome: VfState = VfState.FREE
             problem: str | None = None
-            if claimed.saved is not None:
+            if claimed.saved_config is not None:
                 outcome, problem = restore_vf(ctx, claimed.pf_pci, claimed.vf_index,
-                                              claimed.saved, claimed.applied)
+                                              claimed.saved_config, claimed.applied_config)
 
-            def finish(session: Session) -> dict[str, Any]:
-                lease = _lease(session, lease_id)
+            def finish(connection: Connection, host_id: int | None) -> dict[str, Any]:
+                rows = LeaseRows(connection, host_id)
+                lease = rows.lease(lease_id)
                 # `watch` may have marked it lost meanwhile (its VF vanished): that stands.
-                if lease.state in LIVE_LEASE_STATES and lease.acquirer == change:
-                    finish_lease(session, lease, outcome, problem, "lease.release", reason)
-                return lease_record(ctx, lease, lease.pool.name)
+                if lease.live and lease.acquirer == change:
+                    lease = _finish(rows, lease, outcome, problem, "lease.release", reason)
+                return lease_document(lease)
 
-            record = ctx.store.write(finish, operation=f"recording the release of lease "
-                                                       f"{lease_id}")
+            record = ctx.store.write_rows(finish, operation=f"recording the release of lease "
+                                                            f"{lease_id}")
     if problem:
         raise HostError(f"lease {lease_id} is released, but VF {record['vf']['pci']} is now "
                         f"unusable: {problem}")

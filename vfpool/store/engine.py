@@ -172,13 +172,16 @@ class Store:
         self._immediate_engine = engine.execution_options(**{_BEGIN_IMMEDIATE: True})
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._immediate_sessions = sessionmaker(self._immediate_engine, expire_on_commit=False)
-        self._write_sessions = self._immediate_sessions if self._is_sqlite else sessionmaker(
-            engine.execution_options(isolation_level="SERIALIZABLE"), expire_on_commit=False)
+        self._write_engine = self._immediate_engine if self._is_sqlite else \
+            engine.execution_options(isolation_level="SERIALIZABLE")
         # A read made of several queries (a report, an inventory) sees one snapshot: SQLite's
         # read transaction does; PostgreSQL's default READ COMMITTED takes one per statement.
-        self._read_sessions = self._sessions if self._is_sqlite else sessionmaker(
-            engine.execution_options(isolation_level="REPEATABLE READ",
-                                     postgresql_readonly=True), expire_on_commit=False)
+        self._read_engine = engine if self._is_sqlite else engine.execution_options(
+            isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(self._read_engine, expire_on_commit=False)
+        # What a Core read sees before this host has written (see _scope).
+        self._read_scope: int | None = None
 
     def __repr__(self) -> str:
         return f"Store({self._display_url!r})"
@@ -237,20 +240,65 @@ class Store:
         nothing of it was written."""
         return self._retry(work, operation, write=True)
 
+    def read_rows(self, work: Callable[[Connection, int | None], T], *,
+                  operation: str = "reading the store") -> T:
+        """Like ``read()``, for SQLAlchemy Core: ``work`` gets the transaction's connection
+        and the host id that every statement must name (None: an unscoped store, every
+        host's rows). The ORM's host scoping (store/scope.py) does not reach Core
+        statements; store/leasing.py writes the host into each of them."""
+        return self._retry_core(work, operation, write=False)
+
+    def write_rows(self, work: Callable[[Connection, int | None], T], *,
+                   operation: str) -> T:
+        """Like ``write()`` (``BEGIN IMMEDIATE``, ``SERIALIZABLE``, retried while busy), for
+        SQLAlchemy Core; see ``read_rows()``."""
+        return self._retry_core(work, operation, write=True)
+
+    def _retry_core(self, work: Callable[[Connection, int | None], T], operation: str, *,
+                    write: bool) -> T:
+        host_id = self._core_scope(operation, write=write)
+        engine = self._write_engine if write else self._read_engine
+
+        def attempt() -> T:
+            with engine.connect() as connection, connection.begin():
+                return work(connection, host_id)
+
+        return self._retrying(attempt, operation)
+
+    def _core_scope(self, operation: str, *, write: bool) -> int | None:
+        """The host id a Core transaction filters on. The first write of a process (or a
+        read before this host has any row) goes through ``_scope`` once, in a transaction of
+        its own: it registers the host, claims an upgraded store's unclaimed host row, and
+        updates ``last_seen``."""
+        if self.host is None:
+            return None
+        if self.host_id is None or (write and not self._host_seen):
+            self._retry(lambda session: None, operation, write=write)
+        return self.host_id if self.host_id is not None else self._read_scope
+
     def _retry(self, work: Callable[[Session], T], operation: str, *, write: bool,
                scoped: bool = True) -> T:
+        sessions = self._write_sessions if write else self._read_sessions
+
+        def attempt() -> T:
+            with _transaction(sessions, begin_now=write) as session:
+                host_id = self._scope(session, write=write) if scoped else None
+                result = work(session)
+            self._remember_host(host_id, write=write)
+            return result
+
+        return self._retrying(attempt, operation)
+
+    def _retrying(self, attempt: Callable[[], T], operation: str) -> T:
+        """Run one transaction, ``attempt``, again while the database says busy, with a
+        jittered backoff, until the deadline; then ``StoreBusy``."""
         deadline = time.monotonic() + self.deadline
         pause = _RETRY_FIRST
         attempts = 0
         while True:
             attempts += 1
             try:
-                sessions = self._write_sessions if write else self._read_sessions
-                with _transaction(sessions, begin_now=write) as session:
-                    host_id = self._scope(session, write=write) if scoped else None
-                    result = work(session)
-                self._remember_host(host_id, write=write)
-                return result
+                return attempt()
             except DBAPIError as exc:
                 if not is_transient(exc):
                     raise
@@ -287,7 +335,8 @@ class Store:
             # A read before this host has written: an upgraded store's rows are on the host
             # row no machine has claimed yet, which the first write here will claim.
             unclaimed = _unclaimed_host(session)
-            set_host(session, NO_HOST if unclaimed is None else unclaimed)
+            self._read_scope = NO_HOST if unclaimed is None else unclaimed
+            set_host(session, self._read_scope)
             return None
         elif host_id is not None and write and touch and not self._host_seen:
             session.execute(update(Host).where(Host.id == host_id).values(

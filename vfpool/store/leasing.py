@@ -1,0 +1,335 @@
+"""The lease path's statements, on SQLAlchemy Core.
+
+Acquire and release are what VM tooling calls all day, so their transactions skip the ORM: no
+identity map, no unit of work, no per-statement loader options. Each statement here is built
+once (per variant) with bound parameters, and runs on the connection of one
+``Store.write_rows()`` or ``Store.read_rows()`` transaction.
+
+The ORM's host scoping (store/scope.py) does not reach Core statements, so every statement
+here names the host itself: ``LeaseRows(connection, host_id)`` adds ``host_id = :host`` to
+each table it reads or changes (``host_id`` None: an unscoped store, every host's rows), and
+new rows take the host of the pool they belong to. The live-lease filters have their values
+written in, as in store/queries.py, so that SQLite uses the partial indexes.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    Select,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, Row
+
+from vfpool.errors import Conflict, NotFound
+from vfpool.store.models import Event, Lease, Pf, Pool, PoolPf, Vf
+from vfpool.store.queries import LEASE_ID_MAX
+from vfpool.store.states import LIVE_LEASE_STATES, LeaseState, LinkState, Mode, PoolState, VfState
+from vfpool.store.types import utcnow
+
+leases = cast(Table, Lease.__table__)
+vfs = cast(Table, Vf.__table__)
+pfs = cast(Table, Pf.__table__)
+pools = cast(Table, Pool.__table__)
+members = cast(Table, PoolPf.__table__)
+events = cast(Table, Event.__table__)
+
+
+def _live() -> ColumnElement[bool]:
+    return leases.c.state.in_([literal_column(f"'{state.value}'")
+                               for state in LIVE_LEASE_STATES])
+
+
+def _here(table: Any, scoped: bool) -> tuple[ColumnElement[bool], ...]:
+    """``table.host_id = :host`` on a scoped store; nothing otherwise."""
+    return (table.c.host_id == bindparam("host"),) if scoped else ()
+
+
+@dataclass(frozen=True)
+class PoolRow:
+    """What an acquire needs of a pool."""
+
+    id: int
+    host_id: int
+    name: str
+    state: PoolState
+    mode: Mode
+    vfs_per_pf: int
+    vlan: int | None
+    qos: int | None
+    spoofchk: bool | None
+    trust: bool | None
+    min_tx_rate: int | None
+    max_tx_rate: int | None
+    mtu: int | None
+    link_state: LinkState | None
+
+
+@dataclass(frozen=True)
+class FreeVfRow:
+    """A free VF the allocation policy chose, with its PF."""
+
+    vf_id: int
+    vf_pci: str
+    vf_index: int
+    vf_netdev: str | None
+    pf_pci: str
+    pf_netdev: str | None
+    pf_driver: str | None
+    numa_node: int | None
+
+
+@dataclass(frozen=True)
+class LeaseRow:
+    """A lease as stored, with its pool's name and the netdevs the store has for its VF and
+    PF (what a lease's record shows)."""
+
+    id: int
+    pool_id: int
+    pool: str
+    host_id: int
+    vf_id: int | None
+    pf_pci: str
+    vf_pci: str
+    vf_index: int
+    owner: str
+    owner_pid: int | None
+    acquirer: str | None
+    token_hash: str
+    state: LeaseState
+    mode: Mode
+    mac: str | None
+    vlan: int | None
+    numa_node: int | None
+    applied_config: dict[str, Any] | None
+    saved_config: dict[str, Any] | None
+    boot_id: str
+    created_at: datetime
+    released_at: datetime | None
+    vf_netdev: str | None
+    pf_netdev: str | None
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE_LEASE_STATES
+
+
+# ---------------------------------------------------------------- the statements, built once
+
+_POOL_COLUMNS = (pools.c.id, pools.c.host_id, pools.c.name, pools.c.state, pools.c.mode,
+                 pools.c.vfs_per_pf, pools.c.vlan, pools.c.qos, pools.c.spoofchk, pools.c.trust,
+                 pools.c.min_tx_rate, pools.c.max_tx_rate, pools.c.mtu, pools.c.link_state)
+
+
+@functools.cache
+def _pool_by_name(scoped: bool) -> Select[Any]:
+    return select(*_POOL_COLUMNS).where(pools.c.name == bindparam("name"),
+                                        *_here(pools, scoped))
+
+
+@functools.cache
+def _member_pcis() -> Select[Any]:
+    return select(members.c.pf_pci).where(members.c.pool_id == bindparam("pool_id"))
+
+
+@functools.cache
+def _free_vfs(by_numa: bool, spread: bool, lock: bool) -> Select[Any]:
+    """The allocation policy of store/queries.py's ``free_vfs``, as one statement: free VFs
+    of the pool's members, the requested NUMA node first, then the lowest index in pool
+    order (with ``spread``, the lowest index across PFs in turn); ``:count`` rows at most.
+    A pool's members are on the pool's host, so the pool id scopes it."""
+    start = func.coalesce(members.c.range_start, 0)
+    order: list[Any] = []
+    if by_numa:
+        order.append(case((pfs.c.numa_node == bindparam("numa_node"), 0), else_=1))
+    order += [vfs.c.index, members.c.position] if spread else [members.c.position, vfs.c.index]
+    chosen = (
+        select(vfs.c.id, vfs.c.pci, vfs.c.index, vfs.c.netdev, pfs.c.pci, pfs.c.netdev,
+               pfs.c.driver, pfs.c.numa_node)
+        .select_from(vfs)
+        .join(members, and_(members.c.pool_id == bindparam("pool_id"),
+                            vfs.c.host_id == members.c.host_id,
+                            vfs.c.pf_pci == members.c.pf_pci,
+                            vfs.c.index >= start,
+                            vfs.c.index < start + bindparam("vfs_per_pf")))
+        .join(pfs, and_(pfs.c.host_id == members.c.host_id, pfs.c.pci == members.c.pf_pci))
+        .where(vfs.c.state == literal_column(f"'{VfState.FREE.value}'"))
+        .order_by(*order).limit(bindparam("count")))
+    # PostgreSQL: lock the chosen rows, and let concurrent acquires skip them rather than
+    # queue behind them (SQLite's BEGIN IMMEDIATE already serialises writers).
+    return chosen.with_for_update(of=vfs, skip_locked=True) if lock else chosen
+
+
+@functools.cache
+def _live_with_mac(scoped: bool) -> Select[Any]:
+    return select(leases.c.id, leases.c.owner).where(
+        leases.c.mac == bindparam("mac"), _live(), *_here(leases, scoped)).limit(1)
+
+
+@functools.cache
+def _live_macs(scoped: bool) -> Select[Any]:
+    return select(leases.c.mac).where(leases.c.mac.in_(bindparam("macs", expanding=True)),
+                                      _live(), *_here(leases, scoped))
+
+
+@functools.cache
+def _insert_lease() -> Insert:
+    return insert(leases)
+
+
+@functools.cache
+def _insert_event() -> Insert:
+    return insert(events)
+
+
+@functools.cache
+def _set_vfs() -> Update:
+    return update(vfs).where(vfs.c.id.in_(bindparam("vf_ids", expanding=True))).values(
+        state=bindparam("new_state"), reason=bindparam("new_reason"),
+        updated_at=bindparam("now"))
+
+
+@functools.cache
+def _set_vf_netdev() -> Update:
+    return update(vfs).where(vfs.c.id == bindparam("vf_id")).values(
+        state=bindparam("new_state"), netdev=bindparam("new_netdev"), reason=None,
+        updated_at=bindparam("now"))
+
+
+@functools.cache
+def _lease_row(scoped: bool) -> Select[Any]:
+    return (
+        select(leases.c.id, leases.c.pool_id, pools.c.name, leases.c.host_id, leases.c.vf_id,
+               leases.c.pf_pci, leases.c.vf_pci, leases.c.vf_index, leases.c.owner,
+               leases.c.owner_pid, leases.c.acquirer, leases.c.token_hash, leases.c.state,
+               leases.c.mode, leases.c.mac, leases.c.vlan, leases.c.numa_node,
+               leases.c.applied_config, leases.c.saved_config, leases.c.boot_id,
+               leases.c.created_at, leases.c.released_at, vfs.c.netdev,
+               pfs.c.netdev.label("pf_netdev"))
+        .select_from(leases)
+        .join(pools, pools.c.id == leases.c.pool_id)
+        .outerjoin(vfs, vfs.c.id == leases.c.vf_id)
+        .outerjoin(pfs, and_(pfs.c.host_id == vfs.c.host_id, pfs.c.pci == vfs.c.pf_pci))
+        .where(leases.c.id == bindparam("lease_id"), *_here(leases, scoped)))
+
+
+@functools.cache
+def _change_lease(scoped: bool, from_state: LeaseState | None) -> Update:
+    """Set a lease's columns (the execution's parameters name them) if it is in
+    ``from_state`` (None: live) and, on a scoped store, on this host."""
+    state = _live() if from_state is None else \
+        leases.c.state == literal_column(f"'{from_state.value}'")
+    return update(leases).where(leases.c.id == bindparam("lease_id"), state,
+                                *_here(leases, scoped))
+
+
+def _lease(row: Row[Any]) -> LeaseRow:
+    return LeaseRow(*tuple(row))  # the columns of _lease_row, in order
+
+
+class LeaseRows:
+    """The lease path's reads and writes in one Core transaction, on one host's rows."""
+
+    def __init__(self, connection: Connection, host_id: int | None) -> None:
+        self.connection = connection
+        self.host_id = host_id
+        self.scoped = host_id is not None
+
+    def _params(self, **params: Any) -> dict[str, Any]:
+        if self.scoped:
+            params["host"] = self.host_id
+        return params
+
+    # ------------------------------------------------------------ acquire
+    def pool(self, name: str) -> PoolRow:
+        row = self.connection.execute(_pool_by_name(self.scoped),
+                                      self._params(name=name)).first()
+        if row is None:
+            raise NotFound(f"no pool named {name!r}")
+        return PoolRow(*row)
+
+    def member_pcis(self, pool: PoolRow) -> frozenset[str]:
+        return frozenset(self.connection.scalars(_member_pcis(), {"pool_id": pool.id}))
+
+    def free_vfs(self, pool: PoolRow, count: int, *, numa_node: int | None,
+                 spread: bool, lock: bool) -> list[FreeVfRow]:
+        params: dict[str, Any] = {"pool_id": pool.id, "vfs_per_pf": pool.vfs_per_pf,
+                                  "count": count}
+        if numa_node is not None:
+            params["numa_node"] = numa_node
+        return [FreeVfRow(*row) for row in self.connection.execute(
+            _free_vfs(numa_node is not None, spread, lock), params)]
+
+    def live_lease_with_mac(self, mac: str) -> tuple[int, str] | None:
+        row = self.connection.execute(_live_with_mac(self.scoped),
+                                      self._params(mac=mac)).first()
+        return None if row is None else (row[0], row[1])
+
+    def live_macs(self, macs: Sequence[str]) -> set[str]:
+        if not macs:
+            return set()
+        return set(self.connection.scalars(_live_macs(self.scoped),
+                                           self._params(macs=list(macs))))
+
+    def add_lease(self, values: dict[str, Any]) -> int:
+        """Insert a lease (``values``: its columns); its id."""
+        now = utcnow()
+        result = self.connection.execute(_insert_lease(),
+                                         {"created_at": now, "updated_at": now, **values})
+        key = result.inserted_primary_key
+        assert key is not None
+        return int(key[0])
+
+    def set_vfs(self, vf_ids: Sequence[int], state: VfState, reason: str | None = None) -> None:
+        if vf_ids:
+            self.connection.execute(_set_vfs(), {"vf_ids": list(vf_ids), "new_state": state,
+                                                 "new_reason": reason, "now": utcnow()})
+
+    def set_vf_netdev(self, vf_id: int, state: VfState, netdev: str | None) -> None:
+        self.connection.execute(_set_vf_netdev(), {"vf_id": vf_id, "new_state": state,
+                                                   "new_netdev": netdev, "now": utcnow()})
+
+    def add_events(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert events (``rows``: their columns, ``host_id`` included)."""
+        if rows:
+            now = utcnow()
+            self.connection.execute(_insert_event(), [{"at": now, **row} for row in rows])
+
+    # ------------------------------------------------------------ one lease
+    def lease(self, lease_id: int) -> LeaseRow:
+        row = self.connection.execute(_lease_row(self.scoped), self._params(
+            lease_id=lease_id)).first() if 0 < lease_id <= LEASE_ID_MAX else None
+        if row is None:
+            raise NotFound(f"no lease {lease_id}")
+        return _lease(row)
+
+    def change_lease(self, lease_id: int, from_state: LeaseState | None,
+                     **values: Any) -> bool:
+        """Set columns of a lease if it is in ``from_state`` (None: live); whether it was."""
+        result = self.connection.execute(
+            _change_lease(self.scoped, from_state),
+            self._params(lease_id=lease_id, updated_at=utcnow(), **values))
+        return bool(result.rowcount)
+
+    def change_reserved(self, lease_id: int, what: str, **values: Any) -> None:
+        """Set columns of a lease that is still reserved; Conflict, naming ``what`` it was
+        doing, when it is no longer (cancelled, or marked lost by `watch`)."""
+        if not self.change_lease(lease_id, LeaseState.RESERVED, **values):
+            state = self.lease(lease_id).state
+            raise Conflict(f"lease {lease_id} {what} (now {state})")
