@@ -44,7 +44,7 @@ def bind(sysfs: Sysfs, address: PciAddress, driver: str | None) -> None:
     matches.
     """
     bdf = str(address)
-    current = sysfs.pci_function(address).driver
+    current = sysfs.driver(address)
     if current == driver and sysfs.driver_override(address) == driver:
         return
     if driver is not None:
@@ -55,7 +55,7 @@ def bind(sysfs: Sysfs, address: PciAddress, driver: str | None) -> None:
                f"unbinding VF {bdf} from {current}")
     if driver is not None and current != driver:
         _write(sysfs, ("bus/pci", "drivers_probe"), bdf, f"probing VF {bdf} for {driver}")
-    now = sysfs.pci_function(address).driver
+    now = sysfs.driver(address)
     override = sysfs.driver_override(address)
     if now != driver or override != driver:
         raise VerificationError(f"VF {bdf}", {"driver": (driver, now),
@@ -71,11 +71,11 @@ def reprobe(sysfs: Sysfs, address: PciAddress) -> None:
     """Unbind a VF from its driver and probe it again (its override still names that driver):
     a VF driver reads what the PF assigned, such as the MAC, only when it is probed."""
     bdf = str(address)
-    current = sysfs.pci_function(address).driver
+    current = sysfs.driver(address)
     if current is None:
         return
     _write(sysfs, ("bus/pci/drivers", current, "unbind"), bdf, f"unbinding VF {bdf} from {current}")
     _write(sysfs, ("bus/pci", "drivers_probe"), bdf, f"probing VF {bdf} for {current}")
-    now = sysfs.pci_function(address).driver
+    now = sysfs.driver(address)
     if now != current:
         raise VerificationError(f"VF {bdf}", {"driver": (current, now)})

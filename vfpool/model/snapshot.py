@@ -69,3 +69,22 @@ class PciFunction:
     netdevs: tuple[str, ...]
     sriov: bool
     physfn: PciAddress | None  # set for a VF
+
+
+@dataclass(frozen=True)
+class PfLink:
+    """What the lease path needs of a PF, read without the rest of it: its address, driver
+    and netdev names (sorted, as in ``PfSnapshot.netdevs``)."""
+
+    pci: PciAddress
+    driver: str | None
+    netdevs: tuple[str, ...]
+
+    @property
+    def netdev(self) -> str | None:
+        return self.netdevs[0] if self.netdevs else None
+
+    @property
+    def label(self) -> str:
+        """As ``PfSnapshot.label``."""
+        return f"{self.pci} ({self.netdev})" if self.netdev else str(self.pci)

@@ -51,7 +51,7 @@ from vfpool.host.netlink import fields_for
 from vfpool.model.drivers import DriverInfo, driver_info
 from vfpool.model.pci import PciAddress
 from vfpool.model.pool import VfRange, validate_link_state
-from vfpool.model.snapshot import PfSnapshot, VfSnapshot
+from vfpool.model.snapshot import PfLink, PfSnapshot, VfSnapshot
 from vfpool.model.vfconfig import (
     VfConfig,
     generated_mac,
@@ -376,16 +376,19 @@ def _cancel_reserved(ctx: Context, lease_id: int, reason: str) -> None:
         ctx.store.write_rows(cancel, operation=f"cancelling reserved lease {lease_id}")
 
 
-def _pf_and_vf(ctx: Context, pf_pci: str, vf_index: int) -> tuple[PfSnapshot, VfSnapshot]:
-    address = PciAddress.parse(pf_pci)
-    pf = ctx.sysfs.pf(address, with_vfs=False)
-    vf = ctx.sysfs.virtfn(address, vf_index)
+def _pf_and_vf(ctx: Context, pf_pci: str, vf_index: int) -> tuple[PfLink, VfSnapshot]:
+    pf = ctx.sysfs.pf_link(PciAddress.parse(pf_pci))
+    return pf, _vf(ctx, pf, vf_index)
+
+
+def _vf(ctx: Context, pf: PfLink, vf_index: int) -> VfSnapshot:
+    vf = ctx.sysfs.virtfn(pf.pci, vf_index)
     if vf is None:
         raise HostError(f"VF {vf_index} of PF {pf.label} is not on the host")
-    return pf, vf
+    return vf
 
 
-def _netlink_error(exc: OSError, pf: PfSnapshot, index: int, what: str) -> HostError:
+def _netlink_error(exc: OSError, pf: PfLink | PfSnapshot, index: int, what: str) -> HostError:
     if exc.errno == errno.EOPNOTSUPP:
         return HostError(f"driver {pf.driver} cannot set {what} on VF {index} of PF {pf.label} "
                          "(EOPNOTSUPP)", errno=exc.errno)
@@ -396,7 +399,7 @@ def _netlink_error(exc: OSError, pf: PfSnapshot, index: int, what: str) -> HostE
                      f"{describe_oserror(exc)}{refused}", errno=exc.errno)
 
 
-def _apply_config(ctx: Context, pf: PfSnapshot, index: int, config: VfConfig,
+def _apply_config(ctx: Context, pf: PfLink | PfSnapshot, index: int, config: VfConfig,
                   groups: list[str]) -> None:
     if pf.netdev is None:
         raise HostError(f"PF {pf.label} has no netdev, so its VFs cannot be configured")
@@ -407,7 +410,7 @@ def _apply_config(ctx: Context, pf: PfSnapshot, index: int, config: VfConfig,
             raise _netlink_error(exc, pf, index, group) from exc
 
 
-def _read_config(ctx: Context, pf: PfSnapshot, index: int) -> VfConfig:
+def _read_config(ctx: Context, pf: PfLink | PfSnapshot, index: int) -> VfConfig:
     if pf.netdev is None:
         raise HostError(f"PF {pf.label} has no netdev, so its VFs cannot be read")
     try:
@@ -545,14 +548,14 @@ def restore_vf(ctx: Context, pf_pci: str, vf_index: int, saved: dict[str, Any],
         diff = wanted.differences(current)
         if diff:
             raise VerificationError(f"VF {vf_index} of PF {pf.label}", diff)
-        _, vf = _pf_and_vf(ctx, pf_pci, vf_index)
+        vf = _vf(ctx, pf, vf_index)
         lease_mac = applied.get("mac") if applied else None
         if lease_mac and lease_mac != original.mac and vf.netdevs and \
                 vf.netdevs[0].mac == lease_mac:
             # A bound igbvf or ixgbevf keeps the lease's MAC until it is probed again.
             binding.reprobe(ctx.sysfs, vf.pci)
         if saved.get("mtu") and applied and applied.get("mtu"):
-            _, vf = _pf_and_vf(ctx, pf_pci, vf_index)
+            vf = _vf(ctx, pf, vf_index)
             if vf.netdev is not None:
                 ctx.kernel.netlink.set_link(vf.netdev, mtu=int(saved["mtu"]))
     except (VfpoolError, OSError) as exc:
