@@ -24,7 +24,7 @@ from vfpool.host.sysfs import Sysfs
 from vfpool.model.pci import PciAddress
 from vfpool.model.pool import VfDefaults
 from vfpool.model.snapshot import VfSnapshot
-from vfpool.model.vfconfig import VfConfig
+from vfpool.model.vfconfig import VfConfig, generated_mac
 from vfpool.service import leases, pools
 from vfpool.service.context import Context, open_context
 from vfpool.sim.host import SimHost
@@ -362,6 +362,21 @@ def test_generated_mac_is_locally_administered_and_stable_for_pool_owner_and_ind
     assert second["mac"] != first[1]
     for mac in (first[1], other_owner[1], other_pool[1], second["mac"]):
         assert _is_local_unicast(mac), mac
+
+
+def test_a_generated_mac_that_a_live_lease_holds_is_passed_over_for_the_next_attempt(
+        ctx: Context, sim: SimHost) -> None:
+    # The first attempt is checked with the other VFs' in one statement, the later ones one
+    # by one: hold both of VF 0's first two MACs with leases of another pool.
+    start_pool(ctx, "a", "enp5s0f0", vfs=2)
+    start_pool(ctx, "b", "enp133s0f0", vfs=2)
+    first, second, third = (generated_mac("a", "vm1", 0, attempt) for attempt in range(3))
+    for mac in (first, second):
+        leases.acquire(ctx, "b", "squatter", mac=mac)
+    got = leases.acquire(ctx, "a", "vm1", count=2)
+    assert [(record["vf"]["index"], record["mac"]) for record in got] == [
+        (0, third), (1, generated_mac("a", "vm1", 1))]
+    assert sim.vf_configs("enp5s0f0")[0].mac == third
 
 
 def test_a_mac_held_by_another_lease_is_refused_until_that_lease_ends(ctx: Context,

@@ -589,7 +589,7 @@ def _finish(rows: LeaseRows, lease: LeaseRow, vf_state: VfState, vf_reason: str 
     rows.change_lease(lease.id, None, state=LeaseState.RELEASED, acquirer=None,
                       released_at=now)
     if lease.vf_id is not None:
-        rows.set_vfs([lease.vf_id], vf_state, vf_reason)
+        rows.set_vfs([lease.vf_id], vf_state, reason=vf_reason)
     rows.add_events([{"host_id": lease.host_id, **events.entry(
         action, pool=lease.pool, pf=lease.pf_pci, vf=lease.vf_pci, lease_id=lease.id,
         owner=lease.owner, reason=why, vf_state=vf_state, vf_reason=vf_reason)}])

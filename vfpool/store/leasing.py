@@ -61,6 +61,13 @@ def _here(table: Any, scoped: bool) -> tuple[ColumnElement[bool], ...]:
     return (table.c.host_id == bindparam("host"),) if scoped else ()
 
 
+class Keep:
+    """A column left as it is."""
+
+
+KEEP = Keep()
+
+
 @dataclass(frozen=True)
 class PoolRow:
     """What an acquire needs of a pool."""
@@ -199,10 +206,12 @@ def _insert_event() -> Insert:
 
 
 @functools.cache
-def _set_vfs() -> Update:
+def _set_vfs(with_reason: bool) -> Update:
+    values: dict[str, Any] = {"state": bindparam("new_state"), "updated_at": bindparam("now")}
+    if with_reason:
+        values["reason"] = bindparam("new_reason")
     return update(vfs).where(vfs.c.id.in_(bindparam("vf_ids", expanding=True))).values(
-        state=bindparam("new_state"), reason=bindparam("new_reason"),
-        updated_at=bindparam("now"))
+        **values)
 
 
 @functools.cache
@@ -296,10 +305,15 @@ class LeaseRows:
         assert key is not None
         return int(key[0])
 
-    def set_vfs(self, vf_ids: Sequence[int], state: VfState, reason: str | None = None) -> None:
-        if vf_ids:
-            self.connection.execute(_set_vfs(), {"vf_ids": list(vf_ids), "new_state": state,
-                                                 "new_reason": reason, "now": utcnow()})
+    def set_vfs(self, vf_ids: Sequence[int], state: VfState, *,
+                reason: str | Keep | None = KEEP) -> None:
+        """Set the state of VF rows, and their reason unless ``KEEP``."""
+        if not vf_ids:
+            return
+        params = {"vf_ids": list(vf_ids), "new_state": state, "now": utcnow()}
+        if not isinstance(reason, Keep):
+            params["new_reason"] = reason
+        self.connection.execute(_set_vfs(not isinstance(reason, Keep)), params)
 
     def set_vf_netdev(self, vf_id: int, state: VfState, netdev: str | None) -> None:
         self.connection.execute(_set_vf_netdev(), {"vf_id": vf_id, "new_state": state,
