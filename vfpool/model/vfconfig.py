@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from vfpool.errors import InvalidInput
@@ -30,12 +30,13 @@ class VfConfig:
     max_tx_rate: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Its fields are plain values: no need for dataclasses.asdict()'s deep copy, which
+        # was a tenth of the lease path's own CPU.
+        return {name: getattr(self, name) for name in _FIELDS}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> VfConfig:
-        known = {field.name for field in fields(cls)}
-        return cls(**{key: value for key, value in (data or {}).items() if key in known})
+        return cls(**{key: value for key, value in (data or {}).items() if key in _FIELDS})
 
     def set_fields(self) -> dict[str, Any]:
         return {key: value for key, value in self.as_dict().items() if value is not None}
@@ -44,6 +45,9 @@ class VfConfig:
         """Fields this (desired) config sets that ``current`` does not have."""
         return {key: (value, getattr(current, key)) for key, value in self.set_fields().items()
                 if getattr(current, key) != value}
+
+
+_FIELDS = tuple(field.name for field in fields(VfConfig))
 
 
 def normalize_mac(text: str) -> str:
