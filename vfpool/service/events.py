@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import re
@@ -21,11 +22,18 @@ from vfpool.store import Event, Lease, utcnow
 
 def current_actor() -> str:
     """Who is acting: the sudo caller when there is one, with the process id."""
+    return _actor(os.getpid(), os.environ.get("SUDO_USER"), os.geteuid())
+
+
+@functools.lru_cache(maxsize=8)
+def _actor(pid: int, sudo_user: str | None, euid: int) -> str:
+    # getpass.getuser() reads four variables and the password database: once per process
+    # (and per caller and user), not once per event.
     try:
-        user = os.environ.get("SUDO_USER") or getpass.getuser()
+        user = sudo_user or getpass.getuser()
     except (KeyError, OSError):
-        user = str(os.geteuid())
-    return f"{user}[{os.getpid()}]"
+        user = str(euid)
+    return f"{user}[{pid}]"
 
 
 def entry(action: str, *, pool: str | None = None, pf: str | None = None,
