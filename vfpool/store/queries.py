@@ -195,6 +195,15 @@ class Queries:
         return {vf_id for vf_id in self.session.scalars(select(Lease.vf_id).where(
             Lease.vf_id.in_(list(vf_ids)), live())) if vf_id is not None}
 
+    def live_lease_ids_by_vf(self, vf_ids: Sequence[int]) -> dict[int, int]:
+        """The live lease of each of the VF rows ``vf_ids`` that has one: VF id -> lease id,
+        in one query."""
+        if not vf_ids:
+            return {}
+        return {vf_id: lease_id for vf_id, lease_id in self.session.execute(
+            select(Lease.vf_id, Lease.id).where(Lease.vf_id.in_(list(vf_ids)), live()))
+            if vf_id is not None}
+
     def live_lease_ids_of(self, owner: str) -> list[int]:
         return list(self.session.scalars(select(Lease.id).where(
             Lease.owner == owner, live()).order_by(Lease.id)))
