@@ -21,6 +21,7 @@ from vfpool.service.report import FleetReport as FleetReport
 from vfpool.service.report import Report as Report
 from vfpool.service.results import AutostartOutcome as AutostartOutcome
 from vfpool.service.results import AutostartResult as AutostartResult
+from vfpool.service.results import Finding as Finding
 from vfpool.service.results import PfDetail as PfDetail
 from vfpool.service.results import PfInfo as PfInfo
 from vfpool.service.results import PfVf as PfVf
@@ -29,6 +30,7 @@ from vfpool.service.results import PoolDestroyed as PoolDestroyed
 from vfpool.service.results import PoolInfo as PoolInfo
 from vfpool.service.results import PoolMember as PoolMember
 from vfpool.service.results import PoolStarted as PoolStarted
+from vfpool.service.results import ReconcileResult as ReconcileResult
 from vfpool.service.results import VfCounts as VfCounts
 from vfpool.store.states import LinkState
 
@@ -193,7 +195,7 @@ class Host:
             self.context, pool=pool, owner=owner, include_finished=include_finished)]
 
     # -- records
-    def reconcile(self, *, dry_run: bool = False) -> dict[str, Any]:
+    def reconcile(self, *, dry_run: bool = False) -> ReconcileResult:
         """Repair what the store and the host disagree on (`vfpool reconcile`)."""
         return reconcile.reconcile(self.context, dry_run=dry_run)
 

@@ -257,5 +257,5 @@ def test_reconcile_finds_nothing_after_normal_leases(ctx: Context) -> None:
     start_pool(ctx, "net", "enp5s0f0", vfs=2)
     records = leases.acquire(ctx, "net", "vm1", count=2)
     leases.release(ctx, records[0]["id"], token=records[0]["token"])
-    assert reconcile.reconcile(ctx) == {"dry_run": False, "findings": []}
+    assert reconcile.reconcile(ctx).document() == {"dry_run": False, "findings": []}
     assert [entry["id"] for entry in leases.list_leases(ctx)] == [records[1]["id"]]

@@ -50,7 +50,7 @@ def _lease_state(ctx: Context, lease_id: int) -> str:
 
 
 def _assert_settled(ctx: Context) -> None:
-    assert reconcile(ctx)["findings"] == []
+    assert reconcile(ctx).document()["findings"] == []
 
 
 @pytest.mark.usefixtures("pool_p")
@@ -65,7 +65,7 @@ def test_after_a_reboot_start_then_reconcile_frees_stale_leases(sim: SimHost,
     lease = leases.acquire(ctx, "p", "vm1")[0]
     sim.reboot()
     pools.start(ctx, "p")  # what vfpool-autostart.service runs first
-    report = reconcile(ctx)
+    report = reconcile(ctx).document()
     assert [(f["lease"], f["problem"]) for f in report["findings"]] == [
         (lease["id"], "it was made before the last reboot")]
     assert _lease_state(ctx, lease["id"]) == "stale"
@@ -80,7 +80,7 @@ def test_reconcile_before_start_after_a_reboot_loses_the_leases_then_start_recov
         sim: SimHost, ctx: Context) -> None:
     lease = leases.acquire(ctx, "p", "vm1")[0]
     sim.reboot()
-    report = reconcile(ctx)
+    report = reconcile(ctx).document()
     problems = sorted(f["problem"] for f in report["findings"])
     assert problems.count("VF is in the store but not on the host") == 3
     assert "PF has 0 VFs; the pool needs 3" in problems
@@ -97,14 +97,14 @@ def test_a_vf_removed_behind_vfpools_back(sim: SimHost, ctx: Context) -> None:
     pf = sim.root / "sys/bus/pci/devices" / PF / "sriov_numvfs"
     sim.write_attr(pf, "0")
     sim.write_attr(pf, "2")  # VF 2 is gone; 0 and 1 are back, fresh
-    dry = reconcile(ctx, dry_run=True)
+    dry = reconcile(ctx, dry_run=True).document()
     assert {f.get("vf") for f in dry["findings"]} >= {"0000:85:02.2"}
     assert _vf_states(ctx)[2] == ("free", None)  # the dry run changed nothing
     reconcile(ctx)
     assert _vf_states(ctx)[2] == ("unusable", "missing on host")
     assert _lease_state(ctx, lease["id"]) == "active"  # VF 0 came back; its lease stays
     # The count is reported, not repaired, until `pool start` resizes the PF.
-    assert [f["problem"] for f in reconcile(ctx)["findings"]] == [
+    assert [f["problem"] for f in reconcile(ctx).document()["findings"]] == [
         "PF has 2 VFs; the pool needs 3"]
     leases.release(ctx, lease["id"], force=True)
     pools.start(ctx, "p")
@@ -116,7 +116,7 @@ def test_a_vf_removed_behind_vfpools_back(sim: SimHost, ctx: Context) -> None:
 def test_a_vf_on_the_host_but_not_in_the_store_is_added(ctx: Context) -> None:
     with ctx.store.session() as session:
         session.execute(delete(Vf).where(Vf.pf_pci == PF, Vf.vf_index == 1))
-    report = reconcile(ctx)
+    report = reconcile(ctx).document()
     assert [(f["vf"], f["problem"]) for f in report["findings"]] == [
         ("0000:85:02.1", "VF is on the host but not in the store")]
     assert _vf_states(ctx)[1] == ("free", None)
@@ -128,7 +128,7 @@ def test_a_lease_whose_owner_process_is_gone_is_stale(sim: SimHost, ctx: Context
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     lease = leases.acquire(ctx, "p", "vm1", owner_pid=child.pid)[0]
-    report = reconcile(ctx)
+    report = reconcile(ctx).document()
     assert [(f["lease"], f["problem"]) for f in report["findings"]] == [
         (lease["id"], f"its owner process {child.pid} is gone")]
     assert _lease_state(ctx, lease["id"]) == "stale"
@@ -167,7 +167,7 @@ def test_sigkill_during_release_is_finished_by_reconcile(sim_root: Path, sim: Si
             releaser.wait(30)
         sim.clear_faults()
     assert _lease_state(ctx, lease["id"]) == "active"
-    report = reconcile(ctx)
+    report = reconcile(ctx).document()
     assert [(f["lease"], f["problem"]) for f in report["findings"]] == [
         (lease["id"], "its release was interrupted")]
     assert _lease_state(ctx, lease["id"]) == "released"
@@ -207,14 +207,14 @@ def test_a_vlan_changed_behind_vfpools_back_is_put_back(sim: SimHost, ctx: Conte
     lease = leases.acquire(ctx, "p", "vm1")[0]
     index = lease["vf"]["index"]
     sim.set_vf("enp133s0f0", index, "vlan", VfConfig(vlan=99, qos=0))
-    dry = reconcile(ctx, dry_run=True)
+    dry = reconcile(ctx, dry_run=True).document()
     assert dry["findings"] == [{
         "lease": lease["id"], "vf": lease["vf"]["pci"], "owner": "vm1",
         "problem": "its VF no longer has the lease's config (vlan: desired 10, current 99)",
         "action": "re-apply the lease's config",
         "diff": {"vlan": {"desired": 10, "current": 99}}}]
     assert sim.vf_configs("enp133s0f0")[index].vlan == 99  # a dry run changes nothing
-    report = reconcile(ctx)
+    report = reconcile(ctx).document()
     assert [(f["lease"], f["result"]) for f in report["findings"]] == [(lease["id"],
                                                                           "re-applied")]
     assert sim.vf_configs("enp133s0f0")[index].vlan == 10
@@ -233,13 +233,13 @@ def test_mac_trust_and_driver_drift_of_a_vfio_lease(sim: SimHost, ctx: Context) 
     sim.set_vf("enp5s0f0", 0, "mac", VfConfig(mac="02:00:00:00:00:99"))
     sim.set_vf("enp5s0f0", 0, "trust", VfConfig(trust=False))
     binding.bind(context.sysfs, vf, None)  # an administrator unbinds it from vfio-pci
-    report = reconcile(context, dry_run=True)
+    report = reconcile(context, dry_run=True).document()
     assert set(report["findings"][0]["diff"]) == {"mac", "trust", "driver"}
-    assert reconcile(context)["findings"][0]["result"] == "re-applied"
+    assert reconcile(context).document()["findings"][0]["result"] == "re-applied"
     config = sim.vf_configs("enp5s0f0")[0]
     assert (config.mac, config.trust) == (lease["mac"], True)
     assert context.sysfs.pci_function(vf).driver == "vfio-pci"
-    assert reconcile(context)["findings"] == []
+    assert reconcile(context).document()["findings"] == []
 
 
 @pytest.mark.usefixtures("pool_p")
@@ -247,7 +247,7 @@ def test_a_lease_whose_config_cannot_be_put_back_is_lost(sim: SimHost, ctx: Cont
     lease = leases.acquire(ctx, "p", "vm1")[0]
     sim.set_vf("enp133s0f0", 0, "vlan", VfConfig(vlan=99, qos=0))
     sim.inject_fault("netlink:enp133s0f0", errno_code=errno.EIO, count=1)
-    report = reconcile(ctx)
+    report = reconcile(ctx).document()
     (finding,) = report["findings"]
     assert finding["result"].startswith("lost: setting vlan on VF 0 of PF 0000:85:00.0 "
                                         "(enp133s0f0) failed with EIO")

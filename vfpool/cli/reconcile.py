@@ -27,17 +27,17 @@ def reconcile(
     with settings(cli).context() as ctx, progress("reconcile") as shown:
         report = reconcile_service.reconcile(ctx, dry_run=dry_run, progress=shown)
     if as_json:
-        emit_json(report)
+        emit_json(report.document())
         return
-    if not report["findings"]:
+    if not report.findings:
         emit("nothing to repair")
-    for finding in report["findings"]:
-        result = f" -> {finding['result']}" if "result" in finding else ""
-        if "lease" in finding:
-            subject = f"lease {finding['lease']} ({finding['vf']})"
-        elif "vf" in finding:
-            subject = f"pool {finding['pool']}: VF {finding['vf']}"
+    for finding in report.findings:
+        result = f" -> {finding.result}" if finding.result is not None else ""
+        if finding.lease is not None:
+            subject = f"lease {finding.lease} ({finding.vf})"
+        elif finding.vf is not None:
+            subject = f"pool {finding.pool}: VF {finding.vf}"
         else:
-            subject = f"pool {finding['pool']}: PF {finding['pf']}"
-        emit(f"{subject}: {finding['problem']}; {'would ' if dry_run else ''}"
-             f"{finding['action']}{result}")
+            subject = f"pool {finding.pool}: PF {finding.pf}"
+        emit(f"{subject}: {finding.problem}; {'would ' if dry_run else ''}"
+             f"{finding.action}{result}")

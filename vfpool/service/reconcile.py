@@ -11,7 +11,7 @@ run.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -35,6 +35,7 @@ from vfpool.service.leases import (
     restore_vf,
 )
 from vfpool.service.progress import Progress, quiet
+from vfpool.service.results import Finding, ReconcileResult
 from vfpool.store import Lease, Vf
 from vfpool.store.queries import Queries
 from vfpool.store.states import LIVE_LEASE_STATES, LeaseState, VfState
@@ -140,7 +141,7 @@ def _configs(ctx: Context, pf: PfSnapshot | None) -> dict[int, VfConfig] | None:
 
 
 def reconcile(ctx: Context, *, dry_run: bool = False,
-              progress: Progress = quiet) -> dict[str, Any]:
+              progress: Progress = quiet) -> ReconcileResult:
     """Find what the store and the host disagree on, and repair it. Idempotent: a second
     run finds nothing.
 
@@ -172,15 +173,15 @@ def reconcile(ctx: Context, *, dry_run: bool = False,
 
 
 def _run(ctx: Context, boot_id: str, pcis: list[str], *, dry_run: bool,
-         me: str | None = None, progress: Progress = quiet) -> dict[str, Any]:
+         me: str | None = None, progress: Progress = quiet) -> ReconcileResult:
     snapshots = {}
     for pci in pcis:
         progress(f"PF {pci}: reading its VFs")
         snapshots[pci] = _snapshot(ctx, pci)
     progress("comparing the store's VFs with the host's")
-    findings: list[dict[str, Any]] = []
+    findings: list[Finding] = []
 
-    def inventory(session: Session) -> list[dict[str, Any]]:
+    def inventory(session: Session) -> list[Finding]:
         found = []
         for member in _members(session):
             for repair in plan_repairs(member.pool, member.pf_pci, member.indices,
@@ -207,9 +208,9 @@ def _run(ctx: Context, boot_id: str, pcis: list[str], *, dry_run: bool,
             findings += _free_stale(ctx, lease, reason, dry_run=dry_run, me=me)
             continue
         if lease.state == LeaseState.RESERVED:
-            findings.append({"lease": lease.id, "vf": lease.vf_pci,
-                             "problem": "reserved; its acquire is still running",
-                             "action": "none"})
+            findings.append(Finding(lease=lease.id, vf=lease.vf_pci,
+                                    problem="reserved; its acquire is still running",
+                                    action="none"))
             continue
         if lease.acquirer is not None:
             continue  # a release is under way
@@ -223,24 +224,24 @@ def _run(ctx: Context, boot_id: str, pcis: list[str], *, dry_run: bool,
             if not dry_run:
                 progress(f"lease {lease.id} ({lease.vf_pci}): re-applying its config")
             findings.append(_reapply(ctx, lease, diff, dry_run=dry_run))
-    return {"dry_run": dry_run, "findings": findings}
+    return ReconcileResult(dry_run, tuple(findings))
 
 
-def _finding(repair: Repair) -> dict[str, Any]:
+def _finding(repair: Repair) -> Finding:
     if repair.kind == "short":
-        return {"pool": repair.pool, "pf": repair.pf,
-                "problem": f"PF has {repair.numvfs} VFs; the pool needs {repair.needed}",
-                "action": f"none here: run `vfpool pool start {repair.pool}`"}
+        return Finding(pool=repair.pool, pf=repair.pf,
+                       problem=f"PF has {repair.numvfs} VFs; the pool needs {repair.needed}",
+                       action=f"none here: run `vfpool pool start {repair.pool}`")
     if repair.kind == "missing":
-        return {"pool": repair.pool, "vf": repair.vf,
-                "problem": "VF is in the store but not on the host",
-                "action": "mark it unusable" + (f"; lease {repair.lease} lost"
-                                                if repair.lease is not None else "")}
+        return Finding(pool=repair.pool, vf=repair.vf,
+                       problem="VF is in the store but not on the host",
+                       action="mark it unusable" + (f"; lease {repair.lease} lost"
+                                                    if repair.lease is not None else ""))
     if repair.kind == "back":
-        return {"pool": repair.pool, "vf": repair.vf, "problem": "VF is back on the host",
-                "action": "mark it free"}
-    return {"pool": repair.pool, "vf": repair.vf,
-            "problem": "VF is on the host but not in the store", "action": "add it, free"}
+        return Finding(pool=repair.pool, vf=repair.vf, problem="VF is back on the host",
+                       action="mark it free")
+    return Finding(pool=repair.pool, vf=repair.vf,
+                   problem="VF is on the host but not in the store", action="add it, free")
 
 
 def _repair(session: Session, repair: Repair) -> None:
@@ -276,20 +277,21 @@ def _unchanged(session: Session, lease: _Live) -> Lease | None:
     return row
 
 
-def _busy(lease: _Live, problem: str) -> dict[str, Any]:
-    return {"lease": lease.id, "vf": lease.vf_pci, "owner": lease.owner, "problem": problem,
-            "action": "none: another vfpool process is changing the VF; left for the next run"}
+def _busy(lease: _Live, problem: str) -> Finding:
+    return Finding(lease=lease.id, vf=lease.vf_pci, owner=lease.owner, problem=problem,
+                   action="none: another vfpool process is changing the VF; left for the "
+                          "next run")
 
 
 def _free_stale(ctx: Context, lease: _Live, reason: str, *, dry_run: bool,
-                me: str | None) -> list[dict[str, Any]]:
+                me: str | None) -> list[Finding]:
     recorded = (lease.applied or {}).get("macvtap")
     action = ("restore the VF's saved config and driver, free it" if lease.saved
               else "free the VF (nothing was changed on it)")
     if recorded:
         action += f", remove macvtap {recorded['name']}"
-    finding: dict[str, Any] = {"lease": lease.id, "vf": lease.vf_pci, "owner": lease.owner,
-                               "problem": reason, "action": action}
+    finding = Finding(lease=lease.id, vf=lease.vf_pci, owner=lease.owner, problem=reason,
+                      action=action)
     if dry_run:
         return [finding]
     with ctx.locks.vf(lease.vf_pci, wait=False) as held:
@@ -322,8 +324,7 @@ def _free_stale(ctx: Context, lease: _Live, reason: str, *, dry_run: bool,
                              final_state=finished)
 
         ctx.store.write(finish, operation=f"reconcile of lease {lease.id}")
-    finding["result"] = outcome if why is None else f"{outcome}: {why}"
-    return [finding]
+    return [replace(finding, result=outcome if why is None else f"{outcome}: {why}")]
 
 
 def _describe(diff: dict[str, tuple[object, object]]) -> str:
@@ -332,25 +333,23 @@ def _describe(diff: dict[str, tuple[object, object]]) -> str:
 
 
 def _reapply(ctx: Context, lease: _Live, diff: dict[str, tuple[object, object]], *,
-             dry_run: bool) -> dict[str, Any]:
+             dry_run: bool) -> Finding:
     """Put a drifted lease's config back on its VF; when that fails, the lease is lost."""
-    finding: dict[str, Any] = {
-        "lease": lease.id, "vf": lease.vf_pci, "owner": lease.owner,
-        "problem": f"its VF no longer has the lease's config ({_describe(diff)})",
-        "action": "re-apply the lease's config",
-        "diff": {key: {"desired": want, "current": have} for key, (want, have) in diff.items()}}
+    finding = Finding(
+        lease=lease.id, vf=lease.vf_pci, owner=lease.owner,
+        problem=f"its VF no longer has the lease's config ({_describe(diff)})",
+        action="re-apply the lease's config",
+        diff={key: {"desired": want, "current": have} for key, (want, have) in diff.items()})
     if dry_run:
         return finding
     with ctx.locks.vf(lease.vf_pci, wait=False) as held:
         if not held:
-            return _busy(lease, finding["problem"])
+            return _busy(lease, finding.problem)
         if ctx.store.read(lambda session: _unchanged(session, lease) is None):
-            finding["result"] = "skipped: the lease changed meanwhile"
-            return finding
+            return replace(finding, result="skipped: the lease changed meanwhile")
         current = host_drift(ctx, lease.pf_pci, lease.vf_index, lease.applied)
         if not current:
-            finding["result"] = "already back in place"
-            return finding
+            return replace(finding, result="already back in place")
         try:
             _put_back(ctx, lease, current)
             left = host_drift(ctx, lease.pf_pci, lease.vf_index, lease.applied)
@@ -369,8 +368,7 @@ def _reapply(ctx: Context, lease: _Live, diff: dict[str, tuple[object, object]],
                                  final_state=LeaseState.LOST)
 
             ctx.store.write(lose, operation=f"reconcile of lease {lease.id}")
-            finding["result"] = f"lost: {problem}"
-            return finding
+            return replace(finding, result=f"lost: {problem}")
 
         def note(session: Session) -> None:
             row = session.get(Lease, lease.id)
@@ -381,8 +379,7 @@ def _reapply(ctx: Context, lease: _Live, diff: dict[str, tuple[object, object]],
                                 in current.items()})
 
         ctx.store.write(note, operation=f"reconcile of lease {lease.id}")
-    finding["result"] = "re-applied"
-    return finding
+    return replace(finding, result="re-applied")
 
 
 def _put_back(ctx: Context, lease: _Live, diff: dict[str, tuple[object, object]]) -> None:

@@ -213,3 +213,41 @@ class PfDetail(PfInfo):
 
 __all__ = ["AutostartOutcome", "AutostartResult", "PfDetail", "PfInfo", "PfVf", "PoolChanged",
            "PoolDestroyed", "PoolInfo", "PoolMember", "PoolStarted", "VfCounts"]
+
+
+# ---------------------------------------------------------------- reconcile
+
+@dataclass(frozen=True, kw_only=True)
+class Finding:
+    """One disagreement reconcile found between the store and the host, and what it did (or,
+    in a dry run, would do). What it concerns: a pool's PF (``pool``, ``pf``), a pool's VF
+    (``pool``, ``vf``) or a lease (``lease``, ``vf``, and ``owner`` when it acted on it)."""
+
+    problem: str
+    action: str
+    pool: str | None = None
+    pf: str | None = None
+    lease: int | None = None
+    vf: str | None = None
+    owner: str | None = None
+    diff: dict[str, dict[str, object]] | None = None  # drift: field -> desired, current
+    result: str | None = None  # what came of the action; None in a dry run
+
+    def document(self) -> dict[str, Any]:
+        """The keys it has, in the order of `reconcile --json`."""
+        return {key: value for key, value in (
+            ("pool", self.pool), ("pf", self.pf), ("lease", self.lease), ("vf", self.vf),
+            ("owner", self.owner), ("problem", self.problem), ("action", self.action),
+            ("diff", self.diff), ("result", self.result)) if value is not None}
+
+
+@dataclass(frozen=True)
+class ReconcileResult:
+    """What `vfpool reconcile` found and did; no findings: the store and host agree."""
+
+    dry_run: bool
+    findings: tuple[Finding, ...]
+
+    def document(self) -> dict[str, Any]:
+        return {"dry_run": self.dry_run,
+                "findings": [finding.document() for finding in self.findings]}

@@ -51,7 +51,7 @@ def test_boot_2_reconcile_restores_the_stale_leases() -> None:
     with vfpool.connect() as host:
         report = host.reconcile()
         leases = {lease.id: lease for lease in host.leases(include_finished=True)}
-    assert report, "reconcile reported nothing"
+    assert report.findings, "reconcile reported nothing"
     for lease in state["leases"]:  # type: ignore[attr-defined]
         assert leases[lease["id"]].state == "stale"
         pf = lease["pf"]
