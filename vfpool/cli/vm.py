@@ -13,7 +13,7 @@ import typer
 from vfpool.cli.core import VfpoolTyper, settings
 from vfpool.cli.progress import progress
 from vfpool.cli.render import emit, emit_json, note
-from vfpool.model.qemu import QEMU_BINARY
+from vfpool.model.qemu import QEMU_BINARY, handoff_record
 from vfpool.service import vm as vm_service
 from vfpool.service.progress import quiet
 
@@ -85,7 +85,7 @@ def args(
       vfpool vm args 7 8 --json
     """
     with settings(cli).reader() as ctx:
-        records = vm_service.args(ctx, lease_ids)
+        records = [handoff_record(nic) for nic in vm_service.args(ctx, lease_ids)]
     if as_json:
         emit_json(records)
         return
@@ -115,9 +115,9 @@ def attach(
     with settings(cli).context() as ctx:
         record = vm_service.attach(ctx, qmp_socket, lease_id, bus=bus, note=note)
     if as_json:
-        emit_json(record)
+        emit_json(record.document())
     else:
-        emit(f"attached lease {lease_id} as {record['device_id']}")
+        emit(f"attached lease {lease_id} as {record.device_id}")
 
 
 @app.command("detach")
@@ -139,6 +139,6 @@ def detach(
     with settings(cli).context() as ctx:
         record = vm_service.detach(ctx, qmp_socket, lease_id, timeout=timeout)
     if as_json:
-        emit_json(record)
+        emit_json(record.document())
     else:
-        emit(f"detached lease {lease_id} ({record['device_id']})")
+        emit(f"detached lease {lease_id} ({record.device_id})")

@@ -251,3 +251,31 @@ class ReconcileResult:
     def document(self) -> dict[str, Any]:
         return {"dry_run": self.dry_run,
                 "findings": [finding.document() for finding in self.findings]}
+
+
+# ---------------------------------------------------------------- vm
+
+@dataclass(frozen=True)
+class Hotplugged:
+    """A lease hot-added to a running QEMU (`vm attach`)."""
+
+    lease: int
+    device_id: str  # QEMU's id of the device, which `vm detach` removes
+    mode: Mode
+    macvtap: str | None  # the macvtap vfpool made for it (macvtap mode)
+
+    def document(self) -> dict[str, Any]:
+        return {"lease": self.lease, "device_id": self.device_id, "mode": self.mode,
+                "macvtap": self.macvtap}
+
+
+@dataclass(frozen=True)
+class Unplugged:
+    """A lease hot-removed from a running QEMU (`vm detach`)."""
+
+    lease: int
+    device_id: str
+    mode: Mode
+
+    def document(self) -> dict[str, Any]:
+        return {"lease": self.lease, "device_id": self.device_id, "mode": self.mode}

@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,6 @@ from vfpool.model.qemu import (
     build_qemu_argv,
     device_add_arguments,
     device_id,
-    handoff_record,
     netdev_id,
     tap_fd_name,
 )
@@ -31,7 +30,9 @@ from vfpool.service import events
 from vfpool.service import leases as lease_service
 from vfpool.service.context import Context
 from vfpool.service.progress import Progress, quiet
+from vfpool.service.results import Hotplugged, Unplugged
 from vfpool.store import LIVE_LEASE_STATES, Lease
+from vfpool.store.states import Mode
 
 Note = Callable[[str], None]
 DETACH_TIMEOUT = 30.0
@@ -54,16 +55,17 @@ def _live_lease(ctx: Context, lease_id: int) -> NicHandoff:
     return ctx.store.read(read)
 
 
-def args(ctx: Context, lease_ids: list[int]) -> list[dict[str, Any]]:
-    """The QEMU arguments of active leases; a macvtap lease shows its tap fd as a placeholder
-    (`vm launch` and `vm attach` make the macvtap and open it)."""
-    records = []
+def args(ctx: Context, lease_ids: list[int]) -> list[NicHandoff]:
+    """What QEMU gets of active leases (``model.qemu.handoff_record`` renders it); a macvtap
+    lease's tap fd is not open, and shows as a placeholder (`vm launch` and `vm attach` make
+    the macvtap and open it)."""
+    nics = []
     for lease_id in lease_ids:
         nic = _live_lease(ctx, lease_id)
         if nic.mode == "macvtap":
-            nic = NicHandoff(**{**nic.__dict__, "macvtap": macvtap.macvtap_name(lease_id)})
-        records.append(handoff_record(nic))
-    return records
+            nic = replace(nic, macvtap=macvtap.macvtap_name(lease_id))
+        nics.append(nic)
+    return nics
 
 
 # ---------------------------------------------------------------- the host side of macvtap
@@ -221,7 +223,7 @@ def _record_pid(ctx: Context, lease_ids: list[int], pid: int | None) -> None:
 # ---------------------------------------------------------------- hotplug
 
 def attach(ctx: Context, qmp_socket: Path, lease_id: int, *, bus: str | None = None,
-           note: Note = quiet) -> dict[str, Any]:
+           note: Note = quiet) -> Hotplugged:
     """Hot-add a leased VF to a running QEMU (netdev_add + device_add)."""
     nic = _live_lease(ctx, lease_id)
     if nic.mode == "netdev":
@@ -251,12 +253,11 @@ def attach(ctx: Context, qmp_socket: Path, lease_id: int, *, bus: str | None = N
                       lease_id=lease_id, qmp=str(qmp_socket), device=device_id(lease_id))
 
     ctx.store.write(attached, operation=f"recording vm attach of lease {lease_id}")
-    return {"lease": lease_id, "device_id": device_id(lease_id), "mode": nic.mode,
-            "macvtap": nic.macvtap}
+    return Hotplugged(lease_id, device_id(lease_id), Mode(nic.mode), nic.macvtap)
 
 
 def detach(ctx: Context, qmp_socket: Path, lease_id: int, *,
-           timeout: float = DETACH_TIMEOUT) -> dict[str, Any]:
+           timeout: float = DETACH_TIMEOUT) -> Unplugged:
     """Hot-remove a leased VF: device_del, wait for DEVICE_DELETED, then drop its backend."""
     def read(session: Session) -> tuple[str, Any]:
         lease = session.get(Lease, lease_id) if 0 < lease_id < 2**63 else None
@@ -286,4 +287,4 @@ def detach(ctx: Context, qmp_socket: Path, lease_id: int, *,
                       lease_id=lease_id, qmp=str(qmp_socket), device=wanted)
 
     ctx.store.write(detached, operation=f"recording vm detach of lease {lease_id}")
-    return {"lease": lease_id, "device_id": wanted, "mode": mode}
+    return Unplugged(lease_id, wanted, Mode(mode))
