@@ -364,3 +364,12 @@ pool.invalid("info-unknown", 3, "error: no pool named 'nope'", "pool", "info", "
 pool.valid("show-json", "pool", "show", "a", "--json", stdout_has=('"name": "a"',),
            setup=POOL_A_STARTED)
 pool.invalid("show-unknown", 3, "error: no pool named 'nope'", "pool", "show", "nope")
+pool.valid("show-json-before-command", "--json", "pool", "show", "a",
+           stdout_has=('"name": "a"', '"pfs": ['), setup=POOL_A_DEFINED)
+pool.valid("info-alias-json", "pool", "info", "a", "--json",
+           stdout_has=('"name": "a"', '"state": "inactive"', '"autostart": false',
+                       '"method": "auto"', '"mode": ', '"pfs": [', '"vfs": {',
+                       '"defaults": {'), setup=POOL_A_DEFINED)
+pool.invalid("show-missing-name", 2, "error: missing argument NAME", "pool", "show")
+pool.invalid("typo", 2, "error: no such command 'shwo'; did you mean 'show'?",
+             "pool", "shwo", "a")
