@@ -55,10 +55,19 @@ def _listdir(path: str | Path) -> list[str]:
 
 
 @functools.lru_cache(maxsize=8192)
+def _named(text: str) -> tuple[PciAddress, str] | None:
+    """``text`` parsed as a PCI address, with its canonical name (the device's folder), or
+    None when it does not look like one. Cached: a PF's 256 VF links name the same addresses
+    at every read (PciAddress is immutable)."""
+    if not PciAddress.looks_like(text):
+        return None
+    address = PciAddress.parse(text)
+    return address, str(address)
+
+
 def _address(text: str) -> PciAddress | None:
-    """``text`` parsed as a PCI address, or None when it does not look like one. Cached: a
-    PF's 256 VF links name the same addresses at every read (PciAddress is immutable)."""
-    return PciAddress.parse(text) if PciAddress.looks_like(text) else None
+    named = _named(text)
+    return named[0] if named else None
 
 
 class Sysfs:
@@ -150,9 +159,10 @@ class Sysfs:
         for entry in _listdir(folder):
             if entry.startswith("virtfn") and entry[6:].isdigit():
                 target = _link_name(os.path.join(folder, entry))
-                address = _address(target) if target else None
-                if address is not None:
-                    vf_dir = os.path.join(devices, str(address))
+                named = _named(target) if target else None
+                if named is not None:
+                    address, name = named
+                    vf_dir = os.path.join(devices, name)
                     vfs.append(VfSnapshot(index=int(entry[6:]), pci=address,
                                           driver=_link_name(vf_dir + "/driver"),
                                           netdevs=self._netdevs(vf_dir)))

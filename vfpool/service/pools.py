@@ -584,11 +584,13 @@ def _lose(session: Session, lease_ids: Iterable[int], why: str, *,
 
 def _apply(ctx: Context, name: str, locked: set[str], *, allow_disruption: bool,
            timeout: float, progress: Progress, action: str,
-           snapshots: Snapshots | None = None, link_timeout: float | None = None) -> PoolChanged:
+           snapshots: Snapshots | None = None, link_timeout: float | None = None,
+           state: _State | None = None) -> PoolChanged:
     """Bring the host to the pool's definition, verify, wait for the PF links that sizing
     took down, inventory, and mark the pool active. Runs under the exclusive locks of
-    ``locked``."""
-    state = ctx.store.read(lambda s: _gather(s, name, locked))
+    ``locked``; ``state``, when given, was gathered under them."""
+    if state is None:
+        state = ctx.store.read(lambda s: _gather(s, name, locked))
     if snapshots is None:
         snapshots = _snapshots(ctx, sorted(locked))
     link_timeout = LINK_WAIT if link_timeout is None else link_timeout  # read at call time
@@ -774,7 +776,7 @@ def start(ctx: Context, name: str, *, allow_disruption: bool = False,
             return PoolStarted(**_fields(record), changed=(), lost=(), already_active=True)
         applied = _apply(ctx, name, locked, allow_disruption=allow_disruption, timeout=timeout,
                          progress=progress, action="pool.start", snapshots=snapshots,
-                         link_timeout=link_timeout)
+                         link_timeout=link_timeout, state=state)
         return PoolStarted(**_fields(applied, PoolChanged), already_active=False)
 
     return _locked(ctx, name, change)
