@@ -145,9 +145,10 @@ def _spread(values: list[float], scale: float = 1e3, unit: str = " ms") -> str:
 
 def start_rows(first: Sample, samples: list[Sample]) -> list[Row]:
     """The target is the median of each start's own/sim ratio. The sim's CPU is mostly system
-    time in its own file writes (mkdir, symlink, write for 1,024 VF folders), which swings
-    several-fold with the machine's load, so the ratio moves with it; vfpool's own CPU in ms
-    is the steadier figure, and both ranges are printed."""
+    time in its own file writes (mkdir, symlink, write for 1,024 VF folders) under the bench's
+    temporary folder: on the disk-backed /tmp here it swung from 0.9 to 10 s per start, and the
+    ratio with it, while on a tmpfs the same starts cost the sim a steady 0.65 s. vfpool's own
+    CPU in ms is the steadier figure (the same on both); both ranges are printed."""
     cpu, sim_cpu = median_of(samples, "cpu"), median_of(samples, "sim_cpu")
     beyond = [sample.own_cpu / sample.sim_cpu for sample in samples]
     wall_beyond = [sample.own_wall / sample.sim_wall for sample in samples]
