@@ -28,7 +28,9 @@ run.
    importtime`` on the console script); target: they do not.
 5. `pool start` of the 1024-VF pool (4 x 256 on two E810s, vfio mode) through the API, after
    a `pool destroy` each time: vfpool's CPU beyond the sim's own (both from ``SimMeter``), as a
-   fraction of the sim's. Target: at most 10%.
+   fraction of the sim's, the median over the starts. Target: at most 10%. The connection's
+   first start (statements compiled for the first time, a sim tree never sized) is measured
+   too and shown on its own row, not in the median.
 6. The report over 8 x 256 VFs, 2000 leases and 100k events: tests/bench_report.py, which
    `make bench` runs next. No target.
 
@@ -94,7 +96,7 @@ POOL = "bench"
 ROUNDS = 40  # acquire+release pairs per pool in the interleaved loop
 WARM = 3  # pairs per pool before measuring: imports, statement caches, pci.ids
 FLOOR_LOOPS = 200
-START_RUNS = 2  # pool starts of 1024 VFs
+START_RUNS = 5  # pool starts of 1024 VFs measured, after one more that is shown apart
 COLD_RUNS = 5  # cold processes of each kind
 METERED_RUNS = 2  # cold acquires with the simulator metered
 PROCESS_OPS = 10  # acquire+release pairs per worker in the throughput runs
@@ -118,33 +120,56 @@ LAYOUTS = {
 
 # ---------------------------------------------------------------- 5: pool start
 
-def pool_starts(root: Path, meter: SimMeter) -> list[Sample]:
-    """Start the (defined, inactive) 1024-VF pool START_RUNS times, destroying it in between;
-    it is left started."""
-    samples = []
+def pool_starts(root: Path, meter: SimMeter) -> tuple[Sample, list[Sample]]:
+    """Start the (defined, inactive) 1024-VF pool 1 + START_RUNS times, destroying it in
+    between; it is left started. Returns the first start apart, and the others.
+
+    The first start of a connection is not like the rest: its engine compiles every statement
+    of the path for the first time (its own CPU was 1.3-1.5x the later starts' here), and the
+    sim sizes a tree it has never sized, often for far less CPU than later. The bench used to
+    print the median of two starts, i.e. the mean of this one and one more; its ratio came
+    out at up to 3-4x the later starts' (29% against 8% in one run), so the target is judged
+    on the later starts and the first is shown on its own row."""
     with vfpool.connect(sim=root) as host:
-        for run in range(START_RUNS):
-            if run:
-                host.destroy_pool(POOL)
+        first = measured(meter, lambda: host.start_pool(POOL))
+        samples = []
+        for _ in range(START_RUNS):
+            host.destroy_pool(POOL)
             samples.append(measured(meter, lambda: host.start_pool(POOL)))
-    return samples
+    return first, samples
 
 
-def start_rows(samples: list[Sample]) -> list[Row]:
+def _spread(values: list[float], scale: float = 1e3, unit: str = " ms") -> str:
+    return f"{min(values) * scale:.0f}-{max(values) * scale:.0f}{unit}"
+
+
+def start_rows(first: Sample, samples: list[Sample]) -> list[Row]:
+    """The target is the median of each start's own/sim ratio. The sim's CPU is mostly system
+    time in its own file writes (mkdir, symlink, write for 1,024 VF folders) under the bench's
+    temporary folder: on the disk-backed /tmp here it swung from 0.9 to 10 s per start, and the
+    ratio with it, while on a tmpfs the same starts cost the sim a steady 0.65 s. vfpool's own
+    CPU in ms is the steadier figure (the same on both); both ranges are printed."""
     cpu, sim_cpu = median_of(samples, "cpu"), median_of(samples, "sim_cpu")
     beyond = [sample.own_cpu / sample.sim_cpu for sample in samples]
     wall_beyond = [sample.own_wall / sample.sim_wall for sample in samples]
     share = statistics.median(beyond)
+    own = [sample.own_cpu for sample in samples]
+    sims = [sample.sim_cpu for sample in samples]
     return [
         Row(f"5. pool start, 1024 VFs (4 PFs x 256, vfio), median of {len(samples)}"),
         Row("   process CPU, all of it", ms(cpu)),
-        Row("   of which in the simulator's ports", ms(sim_cpu),),
-        Row("   vfpool's own CPU", ms(median_of(samples, "own_cpu"))),
+        Row("   of which in the simulator's ports (range)", f"{ms(sim_cpu)} ({_spread(sims)})"),
+        Row("   vfpool's own CPU (range)",
+            f"{ms(median_of(samples, 'own_cpu'))} ({_spread(own)})"),
         Row("   pool start: vfpool's CPU beyond the simulator's", f"{share * 100:.0f}%",
             f"<= {TARGET_START * 100:.0f}%", verdict(share <= TARGET_START)),
+        Row("   the same, range over the starts", _spread(beyond, 100, "%")),
         Row("   the same by wall time (sim wall inside the ports)",
             f"{statistics.median(wall_beyond) * 100:.0f}% "
             f"({ms(median_of(samples, 'wall'))} wall)"),
+        Row("   first start of the connection: own / sim CPU",
+            f"{ms(first.own_cpu)} / {ms(first.sim_cpu)} = "
+            f"{first.own_cpu / first.sim_cpu * 100:.0f}%"),
         Row("   simulator port calls per start", f"{samples[0].port_calls}"),
     ]
 
@@ -429,7 +454,7 @@ def quick() -> None:
     """Fewer repetitions everywhere: to see that the bench runs, not to read its figures."""
     global ROUNDS, WARM, FLOOR_LOOPS, START_RUNS, COLD_RUNS, METERED_RUNS, PROCESS_OPS
     global PROFILE_PAIRS, STORM, THROUGHPUT
-    ROUNDS, WARM, FLOOR_LOOPS, START_RUNS, COLD_RUNS, METERED_RUNS = 6, 1, 30, 1, 2, 1
+    ROUNDS, WARM, FLOOR_LOOPS, START_RUNS, COLD_RUNS, METERED_RUNS = 6, 1, 30, 2, 2, 1
     PROCESS_OPS, PROFILE_PAIRS, STORM, THROUGHPUT = 3, 3, ((1, 1), (2, 1)), (1, 2)
 
 
@@ -465,8 +490,8 @@ def main() -> None:
                            events=HISTORY_EVENTS)
         with SimMeter() as meter:
             overhead = meter.overhead()
-            with phase(f"5. pool start of 1024 VFs, {START_RUNS} time(s)"):
-                starts = pool_starts(roots["1024"], meter)
+            with phase(f"5. pool start of 1024 VFs, 1 + {START_RUNS} time(s)"):
+                first_start, starts = pool_starts(roots["1024"], meter)
             with phase(f"1-3. acquire+release, {WARM}+{ROUNDS} rounds over 4 pools"):
                 samples = api_rounds(roots, meter)
         history = store_counts(roots["256+history"] / "vfpool.db")
@@ -478,7 +503,7 @@ def main() -> None:
         show(api_rows(samples, floor, overhead, history, empty), f"{title}: 1-3")
         with phase("4. cold processes"):
             show(cold_rows(roots["256"], workdir), f"{title}: 4")
-        show(start_rows(starts), f"{title}: 5")
+        show(start_rows(first_start, starts), f"{title}: 5")
 
         sections = {name: any(row.verdict == "NOT MET" for row in rows)
                     for name, rows in _sections(every).items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -20,15 +21,16 @@ def valid_ifname(name: str) -> bool:
             and not any(ch == "/" or ch == ":" or ch.isspace() for ch in name))
 
 
-def _read(path: Path) -> str | None:
+def _read(path: str | Path) -> str | None:
     """An attribute's text, or None when it is absent (a VF can vanish while we read)."""
     try:
-        return path.read_text().strip()
+        with open(path) as file:
+            return file.read().strip()
     except (FileNotFoundError, NotADirectoryError):
         return None
 
 
-def _read_int(path: Path, base: int = 10, default: int = 0) -> int:
+def _read_int(path: str | Path, base: int = 10, default: int = 0) -> int:
     text = _read(path)
     if text is None or text == "":
         return default
@@ -52,6 +54,22 @@ def _listdir(path: str | Path) -> list[str]:
         return []
 
 
+@functools.lru_cache(maxsize=8192)
+def _named(text: str) -> tuple[PciAddress, str] | None:
+    """``text`` parsed as a PCI address, with its canonical name (the device's folder), or
+    None when it does not look like one. Cached: a PF's 256 VF links name the same addresses
+    at every read (PciAddress is immutable)."""
+    if not PciAddress.looks_like(text):
+        return None
+    address = PciAddress.parse(text)
+    return address, str(address)
+
+
+def _address(text: str) -> PciAddress | None:
+    named = _named(text)
+    return named[0] if named else None
+
+
 class Sysfs:
     """Snapshots of the PCI and net devices under ``kernel.root``."""
 
@@ -73,8 +91,9 @@ class Sysfs:
     def pci_addresses(self) -> list[PciAddress]:
         found = []
         for entry in _listdir(self.pci_devices):
-            if PciAddress.looks_like(entry):
-                found.append(PciAddress.parse(entry))
+            address = _address(entry)
+            if address is not None:
+                found.append(address)
         return sorted(found)
 
     def netdev_names(self) -> list[str]:
@@ -103,20 +122,21 @@ class Sysfs:
             return None
         return PciAddress.parse(target)
 
-    def netdev(self, device: Path, name: str) -> Netdev:
-        base = device / "net" / name
-        ifindex = _read(base / "ifindex")
-        mtu = _read(base / "mtu")
+    def netdev(self, device: str | Path, name: str) -> Netdev:
+        base = os.path.join(device, "net", name)
+        ifindex = _read(base + "/ifindex")
+        mtu = _read(base + "/mtu")
         return Netdev(
             name=name,
             ifindex=int(ifindex) if ifindex and ifindex.isdigit() else None,
-            mac=_read(base / "address"),
-            operstate=_read(base / "operstate") or "unknown",
+            mac=_read(base + "/address"),
+            operstate=_read(base + "/operstate") or "unknown",
             mtu=int(mtu) if mtu and mtu.isdigit() else None,
         )
 
-    def _netdevs(self, device: Path) -> tuple[Netdev, ...]:
-        return tuple(self.netdev(device, name) for name in _listdir(device / "net"))
+    def _netdevs(self, device: str | Path) -> tuple[Netdev, ...]:
+        return tuple(self.netdev(device, name)
+                     for name in _listdir(os.path.join(device, "net")))
 
     def vf(self, index: int, address: PciAddress) -> VfSnapshot:
         device = self.device_dir(address)
@@ -130,6 +150,25 @@ class Sysfs:
             return None
         return self.vf(index, PciAddress.parse(target))
 
+    def _vfs_of(self, device: Path) -> list[VfSnapshot]:
+        """The VFs behind a PF's ``virtfn<N>`` links, by index: per VF its link, its driver
+        link and its ``net/`` folder, read on string paths (pathlib's joins and two regex
+        matches per VF were most of the CPU of reading a PF's 256 VFs)."""
+        folder, devices = str(device), str(self.pci_devices)
+        vfs = []
+        for entry in _listdir(folder):
+            if entry.startswith("virtfn") and entry[6:].isdigit():
+                target = _link_name(os.path.join(folder, entry))
+                named = _named(target) if target else None
+                if named is not None:
+                    address, name = named
+                    vf_dir = os.path.join(devices, name)
+                    vfs.append(VfSnapshot(index=int(entry[6:]), pci=address,
+                                          driver=_link_name(vf_dir + "/driver"),
+                                          netdevs=self._netdevs(vf_dir)))
+        vfs.sort(key=lambda vf: vf.index)
+        return vfs
+
     def pf(self, address: PciAddress, *, with_vfs: bool = True) -> PfSnapshot:
         device = self.device_dir(address)
         if not (device / "sriov_totalvfs").exists():
@@ -138,14 +177,7 @@ class Sysfs:
         device_id = _read_int(device / "device", 16)
         vf_device = _read(device / "sriov_vf_device")
         numa = _read_int(device / "numa_node", default=-1)
-        vfs: list[VfSnapshot] = []
-        if with_vfs:
-            for entry in _listdir(device):
-                if entry.startswith("virtfn") and entry[6:].isdigit():
-                    target = _link_name(device / entry)
-                    if target and PciAddress.looks_like(target):
-                        vfs.append(self.vf(int(entry[6:]), PciAddress.parse(target)))
-            vfs.sort(key=lambda vf: vf.index)
+        vfs = self._vfs_of(device) if with_vfs else []
         return PfSnapshot(
             pci=address,
             vendor=vendor,
@@ -164,8 +196,17 @@ class Sysfs:
         )
 
     def pfs(self, *, with_vfs: bool = False) -> list[PfSnapshot]:
+        devices = str(self.pci_devices)
         return [self.pf(address, with_vfs=with_vfs) for address in self.pci_addresses()
-                if self.attr(address, "sriov_totalvfs").exists()]
+                if os.path.exists(os.path.join(devices, str(address), "sriov_totalvfs"))]
+
+    def pf_driver(self, address: PciAddress) -> str | None:
+        """The driver bound to an SR-IOV PF (None: none is), read without the rest of the PF;
+        NotFound when ``address`` is not an SR-IOV PF on this host, as ``pf`` says."""
+        device = os.path.join(self.pci_devices, str(address))
+        if not os.path.exists(os.path.join(device, "sriov_totalvfs")):
+            raise NotFound(f"{address} is not an SR-IOV PF on this host")
+        return _link_name(os.path.join(device, "driver"))
 
     def udev_runs(self) -> bool:
         """Whether a udev handles this host's devices (``run/udev/control``); a container or

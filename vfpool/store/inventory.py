@@ -1,0 +1,46 @@
+"""Writing a pool's VF rows in bulk, for `pool start`'s inventory.
+
+The ORM's unit of work spent most of the inventory's time on 1,024 new ``Vf`` objects (state
+tracking, cascades, one flush per PF). ``add_free_vfs`` writes the same rows with one Core
+INSERT per PF, executed for many rows at once. It bypasses ``before_flush``, so it writes the
+host each row belongs to itself: the session's host, as store/scope.py stamps new rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import cast
+
+from sqlalchemy import Table, insert
+from sqlalchemy.orm import Session
+
+from vfpool.store.models import Vf
+from vfpool.store.scope import HOST_ID, NO_HOST
+from vfpool.store.states import VfState
+from vfpool.store.types import utcnow
+
+# A Core INSERT: the ORM's bulk path adds per-row work and nothing else.
+VFS = cast(Table, Vf.__table__)
+
+
+def session_host(session: Session) -> int | None:
+    """The host the session's new rows belong to (None: an unscoped store)."""
+    host_id: int | None = session.info.get(HOST_ID)
+    if host_id == NO_HOST:
+        raise RuntimeError("a read-only session tried to write")
+    return host_id
+
+
+def add_free_vfs(session: Session, pf_pci: str,
+                 vfs: Sequence[tuple[int, str, str | None]]) -> None:
+    """Insert free VF rows of PF ``pf_pci``, one per (index, PCI address, netdev), stamped
+    with the session's host; rows the session holds pending are flushed first."""
+    if not vfs:
+        return
+    session.flush()
+    host_id = session_host(session)
+    now = utcnow()
+    session.execute(insert(VFS), [
+        {"host_id": host_id, "pf_pci": pf_pci, "index": index, "pci": pci, "netdev": netdev,
+         "state": VfState.FREE, "reason": None, "updated_at": now}
+        for index, pci, netdev in vfs])
