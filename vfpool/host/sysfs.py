@@ -200,14 +200,6 @@ class Sysfs:
         return [self.pf(address, with_vfs=with_vfs) for address in self.pci_addresses()
                 if os.path.exists(os.path.join(devices, str(address), "sriov_totalvfs"))]
 
-    def pf_driver(self, address: PciAddress) -> str | None:
-        """The driver bound to an SR-IOV PF (None: none is), read without the rest of the PF;
-        NotFound when ``address`` is not an SR-IOV PF on this host, as ``pf`` says."""
-        device = os.path.join(self.pci_devices, str(address))
-        if not os.path.exists(os.path.join(device, "sriov_totalvfs")):
-            raise NotFound(f"{address} is not an SR-IOV PF on this host")
-        return _link_name(os.path.join(device, "driver"))
-
     def udev_runs(self) -> bool:
         """Whether a udev handles this host's devices (``run/udev/control``); a container or
         a simulated host has none, and nothing there renames a netdev."""

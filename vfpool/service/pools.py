@@ -408,7 +408,7 @@ def _lock_set(ctx: Context, name: str) -> tuple[list[str], set[str]]:
     on_host: dict[str, str | None] | None = None
     for pci in members:
         try:
-            driver = ctx.sysfs.pf_driver(PciAddress.parse(pci))
+            driver = ctx.sysfs.pf_link(PciAddress.parse(pci)).driver
         except NotFound:  # gone from the host: the driver it had
             driver = stored_drivers.get(pci)
         if resolve_method(method, driver_info(driver)) == Method.MODULE_PARAM:
