@@ -51,7 +51,7 @@ def _our_host(ctx: Context) -> None:
 def _pair_ms(ctx: Context) -> float:
     def pair() -> None:
         [lease] = leases.acquire(ctx, "bench", "bench-vm")
-        leases.release(ctx, lease["id"], token=lease["token"])
+        leases.release(ctx, lease.id, token=lease.token)
 
     pair()  # warm: the first call registers the host and fills the caches
     return _median_ms(pair, PAIRS)

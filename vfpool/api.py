@@ -22,6 +22,12 @@ from vfpool.service.report import Report as Report
 from vfpool.service.results import AutostartOutcome as AutostartOutcome
 from vfpool.service.results import AutostartResult as AutostartResult
 from vfpool.service.results import Finding as Finding
+from vfpool.service.results import LeaseAcquired as LeaseAcquired
+from vfpool.service.results import LeaseDetail as LeaseDetail
+from vfpool.service.results import LeaseInfo as LeaseInfo
+from vfpool.service.results import LeasePf as LeasePf
+from vfpool.service.results import LeasePreview as LeasePreview
+from vfpool.service.results import LeaseVf as LeaseVf
 from vfpool.service.results import PfDetail as PfDetail
 from vfpool.service.results import PfInfo as PfInfo
 from vfpool.service.results import PfVf as PfVf
@@ -55,6 +61,13 @@ class Lease:
     vf_pci: str
     vf_netdev: str | None
     numa_met: bool | None = None
+
+    @classmethod
+    def from_info(cls, info: LeaseInfo) -> Lease:
+        """The lease of a service's result."""
+        return cls.from_record({**info.document(),
+                                "numa_met": info.numa_met if isinstance(info, LeaseAcquired)
+                                else None})
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Lease:
@@ -176,7 +189,7 @@ class Host:
         records = leases.acquire(self.context, pool, owner, count=count, mac=mac, vlan=vlan,
                                  numa_node=numa_node, spread=spread, owner_pid=owner_pid,
                                  link_state=link_state)
-        return [Lease.from_record(record) for record in records]
+        return [Lease.from_info(record) for record in records]
 
     def release(self, lease: Lease | int, *, token: str | None = None,
                 force: bool = False) -> None:
@@ -191,7 +204,7 @@ class Host:
     def leases(self, *, pool: str | None = None, owner: str | None = None,
                include_finished: bool = False) -> list[Lease]:
         """Live leases, or all of them (`vfpool lease list [--all]`)."""
-        return [Lease.from_record(record) for record in leases.list_leases(
+        return [Lease.from_info(record) for record in leases.list_leases(
             self.context, pool=pool, owner=owner, include_finished=include_finished)]
 
     # -- records

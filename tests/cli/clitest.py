@@ -117,13 +117,13 @@ def _lease_held(host: Path, tmp: Path, then: str = "") -> dict[str, str]:
     _pools_started(host, tmp)
     with open_context(sim=host) as ctx:
         [lease] = leases.acquire(ctx, "net", "vm1", mac="52:54:00:00:00:01")
-        values = {"lease": str(lease["id"]), "token": lease["token"], "vf": lease["vf"]["pci"]}
+        values = {"lease": str(lease.id), "token": lease.token, "vf": lease.vf.pci}
         if then:
-            leases.release(ctx, lease["id"], token=lease["token"])
+            leases.release(ctx, lease.id, token=lease.token)
         if then == "reacquired":
             [newer] = leases.acquire(ctx, "net", "vm2")
-            assert newer["vf"]["pci"] == values["vf"]
-            values.update(lease_b=str(newer["id"]), token_b=newer["token"])
+            assert newer.vf.pci == values["vf"]
+            values.update(lease_b=str(newer.id), token_b=newer.token)
     return values
 
 
@@ -150,10 +150,10 @@ def _guest_leases(host: Path, tmp: Path, then: str = "") -> dict[str, str]:
         for number, name in enumerate(("v", "m", "n"), start=1):
             pools.start(ctx, name)
             [lease] = leases.acquire(ctx, name, "vm1", mac=f"52:54:00:00:00:0{number}")
-            assert lease["id"] == number
+            assert lease.id == number
             held.append(lease)
         if then == "released":
-            leases.release(ctx, held[0]["id"], token=held[0]["token"])
+            leases.release(ctx, held[0].id, token=held[0].token)
     # What the vm category checks: no vm command leases or releases anything.
     return {"live_leases": str(live_leases(host))}
 

@@ -33,7 +33,7 @@ def _history(ctx: Context) -> None:
         pools.start(ctx, name)
     first = leases.acquire(ctx, "a", "vm1")[0]
     leases.acquire(ctx, "b", "vm2")
-    leases.release(ctx, first["id"], token=first["token"])
+    leases.release(ctx, first.id, token=first.token)
 
 
 @pytest.fixture
@@ -167,7 +167,7 @@ def test_follow_prints_new_events_as_they_are_written(ctx: Context, logged: Path
         leases.acquire(ctx, "b", "vm3")  # another pool: filtered out
         fresh = [json.loads(lines.next(deadline)) for _ in range(2)]
         assert [(e["action"], e["lease_id"]) for e in fresh] == [
-            ("lease.reserve", lease["id"]), ("lease.acquire", lease["id"])]
+            ("lease.reserve", lease.id), ("lease.acquire", lease.id)]
         assert fresh[0]["id"] > history[-1]["id"]
         follower.send_signal(signal.SIGTERM)
         assert follower.wait(timeout=30) == 0

@@ -121,11 +121,11 @@ def test_reconcile_shows_its_steps_on_a_terminal(sim_root: Path) -> None:
         lease = leases.acquire(ctx, "a", "vm1", owner_pid=int(gone))[0]
     result, shown = on_a_terminal("--sim", str(sim_root), "reconcile", env=environment())
     assert result.returncode == 0, shown
-    assert result.stdout.startswith(f"lease {lease['id']} ")
+    assert result.stdout.startswith(f"lease {lease.id} ")
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown)
     assert "PF 0000:85:00.0: reading its VFs" in plain
     assert "checking 1 live lease(s)" in plain
-    assert f"lease {lease['id']} ({lease['vf']['pci']}): " in plain
+    assert f"lease {lease.id} ({lease.vf.pci}): " in plain
     assert "restoring its VF" in plain
     assert re.search(r"reconcile: \d+\.\d s in all", plain)
     again = subprocess.run([str(VFPOOL), "--sim", str(sim_root), "reconcile"],

@@ -118,25 +118,27 @@ def test_acquire_prints_the_lease_keys_and_marks_the_vf_leased(ctx: Context,
                                                                 sim: SimHost) -> None:
     start_pool(ctx, "net", "enp5s0f0", vfs=2, vlan=10)
     [record] = leases.acquire(ctx, "net", "vm1")
-    assert set(record) >= LEASE_KEYS
-    assert set(record["pf"]) == {"pci", "netdev"}
-    assert set(record["vf"]) == {"index", "pci", "netdev"}
+    document = record.document()
+    assert set(document) >= LEASE_KEYS
+    assert set(document["pf"]) == {"pci", "netdev"}
+    assert set(document["vf"]) == {"index", "pci", "netdev"}
     vf = host_vf(sim, IXGBE0, 0)
-    assert {key: record[key] for key in LEASE_KEYS - {"id", "token", "mac", "created_at"}} == {
+    assert {key: document[key] for key in LEASE_KEYS - {"id", "token", "mac", "created_at"}} == {
         "pool": "net", "owner": "vm1", "state": "active", "mode": "netdev", "vlan": 10,
         "numa_node": 0, "pf": {"pci": IXGBE0, "netdev": "enp5s0f0"},
         "vf": {"index": 0, "pci": str(vf.pci), "netdev": "enp5s0f0v0"}}
-    assert isinstance(record["id"], int)
-    assert isinstance(record["token"], str) and len(record["token"]) >= 16
-    assert datetime.fromisoformat(record["created_at"]).tzinfo is not None
-    assert record["mac"] == host_vf(sim, IXGBE0, 0).netdevs[0].mac
+    assert isinstance(record.id, int)
+    assert isinstance(record.token, str) and len(record.token) >= 16
+    assert record.created_at.tzinfo is not None
+    assert datetime.fromisoformat(document["created_at"]) == record.created_at
+    assert record.mac == host_vf(sim, IXGBE0, 0).netdevs[0].mac
     assert vf_states(ctx)[str(vf.pci)] == ("leased", None)
     assert pools.info(ctx, "net").vfs.as_dict() == {
         "total": 2, "free": 1, "leased": 1, "reserved": 0, "unusable": 0}
     assert [row.state for row in lease_rows(ctx)] == ["active"]
     # Step 1 reserved it, step 6 made it active: both are in the audit log.
-    assert lease_actions(ctx) == [("lease.reserve", record["id"]),
-                                  ("lease.acquire", record["id"])]
+    assert lease_actions(ctx) == [("lease.reserve", record.id),
+                                  ("lease.acquire", record.id)]
 
 
 def test_an_acquire_after_the_pool_was_redefined_elsewhere_uses_its_new_pf(
@@ -146,17 +148,17 @@ def test_an_acquire_after_the_pool_was_redefined_elsewhere_uses_its_new_pf(
     process on another PF meanwhile is read again, and the lease is on the new PF."""
     start_pool(ctx, "net", "enp5s0f0", vfs=2)
     [first] = leases.acquire(ctx, "net", "vm1")
-    leases.release(ctx, first["id"], token=first["token"])
+    leases.release(ctx, first.id, token=first.token)
     assert ctx.pool_pfs["net"] == {IXGBE0}
     with open_context(sim=sim_root) as other:
         pools.destroy(other, "net")
         pools.undefine(other, "net")
         start_pool(other, "net", "enp133s0f0", vfs=2)
     [second] = leases.acquire(ctx, "net", "vm1")
-    assert second["pf"] == {"pci": "0000:85:00.0", "netdev": "enp133s0f0"}
+    assert second.pf.document() == {"pci": "0000:85:00.0", "netdev": "enp133s0f0"}
     assert ctx.pool_pfs["net"] == {"0000:85:00.0"}
     # And an undefined pool is forgotten, not locked from memory.
-    leases.release(ctx, second["id"], token=second["token"])
+    leases.release(ctx, second.id, token=second.token)
     with open_context(sim=sim_root) as other:
         pools.destroy(other, "net")
         pools.undefine(other, "net")
@@ -168,17 +170,17 @@ def test_an_acquire_after_the_pool_was_redefined_elsewhere_uses_its_new_pf(
 def test_count_prints_one_lease_per_vf_each_with_its_own_token(ctx: Context) -> None:
     start_pool(ctx, "net", "enp5s0f0", vfs=3)
     records = leases.acquire(ctx, "net", "vm1", count=3)
-    assert [record["vf"]["index"] for record in records] == [0, 1, 2]
-    assert len({record["token"] for record in records}) == 3
-    assert len({record["mac"] for record in records}) == 3
-    assert {record["state"] for record in records} == {"active"}
+    assert [record.vf.index for record in records] == [0, 1, 2]
+    assert len({record.token for record in records}) == 3
+    assert len({record.mac for record in records}) == 3
+    assert {record.state for record in records} == {"active"}
 
 
 def test_the_store_keeps_a_hash_of_the_token_never_the_token(ctx: Context,
                                                              sim_root: Path) -> None:
     start_pool(ctx, "net", "enp5s0f0", vfs=1)
     [record] = leases.acquire(ctx, "net", "vm1")
-    token = record["token"]
+    token = record.token
     [row] = lease_rows(ctx)
     assert row.token_hash and row.token_hash != token
     assert token not in row.token_hash
@@ -197,8 +199,8 @@ def test_the_store_keeps_a_hash_of_the_token_never_the_token(ctx: Context,
         assert stored, "the store is not under the sim"
         assert token.encode() not in stored
     # Only acquire shows it.
-    assert leases.show_lease(ctx, record["id"])["token"] is None
-    assert [entry["token"] for entry in leases.list_leases(ctx)] == [None]
+    assert leases.show_lease(ctx, record.id).token is None
+    assert [entry.token for entry in leases.list_leases(ctx)] == [None]
 
 
 def test_saved_config_is_the_vf_config_and_driver_from_before_the_acquire(
@@ -208,7 +210,7 @@ def test_saved_config_is_the_vf_config_and_driver_from_before_the_acquire(
                                                spoofchk=False, trust=True))
     before = sim.vf_configs("enp5s0f0")[0]
     [record] = leases.acquire(ctx, "net", "vm1")
-    saved = leases.show_lease(ctx, record["id"])["saved_config"]
+    saved = leases.show_lease(ctx, record.id).saved_config
     assert set(saved) >= SAVED_KEYS
     assert {key: saved[key] for key in SAVED_KEYS} == {**before.as_dict(), "driver": "ixgbevf"}
     assert before.as_dict() == {"mac": "52:54:00:aa:bb:01", "vlan": 7, "qos": 2,
@@ -223,16 +225,16 @@ def test_pool_defaults_and_lease_overrides_are_applied_through_the_pf(
     [default] = leases.acquire(ctx, "net", "vm1")
     [override_] = leases.acquire(ctx, "net", "vm2", vlan=20, mac="52:54:00:00:00:20")
     configs = sim.vf_configs("enp5s0f0")
-    assert configs[0] == VfConfig(mac=default["mac"], vlan=10, qos=3, spoofchk=False,
+    assert configs[0] == VfConfig(mac=default.mac, vlan=10, qos=3, spoofchk=False,
                                   trust=True, link_state="auto", min_tx_rate=0,
                                   max_tx_rate=1000)
     assert configs[1] == VfConfig(mac="52:54:00:00:00:20", vlan=20, qos=3, spoofchk=False,
                                   trust=True, link_state="auto", min_tx_rate=0,
                                   max_tx_rate=1000)
-    assert (default["vlan"], override_["vlan"]) == (10, 20)
+    assert (default.vlan, override_.vlan) == (10, 20)
     for index, record in enumerate((default, override_)):
         [netdev] = host_vf(sim, IXGBE0, index).netdevs
-        assert (netdev.name, netdev.mac, netdev.mtu) == (record["vf"]["netdev"], record["mac"],
+        assert (netdev.name, netdev.mac, netdev.mtu) == (record.vf.netdev, record.mac,
                                                          9000)
 
 
@@ -258,14 +260,14 @@ def test_the_mode_decides_the_driver_and_release_puts_the_old_one_back(
     if mode == "vfio":
         assert (vf.driver, vf.netdevs) == ("vfio-pci", ())
         assert node.exists()
-        assert record["vf"]["netdev"] is None
+        assert record.vf.netdev is None
     else:
         assert vf.driver == vf_driver
         [netdev] = vf.netdevs
-        assert (netdev.name, netdev.mac) == (f"{pf_netdev}v0", record["mac"])
-        assert record["vf"]["netdev"] == netdev.name
+        assert (netdev.name, netdev.mac) == (f"{pf_netdev}v0", record.mac)
+        assert record.vf.netdev == netdev.name
         assert not node.exists()
-    leases.release(ctx, record["id"], token=record["token"])
+    leases.release(ctx, record.id, token=record.token)
     after = host_vf(sim, pf_pci, 0)
     assert after.driver == vf_driver
     assert not node.exists()
@@ -282,15 +284,15 @@ def test_an_igb_pool_leases_and_releases(make_sim: Callable[..., SimHost], mode:
         [record] = leases.acquire(ctx, "igb", "vm1")
         vf = host_vf(sim, IGB0, 0)
         assert sim.vf_configs("enp3s0f0")[0] == VfConfig(
-            mac=record["mac"], vlan=42, qos=0, spoofchk=True, trust=True, link_state="auto",
+            mac=record.mac, vlan=42, qos=0, spoofchk=True, trust=True, link_state="auto",
             min_tx_rate=0, max_tx_rate=0)
         if mode == "vfio":
             assert (vf.driver, vf.netdevs) == ("vfio-pci", ())
             assert vfio_node(sim, str(vf.pci)).exists()
         else:
             assert vf.driver == "igbvf"
-            assert [(n.name, n.mac) for n in vf.netdevs] == [("enp3s0f0v0", record["mac"])]
-        leases.release(ctx, record["id"], token=record["token"])
+            assert [(n.name, n.mac) for n in vf.netdevs] == [("enp3s0f0v0", record.mac)]
+        leases.release(ctx, record.id, token=record.token)
         assert sim.vf_configs("enp3s0f0")[0] == before
         assert host_vf(sim, IGB0, 0).driver == (None if mode == "vfio" else "igbvf")
 
@@ -309,14 +311,14 @@ def test_an_mlx4_module_param_pool_leases_and_releases(make_sim: Callable[..., S
         [record] = leases.acquire(ctx, "cx3", "vm1")
         vf = host_vf(sim, MLX4, 0)
         assert (sim.vf_configs("enp4s0")[0].mac, sim.vf_configs("enp4s0")[0].vlan) == (
-            record["mac"], 7)
+            record.mac, 7)
         if mode == "vfio":
             assert (vf.driver, vf.netdevs) == ("vfio-pci", ())
             assert vfio_node(sim, str(vf.pci)).exists()
         else:
             assert vf.driver == "mlx4_core"
-            assert [(n.name, n.mac) for n in vf.netdevs] == [("enp4s0v0", record["mac"])]
-        leases.release(ctx, record["id"], token=record["token"])
+            assert [(n.name, n.mac) for n in vf.netdevs] == [("enp4s0v0", record.mac)]
+        leases.release(ctx, record.id, token=record.token)
         assert sim.vf_configs("enp4s0")[0] == before
         after = host_vf(sim, MLX4, 0)
         assert after.driver == (None if mode == "vfio" else "mlx4_core")
@@ -333,7 +335,7 @@ def _is_local_unicast(mac: str) -> bool:
 def test_given_mac_is_normalised_and_applied(ctx: Context, sim: SimHost) -> None:
     start_pool(ctx, "net", "enp5s0f0", vfs=1)
     [record] = leases.acquire(ctx, "net", "vm1", mac="52-54-00-AB-CD-EF")
-    assert record["mac"] == "52:54:00:ab:cd:ef"
+    assert record.mac == "52:54:00:ab:cd:ef"
     assert sim.vf_configs("enp5s0f0")[0].mac == "52:54:00:ab:cd:ef"
     assert host_vf(sim, IXGBE0, 0).netdevs[0].mac == "52:54:00:ab:cd:ef"
 
@@ -345,8 +347,8 @@ def test_generated_mac_is_locally_administered_and_stable_for_pool_owner_and_ind
 
     def lease_and_release(pool: str, owner: str) -> tuple[int, str]:
         [record] = leases.acquire(ctx, pool, owner)
-        leases.release(ctx, record["id"], token=record["token"])
-        return record["vf"]["index"], record["mac"]
+        leases.release(ctx, record.id, token=record.token)
+        return record.vf.index, record.mac
 
     first = lease_and_release("a", "vm1")
     again = lease_and_release("a", "vm1")
@@ -358,9 +360,9 @@ def test_generated_mac_is_locally_administered_and_stable_for_pool_owner_and_ind
     assert other_pool[1] != first[1]
     [held] = leases.acquire(ctx, "a", "vm1")  # index 0 again
     [second] = leases.acquire(ctx, "a", "vm1")  # index 1: another MAC
-    assert (held["mac"], second["vf"]["index"]) == (first[1], 1)
-    assert second["mac"] != first[1]
-    for mac in (first[1], other_owner[1], other_pool[1], second["mac"]):
+    assert (held.mac, second.vf.index) == (first[1], 1)
+    assert second.mac != first[1]
+    for mac in (first[1], other_owner[1], other_pool[1], second.mac):
         assert _is_local_unicast(mac), mac
 
 
@@ -374,7 +376,7 @@ def test_a_generated_mac_that_a_live_lease_holds_is_passed_over_for_the_next_att
     for mac in (first, second):
         leases.acquire(ctx, "b", "squatter", mac=mac)
     got = leases.acquire(ctx, "a", "vm1", count=2)
-    assert [(record["vf"]["index"], record["mac"]) for record in got] == [
+    assert [(record.vf.index, record.mac) for record in got] == [
         (0, third), (1, generated_mac("a", "vm1", 1))]
     assert sim.vf_configs("enp5s0f0")[0].mac == third
 
@@ -389,13 +391,13 @@ def test_a_mac_held_by_another_lease_is_refused_until_that_lease_ends(ctx: Conte
         with pytest.raises(Conflict) as caught:
             leases.acquire(ctx, pool, "vm2", mac="52:54:00:00:00:01".upper())
         assert str(caught.value) == (f"MAC 52:54:00:00:00:01 is already used by lease "
-                                     f"{first['id']} of 'vm1'")
+                                     f"{first.id} of 'vm1'")
         assert caught.value.exit_code == 4
     assert sim.vf_configs("enp133s0f0") == before
     assert [row.state for row in lease_rows(ctx)] == ["active"]
-    leases.release(ctx, first["id"], token=first["token"])
+    leases.release(ctx, first.id, token=first.token)
     [reused] = leases.acquire(ctx, "b", "vm2", mac="52:54:00:00:00:01")
-    assert reused["mac"] == "52:54:00:00:00:01"
+    assert reused.mac == "52:54:00:00:00:01"
 
 
 # --------------------------------------------------------------------------- invalid input
@@ -437,7 +439,7 @@ def test_owner_of_exactly_128_printable_characters_is_accepted(ctx: Context) -> 
     owner = "ü" * 64 + "0123456789abcdef" * 4
     assert len(owner) == 128
     [record] = leases.acquire(ctx, "net", owner)
-    assert record["owner"] == owner
+    assert record.owner == owner
 
 
 # --------------------------------------------------------------------------- failures undo
@@ -482,7 +484,7 @@ def test_a_netlink_error_undoes_the_acquire_and_keeps_the_saved_config(
     assert lease_actions(ctx) == [("lease.reserve", row.id), ("lease.acquire.failed", row.id)]
     # The VF is free again and the next acquire gets it.
     [record] = leases.acquire(ctx, "net", "vm1")
-    assert record["vf"]["index"] == 0
+    assert record.vf.index == 0
 
 
 @pytest.mark.parametrize(("nic", "pf_netdev", "pf_pci", "driver"), [
@@ -577,6 +579,6 @@ def test_a_netdev_lease_vf_carries_the_lease_mac_reprobed_only_where_the_driver_
     before = host_vf(sim, pf_pci, 0).netdevs[0]
     [record] = leases.acquire(ctx, "p", "vm1", mac="52:54:00:00:00:42")
     [after] = host_vf(sim, pf_pci, 0).netdevs
-    assert after.mac == record["mac"] == "52:54:00:00:00:42"
+    assert after.mac == record.mac == "52:54:00:00:00:42"
     assert (after.ifindex != before.ifindex) is reprobed
-    assert record["vf"]["netdev"] == after.name
+    assert record.vf.netdev == after.name

@@ -160,7 +160,7 @@ def test_sixteen_processes_exhaust_a_32_vf_pool_then_release_everything(
     assert _json(pool_root, "lease", "list", "--json") == []
     with open_context(sim=pool_root) as ctx:
         history = leases.list_leases(ctx, include_finished=True)
-    assert sorted((r["id"], r["state"]) for r in history) == \
+    assert sorted((r.id, r.state) for r in history) == \
         sorted((r["id"], "released") for r in acquired)
     assert _pool_vfs(pool_root) == {"total": TOTAL, "free": TOTAL, "leased": 0,
                                     "reserved": 0, "unusable": 0}

@@ -31,6 +31,7 @@ from vfpool.model.pool import VfDefaults
 from vfpool.model.vfconfig import VfConfig
 from vfpool.service import leases, pools
 from vfpool.service.context import open_context
+from vfpool.service.results import LeaseDetail, LeaseInfo
 from vfpool.sim.host import SimHost
 from vfpool.store import Vf
 
@@ -131,11 +132,11 @@ class Host:
     def lock_file(self, vf_pci: str) -> Path:
         return self.root / LOCK_DIR / f"vf-{vf_pci}.lock"
 
-    def lease(self, lease_id: int) -> dict[str, Any]:
+    def lease(self, lease_id: int) -> LeaseDetail:
         with open_context(sim=self.root) as ctx:
             return leases.show_lease(ctx, lease_id)
 
-    def leases(self) -> list[dict[str, Any]]:
+    def leases(self) -> list[LeaseInfo]:
         with open_context(sim=self.root) as ctx:
             return leases.list_leases(ctx, include_finished=True)
 
@@ -148,12 +149,12 @@ class Host:
             row = session.scalars(select(Vf).where(Vf.pci == vf_pci)).one()
             return row.state, row.reason
 
-    def reserved_lease(self, owner: str, *, saved: bool) -> dict[str, Any] | None:
+    def reserved_lease(self, owner: str, *, saved: bool) -> LeaseDetail | None:
         """The owner's lease once it is reserved (and, with ``saved``, has its saved config)."""
         for record in self.leases():
-            if record["owner"] == owner and record["state"] == "reserved":
-                full = self.lease(record["id"])
-                if not saved or full["saved_config"] is not None:
+            if record.owner == owner and record.state == "reserved":
+                full = self.lease(record.id)
+                if not saved or full.saved_config is not None:
                     return full
         return None
 
@@ -192,26 +193,26 @@ def test_acquire_killed_after_applying_the_config_is_restored_and_freed_by_recon
     # Step 4 starts with the VF's driver_override: block there, after steps 2 and 3 are done.
     host.sim.inject_fault(f"sys/bus/pci/devices/{host.vf0}/driver_override", kind="hang")
     with _spawned(host.root, "lease", "acquire", POOL, "--owner", "vm1", "--json") as acquirer:
-        def blocked_in_bind() -> dict[str, Any] | None:
+        def blocked_in_bind() -> LeaseDetail | None:
             lease = host.reserved_lease("vm1", saved=True)
             if lease is None or not _holds_flock(acquirer.pid, host.lock_file(host.vf0)):
                 return None
-            return lease if host.vf(0)[0] == _applied(lease["mac"]) else None
+            return lease if host.vf(0)[0] == _applied(lease.mac) else None
 
         lease = _wait_until("a reserved lease with its saved config and the config applied",
                             blocked_in_bind, acquirer)
         _kill(acquirer)
     host.sim.clear_faults()
 
-    lease_id = lease["id"]
-    assert lease["vf"]["pci"] == host.vf0
-    assert lease["saved_config"] == SAVED
+    lease_id = lease.id
+    assert lease.vf.pci == host.vf0
+    assert lease.saved_config == SAVED
     listed = [r for r in _json(host.root, "lease", "list", "--all", "--json")
               if r["id"] == lease_id]
     assert [(r["state"], r["owner"], r["vf"]["pci"]) for r in listed] == \
         [("reserved", "vm1", host.vf0)]
     crashed = host.vf(0)
-    assert crashed == (_applied(lease["mac"]), None, "(null)")
+    assert crashed == (_applied(lease.mac), None, "(null)")
     assert host.pool_vfs() == ONE_RESERVED
 
     # --dry-run reports it and changes nothing.
@@ -227,8 +228,8 @@ def test_acquire_killed_after_applying_the_config_is_restored_and_freed_by_recon
     assert _json(host.root, "reconcile", "--json") == \
         {"dry_run": False, "findings": [{**finding, "result": "free"}]}
     after = host.lease(lease_id)
-    assert after["state"] == "released"
-    assert after["released_at"] is not None
+    assert after.state == "released"
+    assert after.released_at is not None
     assert host.vf(0)[:2] == before[:2]  # config and driver as before the acquire
     assert host.store_vf_state(host.vf0) == ("free", None)
     assert host.pool_vfs() == FREE
@@ -241,7 +242,7 @@ def test_acquire_killed_after_applying_the_config_is_restored_and_freed_by_recon
     again = _json(host.root, "lease", "acquire", POOL, "--owner", "vm2", "--json")
     assert [(r["state"], r["owner"], r["vf"]["pci"]) for r in again] == \
         [("active", "vm2", host.vf0)]
-    assert host.lease(again[0]["id"])["saved_config"] == SAVED
+    assert host.lease(again[0]["id"]).saved_config == SAVED
     assert host.vf(0) == (_applied(again[0]["mac"]), "vfio-pci", "vfio-pci")
 
 
@@ -251,7 +252,7 @@ def test_reconcile_puts_back_the_driver_override_of_an_acquire_killed_mid_bind(
     # Block step 4 after it set driver_override to vfio-pci, at the probe that would bind it.
     host.sim.inject_fault("sys/bus/pci/drivers_probe", kind="hang")
     with _spawned(host.root, "lease", "acquire", POOL, "--owner", "vm1", "--json") as acquirer:
-        def override_set() -> dict[str, Any] | None:
+        def override_set() -> LeaseDetail | None:
             lease = host.reserved_lease("vm1", saved=True)
             if lease is None or not _holds_flock(acquirer.pid, host.lock_file(host.vf0)):
                 return None
@@ -260,11 +261,11 @@ def test_reconcile_puts_back_the_driver_override_of_an_acquire_killed_mid_bind(
         lease = _wait_until("driver_override set to vfio-pci", override_set, acquirer)
         _kill(acquirer)
     host.sim.clear_faults()
-    assert host.vf(0) == (_applied(lease["mac"]), None, "vfio-pci")
+    assert host.vf(0) == (_applied(lease.mac), None, "vfio-pci")
 
     report = _json(host.root, "reconcile", "--json")
-    assert [(f["lease"], f.get("result")) for f in report["findings"]] == [(lease["id"], "free")]
-    assert host.lease(lease["id"])["state"] == "released"
+    assert [(f["lease"], f.get("result")) for f in report["findings"]] == [(lease.id, "free")]
+    assert host.lease(lease.id).state == "released"
     assert host.store_vf_state(host.vf0) == ("free", None)
     # Everything the acquire changed is undone, the override included: a leftover vfio-pci
     # override binds the VF to vfio-pci at its next probe.
@@ -277,7 +278,7 @@ def test_acquire_killed_before_any_host_change_is_freed_by_reconcile(host: Host)
     # acquirer stops before it saved or changed anything.
     host.sim.inject_fault(f"netlink:{PF_NETDEV}", kind="hang")
     with _spawned(host.root, "lease", "acquire", POOL, "--owner", "vm1", "--json") as acquirer:
-        def reading() -> dict[str, Any] | None:
+        def reading() -> LeaseDetail | None:
             lease = host.reserved_lease("vm1", saved=False)
             if lease is None or not _holds_flock(acquirer.pid, host.lock_file(host.vf0)):
                 return None
@@ -288,9 +289,9 @@ def test_acquire_killed_before_any_host_change_is_freed_by_reconcile(host: Host)
         _kill(acquirer)
     host.sim.clear_faults()
 
-    lease_id = lease["id"]
-    assert lease["saved_config"] is None
-    assert host.lease(lease_id)["state"] == "reserved"
+    lease_id = lease.id
+    assert lease.saved_config is None
+    assert host.lease(lease_id).state == "reserved"
     assert host.vf(0) == before
 
     finding = {"lease": lease_id, "vf": host.vf0, "owner": "vm1", "problem": GONE,
@@ -302,7 +303,7 @@ def test_acquire_killed_before_any_host_change_is_freed_by_reconcile(host: Host)
 
     assert _json(host.root, "reconcile", "--json") == \
         {"dry_run": False, "findings": [{**finding, "result": "free"}]}
-    assert host.lease(lease_id)["state"] == "released"
+    assert host.lease(lease_id).state == "released"
     assert host.vf(0) == before
     assert host.pool_vfs() == FREE
     assert _json(host.root, "reconcile", "--json") == {"dry_run": False, "findings": []}
@@ -312,7 +313,7 @@ def test_acquire_killed_before_any_host_change_is_freed_by_reconcile(host: Host)
 def test_reconcile_leaves_a_live_blocked_acquire_alone(host: Host) -> None:
     host.sim.inject_fault(f"netlink:{PF_NETDEV}", kind="hang")
     with _spawned(host.root, "lease", "acquire", POOL, "--owner", "vm1", "--json") as acquirer:
-        def holding() -> dict[str, Any] | None:
+        def holding() -> LeaseDetail | None:
             lease = host.reserved_lease("vm1", saved=False)
             if lease is None or not _holds_flock(acquirer.pid, host.lock_file(host.vf0)):
                 return None
@@ -321,8 +322,8 @@ def test_reconcile_leaves_a_live_blocked_acquire_alone(host: Host) -> None:
         lease = _wait_until("a reserved lease whose acquirer holds the VF's lock", holding,
                             acquirer)
         assert _json(host.root, "reconcile", "--json") == {"dry_run": False, "findings": [
-            {"lease": lease["id"], "vf": host.vf0, "problem": RUNNING, "action": "none"}]}
-        assert host.lease(lease["id"]) == lease
+            {"lease": lease.id, "vf": host.vf0, "problem": RUNNING, "action": "none"}]}
+        assert host.lease(lease.id) == lease
         assert acquirer.poll() is None
 
         host.sim.clear_faults()
@@ -330,7 +331,7 @@ def test_reconcile_leaves_a_live_blocked_acquire_alone(host: Host) -> None:
         assert acquirer.returncode == 0, f"stdout: {out}\nstderr: {err}"
     records = json.loads(out)
     assert [(r["id"], r["state"], r["vf"]["pci"]) for r in records] == \
-        [(lease["id"], "active", host.vf0)]
+        [(lease.id, "active", host.vf0)]
     assert host.store_vf_state(host.vf0) == ("leased", None)
     assert host.vf(0) == (_applied(records[0]["mac"]), "vfio-pci", "vfio-pci")
 
@@ -341,8 +342,8 @@ def test_reconcile_leaves_every_lease_of_a_live_multi_vf_acquire_alone(host: Hos
     host.sim.inject_fault(f"netlink:{PF_NETDEV}", kind="hang")
     with _spawned(host.root, "lease", "acquire", POOL, "--owner", "vm1", "--count", "2",
                   "--json") as acquirer:
-        def holding() -> list[dict[str, Any]] | None:
-            reserved = [r for r in host.leases() if r["state"] == "reserved"]
+        def holding() -> list[LeaseInfo] | None:
+            reserved = [r for r in host.leases() if r.state == "reserved"]
             if len(reserved) != 2 or not _holds_flock(acquirer.pid, host.lock_file(host.vf0)):
                 return None
             return reserved
@@ -351,8 +352,8 @@ def test_reconcile_leaves_every_lease_of_a_live_multi_vf_acquire_alone(host: Hos
                                acquirer)
         report = _json(host.root, "reconcile", "--json")
         assert [(f["lease"], f["problem"], f["action"]) for f in report["findings"]] == \
-            [(record["id"], RUNNING, "none") for record in reserved], report
-        assert [host.lease(record["id"])["state"] for record in reserved] == \
+            [(record.id, RUNNING, "none") for record in reserved], report
+        assert [host.lease(record.id).state for record in reserved] == \
             ["reserved", "reserved"]
 
         host.sim.clear_faults()

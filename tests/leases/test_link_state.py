@@ -27,9 +27,9 @@ def test_a_vf_left_disabled_is_leased_with_auto_and_disabled_again_after(
     _start(ctx, "p", "enp133s0f0")
     sim.set_vf("enp133s0f0", 0, "link_state", VfConfig(link_state="disable"))
     lease = leases.acquire(ctx, "p", "vm1")[0]
-    assert lease["vf"]["index"] == 0
+    assert lease.vf.index == 0
     assert sim.vf_configs("enp133s0f0")[0].link_state == "auto"
-    leases.release(ctx, lease["id"], token=lease["token"])
+    leases.release(ctx, lease.id, token=lease.token)
     assert sim.vf_configs("enp133s0f0")[0].link_state == "disable"
 
 
@@ -39,8 +39,8 @@ def test_the_pool_default_and_the_lease_option(sim: SimHost, ctx: Context) -> No
     first = leases.acquire(ctx, "p", "vm1")[0]
     second = leases.acquire(ctx, "p", "vm2", link_state="disable")[0]
     configs = sim.vf_configs("enp133s0f0")
-    assert (configs[first["vf"]["index"]].link_state,
-            configs[second["vf"]["index"]].link_state) == ("enable", "disable")
+    assert (configs[first.vf.index].link_state,
+            configs[second.vf.index].link_state) == ("enable", "disable")
     with pytest.raises(InvalidInput, match="invalid link state 'up': use one of auto, enable, "
                                            "disable"):
         leases.acquire(ctx, "p", "vm3", link_state="up")
@@ -55,10 +55,10 @@ def test_igb_cannot_set_link_state(make_sim: Callable[..., SimHost]) -> None:
         _start(ctx, "i", "enp5s0f0")
         # Not asked for: igb's VFs are leased without touching a setting it does not have.
         lease = leases.acquire(ctx, "i", "vm1")[0]
-        assert leases.show_lease(ctx, lease["id"])["applied_config"]["link_state"] is None
+        assert leases.show_lease(ctx, lease.id).applied_config["link_state"] is None
         with pytest.raises(InvalidInput, match="driver igb cannot set link_state"):
             leases.acquire(ctx, "i", "vm2", link_state="enable")
-        assert [row["owner"] for row in leases.list_leases(ctx)] == ["vm1"]
+        assert [row.owner for row in leases.list_leases(ctx)] == ["vm1"]
 
 
 @only_backend(NO_STORE)

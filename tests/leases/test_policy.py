@@ -20,7 +20,7 @@ from vfpool.sim.host import SimHost
 
 
 def where(records: list[dict[str, Any]]) -> list[tuple[str, int]]:
-    return [(record["pf"]["pci"], record["vf"]["index"]) for record in records]
+    return [(record.pf.pci, record.vf.index) for record in records]
 
 
 # --------------------------------------------------------------------------- lowest index
@@ -28,7 +28,7 @@ def test_lowest_free_index_first_and_a_freed_index_is_reused_first(ctx: Context)
     start_pool(ctx, "net", "enp5s0f0", vfs=4)
     records = [leases.acquire(ctx, "net", f"vm{n}")[0] for n in range(3)]
     assert where(records) == [(IXGBE0, 0), (IXGBE0, 1), (IXGBE0, 2)]
-    leases.release(ctx, records[1]["id"], token=records[1]["token"])
+    leases.release(ctx, records[1].id, token=records[1].token)
     assert where(leases.acquire(ctx, "net", "vm9")) == [(IXGBE0, 1)]
     assert where(leases.acquire(ctx, "net", "vm9")) == [(IXGBE0, 3)]
 
@@ -57,17 +57,17 @@ def test_spread_takes_the_lowest_index_of_each_pf_in_turn(ctx: Context) -> None:
 def test_no_numa_request_reports_numa_met_null(ctx: Context) -> None:
     start_pool(ctx, "two", "enp5s0f0", "enp133s0f0", vfs=1)
     [record] = leases.acquire(ctx, "two", "vm1")
-    assert record["numa_met"] is None
-    assert record["numa_node"] == 0
+    assert record.numa_met is None
+    assert record.numa_node == 0
 
 
 def test_the_requested_numa_node_comes_before_pool_order(ctx: Context) -> None:
     start_pool(ctx, "two", "enp5s0f0", "enp133s0f0", vfs=2)
     records = leases.acquire(ctx, "two", "vm1", count=2, numa_node=1)
     assert where(records) == [(I40E0, 0), (I40E0, 1)]
-    assert [(record["numa_node"], record["numa_met"]) for record in records] == [(1, True)] * 2
+    assert [(record.numa_node, record.numa_met) for record in records] == [(1, True)] * 2
     [on_zero] = leases.acquire(ctx, "two", "vm2", numa_node=0)
-    assert (where([on_zero]), on_zero["numa_met"]) == ([(IXGBE0, 0)], True)
+    assert (where([on_zero]), on_zero.numa_met) == ([(IXGBE0, 0)], True)
 
 
 def test_numa_not_met_falls_back_and_says_so(ctx: Context) -> None:
@@ -76,17 +76,17 @@ def test_numa_not_met_falls_back_and_says_so(ctx: Context) -> None:
     leases.acquire(ctx, "two", "vm0", numa_node=1)
     records = leases.acquire(ctx, "two", "vm1", count=2, numa_node=1)
     assert where(records) == [(I40E0, 1), (IXGBE0, 0)]
-    assert [record["numa_met"] for record in records] == [False, False]
+    assert [record.numa_met for record in records] == [False, False]
     # NUMA 1 is full now.
     [fallback] = leases.acquire(ctx, "two", "vm2", numa_node=1)
-    assert (where([fallback]), fallback["numa_node"], fallback["numa_met"]) == (
+    assert (where([fallback]), fallback.numa_node, fallback.numa_met) == (
         [(IXGBE0, 1)], 0, False)
 
 
 def test_a_numa_node_the_pool_does_not_have_is_not_met(ctx: Context) -> None:
     start_pool(ctx, "net", "enp5s0f0", vfs=1)
     [record] = leases.acquire(ctx, "net", "vm1", numa_node=3)
-    assert (record["numa_node"], record["numa_met"]) == (0, False)
+    assert (record.numa_node, record.numa_met) == (0, False)
 
 
 # --------------------------------------------------------------------------- all or none
@@ -98,7 +98,7 @@ def test_count_above_the_free_vfs_gets_none_and_exit_5(ctx: Context, sim: SimHos
         leases.acquire(ctx, "two", "vm1", count=4)
     assert str(caught.value) == "pool 'two' has 3 free VF(s); 4 requested"
     assert caught.value.exit_code == 5
-    assert [row.id for row in lease_rows(ctx)] == [kept["id"]]
+    assert [row.id for row in lease_rows(ctx)] == [kept.id]
     assert {pf: sim.vf_configs(pf) for pf in before} == before
     assert sorted(state for state, _ in vf_states(ctx).values()) == ["free"] * 3 + ["leased"]
     assert len(leases.acquire(ctx, "two", "vm1", count=3)) == 3

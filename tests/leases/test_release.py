@@ -74,19 +74,18 @@ def test_release_restores_the_saved_config_and_driver_and_frees_the_vf(
     before = host_view(sim, pf_netdev, pf_pci, 0)
     [record] = leases.acquire(ctx, "p", "vm1")
     assert host_view(sim, pf_netdev, pf_pci, 0) != before
-    released = leases.release(ctx, record["id"], token=record["token"])
+    released = leases.release(ctx, record.id, token=record.token)
     after = host_view(sim, pf_netdev, pf_pci, 0)
     assert after == before
     assert after[0].as_dict() == {"mac": "52:54:00:aa:bb:07", "vlan": 7, "qos": 1,
                                   "spoofchk": False, "trust": True, "link_state": "auto",
                                   "min_tx_rate": 0, "max_tx_rate": 0}
-    assert (released["id"], released["state"], released["token"]) == (record["id"],
-                                                                       "released", None)
-    assert released["released_at"] is not None
-    assert vf_states(ctx)[record["vf"]["pci"]] == ("free", None)
+    assert (released.id, released.state, released.token) == (record.id, "released", None)
+    assert released.released_at is not None
+    assert vf_states(ctx)[record.vf.pci] == ("free", None)
     assert pools.info(ctx, "p").vfs.free == 2
-    [event] = release_events(ctx, record["id"])
-    assert (event.pool, event.pf, event.vf) == ("p", pf_pci, record["vf"]["pci"])
+    [event] = release_events(ctx, record.id)
+    assert (event.pool, event.pf, event.vf) == ("p", pf_pci, record.vf.pci)
     assert event.detail is not None and event.detail["owner"] == "vm1"
     assert leases.list_leases(ctx) == []
 
@@ -94,9 +93,9 @@ def test_release_restores_the_saved_config_and_driver_and_frees_the_vf(
 def test_release_of_a_vfio_lease_unbinds_vfio_pci(ctx: Context, sim: SimHost) -> None:
     start_pool(ctx, "v", "enp133s0f0", vfs=1, mode="vfio")
     [record] = leases.acquire(ctx, "v", "vm1")
-    node = vfio_node(sim, record["vf"]["pci"])
+    node = vfio_node(sim, record.vf.pci)
     assert node.exists()
-    leases.release(ctx, record["id"], token=record["token"])
+    leases.release(ctx, record.id, token=record.token)
     vf = host_vf(sim, I40E0, 0)
     assert (vf.driver, vf.netdevs, override(sim, str(vf.pci))) == (None, (), "(null)")
     assert not node.exists()
@@ -107,10 +106,10 @@ def test_a_released_vf_is_leased_again(ctx: Context) -> None:
     [first] = leases.acquire(ctx, "net", "vm1")
     with pytest.raises(Exhausted):
         leases.acquire(ctx, "net", "vm2")
-    leases.release(ctx, first["id"], token=first["token"])
+    leases.release(ctx, first.id, token=first.token)
     [second] = leases.acquire(ctx, "net", "vm2")
-    assert second["vf"] == first["vf"]
-    assert second["id"] != first["id"]
+    assert second.vf == first.vf
+    assert second.id != first.id
 
 
 # --------------------------------------------------------------------------- the late release
@@ -118,23 +117,23 @@ def test_a_late_release_never_resets_the_vf_a_newer_lease_holds(ctx: Context,
                                                                 sim: SimHost) -> None:
     start_pool(ctx, "net", "enp5s0f0", vfs=1, vlan=10)
     [lease_a] = leases.acquire(ctx, "net", "vm-a")
-    leases.release(ctx, lease_a["id"], token=lease_a["token"])
+    leases.release(ctx, lease_a.id, token=lease_a.token)
     [lease_b] = leases.acquire(ctx, "net", "vm-b", vlan=20, mac="52:54:00:00:00:0b")
-    assert lease_b["vf"]["pci"] == lease_a["vf"]["pci"]
+    assert lease_b.vf.pci == lease_a.vf.pci
     held = host_view(sim, "enp5s0f0", IXGBE0, 0)
-    for options in ({"token": lease_a["token"]}, {"force": True}):
+    for options in ({"token": lease_a.token}, {"force": True}):
         with pytest.raises(Conflict) as caught:
-            leases.release(ctx, lease_a["id"], **options)
-        assert str(caught.value) == (f"lease {lease_a['id']} is released, not active; nothing "
+            leases.release(ctx, lease_a.id, **options)
+        assert str(caught.value) == (f"lease {lease_a.id} is released, not active; nothing "
                                      "to release")
         assert caught.value.exit_code == 4
     assert host_view(sim, "enp5s0f0", IXGBE0, 0) == held
     assert held[0].mac == "52:54:00:00:00:0b" and held[0].vlan == 20
-    assert [entry["id"] for entry in leases.list_leases(ctx)] == [lease_b["id"]]
-    assert vf_states(ctx)[lease_b["vf"]["pci"]] == ("leased", None)
-    assert len(release_events(ctx, lease_a["id"])) == 1
+    assert [entry.id for entry in leases.list_leases(ctx)] == [lease_b.id]
+    assert vf_states(ctx)[lease_b.vf.pci] == ("leased", None)
+    assert len(release_events(ctx, lease_a.id)) == 1
     # B's own release still works and restores what was there before A.
-    leases.release(ctx, lease_b["id"], token=lease_b["token"])
+    leases.release(ctx, lease_b.id, token=lease_b.token)
     assert sim.vf_configs("enp5s0f0")[0].mac == "00:00:00:00:00:00"
 
 
@@ -144,31 +143,31 @@ def test_a_wrong_token_is_refused_with_exit_6_and_changes_nothing(ctx: Context,
     start_pool(ctx, "net", "enp5s0f0", vfs=2)
     [mine, theirs] = leases.acquire(ctx, "net", "vm1", count=2)
     held = host_view(sim, "enp5s0f0", IXGBE0, 0)
-    for token in ("not-the-token", theirs["token"], ""):
+    for token in ("not-the-token", theirs.token, ""):
         with pytest.raises(PermissionDenied) as caught:
-            leases.release(ctx, mine["id"], token=token)
-        assert str(caught.value) == f"wrong token for lease {mine['id']}"
+            leases.release(ctx, mine.id, token=token)
+        assert str(caught.value) == f"wrong token for lease {mine.id}"
         assert caught.value.exit_code == 6
     assert host_view(sim, "enp5s0f0", IXGBE0, 0) == held
-    assert [entry["state"] for entry in leases.list_leases(ctx)] == ["active", "active"]
+    assert [entry.state for entry in leases.list_leases(ctx)] == ["active", "active"]
 
 
 def test_release_without_token_or_force_is_invalid(ctx: Context) -> None:
     start_pool(ctx, "net", "enp5s0f0", vfs=1)
     [record] = leases.acquire(ctx, "net", "vm1")
     with pytest.raises(InvalidInput) as caught:
-        leases.release(ctx, record["id"])
-    assert str(caught.value) == (f"releasing lease {record['id']} needs its --token (or --force "
+        leases.release(ctx, record.id)
+    assert str(caught.value) == (f"releasing lease {record.id} needs its --token (or --force "
                                  "for administrators)")
-    assert leases.list_leases(ctx)[0]["state"] == "active"
+    assert leases.list_leases(ctx)[0].state == "active"
 
 
 def test_force_releases_without_the_token(ctx: Context, sim: SimHost) -> None:
     start_pool(ctx, "net", "enp5s0f0", vfs=1, vlan=10)
     [record] = leases.acquire(ctx, "net", "vm1")
-    leases.release(ctx, record["id"], force=True)
+    leases.release(ctx, record.id, force=True)
     assert sim.vf_configs("enp5s0f0")[0].vlan == 0
-    [event] = release_events(ctx, record["id"])
+    [event] = release_events(ctx, record.id)
     assert event.detail is not None and event.detail["reason"] == "forced"
 
 
@@ -178,10 +177,10 @@ def test_unknown_and_finished_leases(ctx: Context) -> None:
         leases.release(ctx, 99, token="x")
     assert (str(caught.value), caught.value.exit_code) == ("no lease 99", 3)
     [record] = leases.acquire(ctx, "net", "vm1")
-    leases.release(ctx, record["id"], token=record["token"])
+    leases.release(ctx, record.id, token=record.token)
     with pytest.raises(Conflict):
-        leases.release(ctx, record["id"], token=record["token"])
-    assert len(release_events(ctx, record["id"])) == 1
+        leases.release(ctx, record.id, token=record.token)
+    assert len(release_events(ctx, record.id)) == 1
 
 
 # --------------------------------------------------------------------------- --owner
@@ -192,9 +191,9 @@ def test_release_owner_releases_all_of_that_owners_leases_and_no_others(
     mine = leases.acquire(ctx, "a", "vm1", count=2) + leases.acquire(ctx, "b", "vm1")
     [other] = leases.acquire(ctx, "a", "vm2")
     released = leases.release_owner(ctx, "vm1")
-    assert sorted(entry["id"] for entry in released) == sorted(entry["id"] for entry in mine)
-    assert {entry["state"] for entry in released} == {"released"}
-    assert [entry["id"] for entry in leases.list_leases(ctx)] == [other["id"]]
+    assert sorted(entry.id for entry in released) == sorted(entry.id for entry in mine)
+    assert {entry.state for entry in released} == {"released"}
+    assert [entry.id for entry in leases.list_leases(ctx)] == [other.id]
     configs = sim.vf_configs("enp5s0f0")
     assert [configs[index].vlan for index in range(3)] == [0, 0, 10]
     assert sim.vf_configs("enp133s0f0")[0].vlan == 0
@@ -216,23 +215,23 @@ def test_a_vf_whose_restore_fails_becomes_unusable_and_is_not_handed_out_again(
     [record] = leases.acquire(ctx, "net", "vm1")
     sim.inject_fault("netlink:enp5s0f0", kind="errno", errno_code=errno.EIO)
     with pytest.raises(HostError) as caught:
-        leases.release(ctx, record["id"], token=record["token"])
-    vf_pci = record["vf"]["pci"]
+        leases.release(ctx, record.id, token=record.token)
+    vf_pci = record.vf.pci
     reason = ("restore failed: setting mac on VF 0 of PF 0000:05:00.0 (enp5s0f0) failed with "
               "EIO (Input/output error)")
-    assert str(caught.value) == (f"lease {record['id']} is released, but VF {vf_pci} is now "
+    assert str(caught.value) == (f"lease {record.id} is released, but VF {vf_pci} is now "
                                  f"unusable: {reason}")
     assert caught.value.exit_code == 1
     assert vf_states(ctx)[vf_pci] == ("unusable", reason)
     assert [row.state for row in lease_rows(ctx)] == ["released"]
     assert pools.info(ctx, "net").vfs.as_dict() == {
         "total": 2, "free": 1, "leased": 0, "reserved": 0, "unusable": 1}
-    [event] = release_events(ctx, record["id"])
+    [event] = release_events(ctx, record.id)
     assert event.detail is not None
     assert (event.detail["vf_state"], event.detail["vf_reason"]) == ("unusable", reason)
     # Never handed out again: the next lease takes VF 1, then the pool is exhausted.
     [second] = leases.acquire(ctx, "net", "vm2")
-    assert second["vf"]["index"] == 1
+    assert second.vf.index == 1
     with pytest.raises(Exhausted) as exhausted:
         leases.acquire(ctx, "net", "vm3")
     assert str(exhausted.value) == "pool 'net' has 0 free VF(s); 1 requested"
@@ -247,15 +246,15 @@ def test_release_owner_releases_the_others_when_one_restore_fails(ctx: Context,
         leases.release_owner(ctx, "vm1")
     # `--owner` releases *all* of the owner's leases: the failed restore of the first VF
     # must not leave the second one held (and configured) by the owner.
-    assert vf_states(ctx)[first["vf"]["pci"]][0] == "unusable"
+    assert vf_states(ctx)[first.vf.pci][0] == "unusable"
     assert leases.list_leases(ctx, owner="vm1") == []
-    assert vf_states(ctx)[second["vf"]["pci"]] == ("free", None)
+    assert vf_states(ctx)[second.vf.pci] == ("free", None)
     assert sim.vf_configs("enp133s0f0")[0].vlan == 0
 
 
 def test_reconcile_finds_nothing_after_normal_leases(ctx: Context) -> None:
     start_pool(ctx, "net", "enp5s0f0", vfs=2)
     records = leases.acquire(ctx, "net", "vm1", count=2)
-    leases.release(ctx, records[0]["id"], token=records[0]["token"])
+    leases.release(ctx, records[0].id, token=records[0].token)
     assert reconcile.reconcile(ctx).document() == {"dry_run": False, "findings": []}
-    assert [entry["id"] for entry in leases.list_leases(ctx)] == [records[1]["id"]]
+    assert [entry.id for entry in leases.list_leases(ctx)] == [records[1].id]

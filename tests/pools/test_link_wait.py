@@ -49,7 +49,7 @@ def test_start_waits_for_the_link_and_a_rate_lease_then_works(
     assert carrier(sim) is True  # read at once: start returned only with the link back
     assert "warnings" not in record.document() and "pf.link_down" not in actions(ctx)
     [lease] = leases.acquire(ctx, "a", "vm1")
-    assert sim.vf_configs(NETDEV0)[lease["vf"]["index"]].max_tx_rate == 100
+    assert sim.vf_configs(NETDEV0)[lease.vf.index].max_tx_rate == 100
 
 
 def test_resize_waits_for_the_link_too(igb: tuple[SimHost, Context]) -> None:

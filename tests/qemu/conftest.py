@@ -132,7 +132,7 @@ def sim_leases(sim_root: Path) -> SimLeases:
                                 ("n", "netdev", NETDEV_MAC)):
             pools.start(ctx, name)
             [lease] = leases.acquire(ctx, name, "vm1", mac=mac)
-            ids[mode] = lease["id"]
+            ids[mode] = lease.id
             macs[mode] = mac
     return SimLeases(sim_root, ids, macs)
 

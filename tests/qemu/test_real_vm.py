@@ -194,7 +194,7 @@ def test_attach_and_detach_over_qmp(real_host: RealHost, processes: Processes, q
                                     tmp_path: Path, cli: Callable[..., CliResult]) -> None:
     with real_host.context() as ctx:
         [lease] = lease_service.acquire(ctx, "p", "vm1")
-    lease_id = lease["id"]
+    lease_id = lease.id
     name = f"vfpmvt{lease_id}"
     socket_path = tmp_path / "qmp.sock"
     argv = [qemu, "-qmp", f"unix:{socket_path},server=on,wait=off", *PAUSED, *HOTPLUG]
@@ -210,11 +210,11 @@ def test_attach_and_detach_over_qmp(real_host: RealHost, processes: Processes, q
                                                "device_id": f"vfpool-{lease_id}",
                                                "mode": "macvtap", "macvtap": name}
         assert macvtaps(real_host.netns) == [name]
-        assert links(real_host.netns)[name]["address"] == lease["mac"]
+        assert links(real_host.netns)[name]["address"] == lease.mac
         with Qmp(socket_path) as qmp:
             devices = peripherals(qmp)
             assert f"vfpool-{lease_id}" in devices, sorted(devices)
-            assert nic_macs(qmp)[f"vfpool-{lease_id}"] == lease["mac"]
+            assert nic_macs(qmp)[f"vfpool-{lease_id}"] == lease.mac
         assert lease_rows(real_host)[0]["macvtap"] == {"name": name, "netns": real_host.netns}
 
         detached = cli(*sim, "vm", "detach", str(socket_path), str(lease_id), "--timeout", "20")

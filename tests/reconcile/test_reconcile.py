@@ -67,8 +67,8 @@ def test_after_a_reboot_start_then_reconcile_frees_stale_leases(sim: SimHost,
     pools.start(ctx, "p")  # what vfpool-autostart.service runs first
     report = reconcile(ctx).document()
     assert [(f["lease"], f["problem"]) for f in report["findings"]] == [
-        (lease["id"], "it was made before the last reboot")]
-    assert _lease_state(ctx, lease["id"]) == "stale"
+        (lease.id, "it was made before the last reboot")]
+    assert _lease_state(ctx, lease.id) == "stale"
     assert _vf_states(ctx) == {0: ("free", None), 1: ("free", None), 2: ("free", None)}
     config = sim.vf_configs("enp133s0f0")[0]
     assert (config.vlan, config.mac) == (0, "00:00:00:00:00:00")  # the saved config is back
@@ -84,7 +84,7 @@ def test_reconcile_before_start_after_a_reboot_loses_the_leases_then_start_recov
     problems = sorted(f["problem"] for f in report["findings"])
     assert problems.count("VF is in the store but not on the host") == 3
     assert "PF has 0 VFs; the pool needs 3" in problems
-    assert _lease_state(ctx, lease["id"]) == "lost"
+    assert _lease_state(ctx, lease.id) == "lost"
     assert set(_vf_states(ctx).values()) == {("unusable", "missing on host")}
     pools.start(ctx, "p")
     assert set(_vf_states(ctx).values()) == {("free", None)}
@@ -102,11 +102,11 @@ def test_a_vf_removed_behind_vfpools_back(sim: SimHost, ctx: Context) -> None:
     assert _vf_states(ctx)[2] == ("free", None)  # the dry run changed nothing
     reconcile(ctx)
     assert _vf_states(ctx)[2] == ("unusable", "missing on host")
-    assert _lease_state(ctx, lease["id"]) == "active"  # VF 0 came back; its lease stays
+    assert _lease_state(ctx, lease.id) == "active"  # VF 0 came back; its lease stays
     # The count is reported, not repaired, until `pool start` resizes the PF.
     assert [f["problem"] for f in reconcile(ctx).document()["findings"]] == [
         "PF has 2 VFs; the pool needs 3"]
-    leases.release(ctx, lease["id"], force=True)
+    leases.release(ctx, lease.id, force=True)
     pools.start(ctx, "p")
     assert set(_vf_states(ctx).values()) == {("free", None)}
     _assert_settled(ctx)
@@ -130,8 +130,8 @@ def test_a_lease_whose_owner_process_is_gone_is_stale(sim: SimHost, ctx: Context
     lease = leases.acquire(ctx, "p", "vm1", owner_pid=child.pid)[0]
     report = reconcile(ctx).document()
     assert [(f["lease"], f["problem"]) for f in report["findings"]] == [
-        (lease["id"], f"its owner process {child.pid} is gone")]
-    assert _lease_state(ctx, lease["id"]) == "stale"
+        (lease.id, f"its owner process {child.pid} is gone")]
+    assert _lease_state(ctx, lease.id) == "stale"
     assert sim.vf_configs("enp133s0f0")[0].vlan == 0
     _assert_settled(ctx)
 
@@ -148,13 +148,13 @@ def test_sigkill_during_release_is_finished_by_reconcile(sim_root: Path, sim: Si
     lease = leases.acquire(ctx, "p", "vm1")[0]
     sim.inject_fault("netlink:enp133s0f0", kind="hang")
     releaser = subprocess.Popen([str(VFPOOL), "--sim", str(sim_root), "lease", "release",
-                                 str(lease["id"]), "--token", lease["token"]],
+                                 str(lease.id), "--token", lease.token],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
         while True:  # until the releaser has named its lock in the lease (it then hangs)
             with ctx.store.session() as session:
-                if session.get_one(Lease, lease["id"]).acquirer is not None:
+                if session.get_one(Lease, lease.id).acquirer is not None:
                     break
             assert time.monotonic() < deadline, "the release never started"
             time.sleep(0.05)
@@ -166,11 +166,11 @@ def test_sigkill_during_release_is_finished_by_reconcile(sim_root: Path, sim: Si
             releaser.kill()
             releaser.wait(30)
         sim.clear_faults()
-    assert _lease_state(ctx, lease["id"]) == "active"
+    assert _lease_state(ctx, lease.id) == "active"
     report = reconcile(ctx).document()
     assert [(f["lease"], f["problem"]) for f in report["findings"]] == [
-        (lease["id"], "its release was interrupted")]
-    assert _lease_state(ctx, lease["id"]) == "released"
+        (lease.id, "its release was interrupted")]
+    assert _lease_state(ctx, lease.id) == "released"
     assert sim.vf_configs("enp133s0f0")[0].vlan == 0
     assert _vf_states(ctx)[0] == ("free", None)
     _assert_settled(ctx)
@@ -205,20 +205,19 @@ def _events(ctx: Context, action: str) -> list[Any]:
 @pytest.mark.usefixtures("pool_p")
 def test_a_vlan_changed_behind_vfpools_back_is_put_back(sim: SimHost, ctx: Context) -> None:
     lease = leases.acquire(ctx, "p", "vm1")[0]
-    index = lease["vf"]["index"]
+    index = lease.vf.index
     sim.set_vf("enp133s0f0", index, "vlan", VfConfig(vlan=99, qos=0))
     dry = reconcile(ctx, dry_run=True).document()
     assert dry["findings"] == [{
-        "lease": lease["id"], "vf": lease["vf"]["pci"], "owner": "vm1",
+        "lease": lease.id, "vf": lease.vf.pci, "owner": "vm1",
         "problem": "its VF no longer has the lease's config (vlan: desired 10, current 99)",
         "action": "re-apply the lease's config",
         "diff": {"vlan": {"desired": 10, "current": 99}}}]
     assert sim.vf_configs("enp133s0f0")[index].vlan == 99  # a dry run changes nothing
     report = reconcile(ctx).document()
-    assert [(f["lease"], f["result"]) for f in report["findings"]] == [(lease["id"],
-                                                                          "re-applied")]
+    assert [(f["lease"], f["result"]) for f in report["findings"]] == [(lease.id, "re-applied")]
     assert sim.vf_configs("enp133s0f0")[index].vlan == 10
-    assert _lease_state(ctx, lease["id"]) == "active"
+    assert _lease_state(ctx, lease.id) == "active"
     assert _events(ctx, "reconcile.lease.reapplied")[-1]["diff"] == {"vlan": ["10", "99"]}
     _assert_settled(ctx)
 
@@ -229,7 +228,7 @@ def test_mac_trust_and_driver_drift_of_a_vfio_lease(sim: SimHost, ctx: Context) 
                                            pools.VfDefaults(trust=True)))
     pools.start(context, "v")
     lease = leases.acquire(context, "v", "vm1")[0]
-    vf = PciAddress.parse(lease["vf"]["pci"])
+    vf = PciAddress.parse(lease.vf.pci)
     sim.set_vf("enp5s0f0", 0, "mac", VfConfig(mac="02:00:00:00:00:99"))
     sim.set_vf("enp5s0f0", 0, "trust", VfConfig(trust=False))
     binding.bind(context.sysfs, vf, None)  # an administrator unbinds it from vfio-pci
@@ -237,7 +236,7 @@ def test_mac_trust_and_driver_drift_of_a_vfio_lease(sim: SimHost, ctx: Context) 
     assert set(report["findings"][0]["diff"]) == {"mac", "trust", "driver"}
     assert reconcile(context).document()["findings"][0]["result"] == "re-applied"
     config = sim.vf_configs("enp5s0f0")[0]
-    assert (config.mac, config.trust) == (lease["mac"], True)
+    assert (config.mac, config.trust) == (lease.mac, True)
     assert context.sysfs.pci_function(vf).driver == "vfio-pci"
     assert reconcile(context).document()["findings"] == []
 
@@ -251,7 +250,7 @@ def test_a_lease_whose_config_cannot_be_put_back_is_lost(sim: SimHost, ctx: Cont
     (finding,) = report["findings"]
     assert finding["result"].startswith("lost: setting vlan on VF 0 of PF 0000:85:00.0 "
                                         "(enp133s0f0) failed with EIO")
-    assert _lease_state(ctx, lease["id"]) == "lost"
+    assert _lease_state(ctx, lease.id) == "lost"
     # The VF got its saved config back, and is free again.
     assert sim.vf_configs("enp133s0f0")[0].vlan == 0
     assert _vf_states(ctx)[0] == ("free", None)

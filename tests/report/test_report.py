@@ -55,19 +55,19 @@ def populate(sim_root: Path) -> list[str]:
             pools.define(ctx, pools.parse_spec(name, pfs, vfs, "auto", mode, defaults))
         pools.start(ctx, "net")
         pools.start(ctx, "v")
-        tokens += [lease["token"] for lease in
+        tokens += [lease.token for lease in
                    leases.acquire(ctx, "net", "vm1", mac="52:54:00:00:00:01")]
-        tokens += [lease["token"] for lease in leases.acquire(ctx, "v", "vm2", count=2)]
+        tokens += [lease.token for lease in leases.acquire(ctx, "v", "vm2", count=2)]
         with ctx.store.session() as session:
             vf = session.scalars(select(Vf).where(Vf.pf_pci == I40E0,
                                                   Vf.vf_index == 6)).one()
             vf.state, vf.reason = "unusable", "restore failed: EIO (Input/output error)"
         [stuck] = leases.acquire(ctx, "v", "vm4")
         [gone] = leases.acquire(ctx, "net", "vm3")
-        tokens += [stuck["token"], gone["token"]]
-        leases.release(ctx, gone["id"], token=gone["token"])
+        tokens += [stuck.token, gone.token]
+        leases.release(ctx, gone.id, token=gone.token)
         with ctx.store.session() as session:
-            lease = session.get(Lease, stuck["id"])
+            lease = session.get(Lease, stuck.id)
             assert lease is not None and lease.vf is not None
             lease.state = lease.vf.state = "reserved"
             for row in session.scalars(select(Event)):

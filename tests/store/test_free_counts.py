@@ -72,7 +72,7 @@ def test_counts_follow_every_command_of_the_pool_and_lease_lifecycle(ctx: Contex
     taken = leases.acquire(ctx, "high", "vm-a", count=3)
     assert assert_exact(ctx)[("high", PF_PCI)] == 5
     assert assert_exact(ctx)[("low", PF_PCI)] == 4
-    leases.release(ctx, taken[0]["id"], token=taken[0]["token"])
+    leases.release(ctx, taken[0].id, token=taken[0].token)
     assert assert_exact(ctx)[("high", PF_PCI)] == 6
 
     pools.destroy(ctx, "low")
@@ -80,7 +80,7 @@ def test_counts_follow_every_command_of_the_pool_and_lease_lifecycle(ctx: Contex
     pools.undefine(ctx, "low")
     assert ("low", PF_PCI) not in assert_exact(ctx)
     for lease in taken[1:]:
-        leases.release(ctx, lease["id"], token=lease["token"])
+        leases.release(ctx, lease.id, token=lease.token)
     assert assert_exact(ctx)[("high", PF_PCI)] == 8
     pools.resize(ctx, "high", 6)  # a smaller pool: the count covers the new range only
     assert assert_exact(ctx)[("high", PF_PCI)] == 6
@@ -192,7 +192,7 @@ def test_postgresql_concurrent_acquires_and_releases_keep_the_counts(
                 for _ in range(6):
                     taken = leases.acquire(mine, "tenant", owner, count=2)
                     for lease in taken:
-                        leases.release(mine, lease["id"], token=lease["token"])
+                        leases.release(mine, lease.id, token=lease.token)
         except BaseException as exc:
             errors.append(exc)
 

@@ -332,9 +332,9 @@ def pool_host(sim_root: Path, bed: Bed) -> Iterator[PoolHost]:
                                        pools.VfDefaults()))
     pools.start(ctx, "tenant-a")
     [lease] = leases.acquire(ctx, "tenant-a", "vm1")
-    assert lease["vf"]["pci"] == VFS[0]
+    assert lease.vf.pci == VFS[0]
     mirror_sim(bed, sim_root)
     try:
-        yield PoolHost(sim_root, ctx, bed, lease["id"], f"sqlite:///{sim_root / 'vfpool.db'}")
+        yield PoolHost(sim_root, ctx, bed, lease.id, f"sqlite:///{sim_root / 'vfpool.db'}")
     finally:
         ctx.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import typer
@@ -11,16 +12,21 @@ from vfpool.cli.render import emit, emit_json, note, table
 from vfpool.cli.render import fields as render_fields
 from vfpool.errors import InvalidInput
 from vfpool.service import leases as lease_service
+from vfpool.service.results import LeaseInfo
 
 app = VfpoolTyper(help="Lease VFs to VMs and release them.")
 
 JSON = typer.Option(False, "--json", help="Print JSON.")
 
 
-def _rows(records: list[dict[str, Any]]) -> str:
+def _rows(records: Sequence[LeaseInfo]) -> str:
     return table(["ID", "POOL", "OWNER", "STATE", "MODE", "VF", "NETDEV", "MAC", "VLAN", "NUMA"],
-                 [[r["id"], r["pool"], r["owner"], r["state"], r["mode"], r["vf"]["pci"],
-                   r["vf"]["netdev"], r["mac"], r["vlan"], r["numa_node"]] for r in records])
+                 [[r.id, r.pool, r.owner, r.state, r.mode, r.vf.pci, r.vf.netdev, r.mac,
+                   r.vlan, r.numa_node] for r in records])
+
+
+def _documents(records: Sequence[LeaseInfo]) -> list[dict[str, Any]]:
+    return [record.document() for record in records]
 
 
 @app.command("acquire")
@@ -52,14 +58,14 @@ def acquire(
         records = lease_service.acquire(ctx, pool, owner, count=count, mac=mac, vlan=vlan,
                                         numa_node=numa_node, spread=spread, owner_pid=owner_pid,
                                         link_state=link_state)
-    if records and records[0]["numa_met"] is False:
+    if records and records[0].numa_met is False:
         note(f"note: not all VFs are on NUMA node {numa_node}; the pool had no free VF there")
     if as_json:
-        emit_json(records)
+        emit_json(_documents(records))
         return
     emit(_rows(records))
     for record in records:
-        emit(f"lease {record['id']} token: {record['token']}")
+        emit(f"lease {record.id} token: {record.token}")
 
 
 @app.command("release")
@@ -86,9 +92,9 @@ def release(
             assert lease_id is not None
             records = [lease_service.release(ctx, lease_id, token=token, force=force)]
     if as_json:
-        emit_json(records)
+        emit_json(_documents(records))
     else:
-        emit("\n".join(f"released lease {r['id']} ({r['vf']['pci']})" for r in records))
+        emit("\n".join(f"released lease {r.id} ({r.vf.pci})" for r in records))
 
 
 @app.command("list")
@@ -109,7 +115,7 @@ def list_(
         records = lease_service.list_leases(ctx, pool=pool, owner=owner,
                                             include_finished=include_finished)
     if as_json:
-        emit_json(records)
+        emit_json(_documents(records))
         return
     if not records:
         note(("no leases match" if pool or owner else "no live leases")
@@ -133,17 +139,17 @@ def show(
     with settings(cli).reader() as ctx:
         record = lease_service.show_lease(ctx, lease_id)
     if as_json:
-        emit_json(record)
+        emit_json(record.document())
         return
-    fields = [("id", record["id"]), ("pool", record["pool"]), ("owner", record["owner"]),
-              ("state", record["state"]), ("mode", record["mode"]), ("mac", record["mac"]),
-              ("vlan", record["vlan"]), ("numa_node", record["numa_node"]),
-              ("pf", f"{record['pf']['pci']} ({record['pf']['netdev']})"),
-              ("vf", f"{record['vf']['index']} {record['vf']['pci']} "
-                     f"({record['vf']['netdev'] or '-'})"),
-              ("created_at", record["created_at"]), ("released_at", record["released_at"])]
+    fields = [("id", record.id), ("pool", record.pool), ("owner", record.owner),
+              ("state", record.state), ("mode", record.mode), ("mac", record.mac),
+              ("vlan", record.vlan), ("numa_node", record.numa_node),
+              ("pf", f"{record.pf.pci} ({record.pf.netdev})"),
+              ("vf", f"{record.vf.index} {record.vf.pci} ({record.vf.netdev or '-'})"),
+              ("created_at", record.created_at.isoformat()),
+              ("released_at", record.released_at.isoformat() if record.released_at else None)]
     emit(render_fields(fields))
-    saved, applied = record["saved_config"] or {}, record["applied_config"] or {}
+    saved, applied = record.saved_config or {}, record.applied_config or {}
     keys = [*saved, *(key for key in applied if key not in saved)]
     if keys:
         # What the VF had before the lease (restored at release) next to what the lease set.

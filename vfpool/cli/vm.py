@@ -64,7 +64,8 @@ def launch(
     finally:
         signal.signal(signal.SIGTERM, previous)
     if as_json:
-        emit_json({"argv": result.argv, "exitcode": result.exitcode, "leases": result.leases,
+        emit_json({"argv": result.argv, "exitcode": result.exitcode,
+                   "leases": [lease.document() for lease in result.leases],
                    "notes": result.notes})
     elif dry_run:
         emit(shlex.join(result.argv))

@@ -61,6 +61,14 @@ from vfpool.model.vfconfig import (
 )
 from vfpool.service import events
 from vfpool.service.context import Context
+from vfpool.service.results import (
+    LeaseAcquired,
+    LeaseDetail,
+    LeaseInfo,
+    LeasePf,
+    LeasePreview,
+    LeaseVf,
+)
 from vfpool.store import Lease, Pool, PoolPf, utcnow
 from vfpool.store.leasing import FreeVfRow, LeaseRow, LeaseRows, PoolRow
 from vfpool.store.queries import Queries
@@ -87,49 +95,18 @@ def hash_token(token: str) -> str:
 
 # ---------------------------------------------------------------- records
 
-def lease_record(ctx: Context, lease: Lease, pool_name: str, *,
-                 token: str | None = None) -> dict[str, Any]:
-    """A lease with the keys from DESIGN.md; ``token`` only right after acquire."""
-    pf_netdev = vf_netdev = None
-    if lease.vf is not None:
-        vf_netdev = lease.vf.netdev
-        pf_netdev = lease.vf.pf.netdev
-    return {
-        "id": lease.id,
-        "pool": pool_name,
-        "owner": lease.owner,
-        "token": token,
-        "state": lease.state,
-        "mode": lease.mode,
-        "mac": lease.mac,
-        "vlan": lease.vlan,
-        "numa_node": lease.numa_node,
-        "created_at": lease.created_at.isoformat(),
-        "pf": {"pci": lease.pf_pci, "netdev": pf_netdev},
-        "vf": {"index": lease.vf_index, "pci": lease.vf_pci, "netdev": vf_netdev},
-        "owner_pid": lease.owner_pid,
-        "released_at": lease.released_at.isoformat() if lease.released_at else None,
-    }
+def lease_info(lease: LeaseRow, *, token: str | None = None) -> LeaseInfo:
+    """A lease as the services return it; ``token`` only right after acquire."""
+    return LeaseInfo(**_info_fields(lease), token=token)
 
 
-def lease_document(lease: LeaseRow, *, token: str | None = None) -> dict[str, Any]:
-    """``lease_record`` of a lease read by the lease path's Core statements."""
-    return {
-        "id": lease.id,
-        "pool": lease.pool,
-        "owner": lease.owner,
-        "token": token,
-        "state": lease.state,
-        "mode": lease.mode,
-        "mac": lease.mac,
-        "vlan": lease.vlan,
-        "numa_node": lease.numa_node,
-        "created_at": lease.created_at.isoformat(),
-        "pf": {"pci": lease.pf_pci, "netdev": lease.pf_netdev},
-        "vf": {"index": lease.vf_index, "pci": lease.vf_pci, "netdev": lease.vf_netdev},
-        "owner_pid": lease.owner_pid,
-        "released_at": lease.released_at.isoformat() if lease.released_at else None,
-    }
+def _info_fields(lease: LeaseRow) -> dict[str, Any]:
+    return {"id": lease.id, "pool": lease.pool, "owner": lease.owner, "state": lease.state,
+            "mode": lease.mode, "mac": lease.mac, "vlan": lease.vlan,
+            "numa_node": lease.numa_node, "created_at": lease.created_at,
+            "pf": LeasePf(lease.pf_pci, lease.pf_netdev),
+            "vf": LeaseVf(lease.vf_index, lease.vf_pci, lease.vf_netdev),
+            "owner_pid": lease.owner_pid, "released_at": lease.released_at}
 
 
 def _pool_named(session: Session, name: str) -> Pool:
@@ -291,7 +268,7 @@ def _reserve(ctx: Context, pool_name: str, owner: str, count: int, mac: str | No
 def acquire(ctx: Context, pool_name: str, owner: str, *, count: int = 1,
             mac: str | None = None, vlan: int | None = None, numa_node: int | None = None,
             spread: bool = False, owner_pid: int | None = None,
-            link_state: str | None = None) -> list[dict[str, Any]]:
+            link_state: str | None = None) -> list[LeaseAcquired]:
     """Lease ``count`` VFs of a pool to ``owner``: all of them, or none."""
     mac = _validate_acquire(owner, count, mac, vlan, numa_node, owner_pid)
     if link_state is not None:
@@ -319,14 +296,12 @@ def acquire(ctx: Context, pool_name: str, owner: str, *, count: int = 1,
 
 
 def _set_up(ctx: Context, pool_name: str, planned: list[_Planned],
-            numa_met: bool | None) -> list[dict[str, Any]]:
+            numa_met: bool | None) -> list[LeaseAcquired]:
     activated: list[int] = []
-    records: list[dict[str, Any]] = []
+    records: list[LeaseAcquired] = []
     try:
         for item in planned:
-            record = _activate(ctx, item, pool_name)
-            record["numa_met"] = numa_met
-            records.append(record)
+            records.append(_activate(ctx, item, pool_name, numa_met))
             activated.append(item.lease_id)
     except BaseException:
         # All or none: undo what is done. A lease that never started setting up is freed too.
@@ -340,17 +315,16 @@ def _set_up(ctx: Context, pool_name: str, planned: list[_Planned],
 
 
 def preview(ctx: Context, pool_name: str, owner: str, *, count: int = 1,
-            numa_node: int | None = None, spread: bool = False) -> list[dict[str, Any]]:
+            numa_node: int | None = None, spread: bool = False) -> list[LeasePreview]:
     """The VFs an acquire would choose now, without reserving anything (`--dry-run`)."""
     _validate_acquire(owner, count, None, None, numa_node)
 
-    def choose_now(connection: Connection, host_id: int | None) -> list[dict[str, Any]]:
+    def choose_now(connection: Connection, host_id: int | None) -> list[LeasePreview]:
         pool, chosen = _leasable(LeaseRows(connection, host_id), pool_name, count,
                                  numa_node=numa_node, spread=spread, lock=False)
-        return [{"mode": pool.mode, "mac": generated_mac(pool_name, owner, c.vf_index),
-                 "numa_node": c.numa_node, "pf": {"pci": c.pf_pci, "netdev": c.pf_netdev},
-                 "vf": {"index": c.vf_index, "pci": c.vf_pci, "netdev": c.vf_netdev}}
-                for c in chosen]
+        return [LeasePreview(pool.mode, generated_mac(pool_name, owner, c.vf_index),
+                             c.numa_node, LeasePf(c.pf_pci, c.pf_netdev),
+                             LeaseVf(c.vf_index, c.vf_pci, c.vf_netdev)) for c in chosen]
 
     return ctx.store.read_rows(choose_now)
 
@@ -452,7 +426,8 @@ def _ifindexes(vf: VfSnapshot) -> list[int | None]:
     return [netdev.ifindex for netdev in vf.netdevs]
 
 
-def _activate(ctx: Context, item: _Planned, pool_name: str) -> dict[str, Any]:
+def _activate(ctx: Context, item: _Planned, pool_name: str,
+              numa_met: bool | None) -> LeaseAcquired:
     """Steps 2-6 for one reserved lease, under its VF's lock; the lease's record, token
     included, as the activating transaction left it."""
     with ctx.locks.vf(item.vf_pci):
@@ -494,7 +469,7 @@ def _activate(ctx: Context, item: _Planned, pool_name: str) -> dict[str, Any]:
                         raise HostError(f"setting MTU {item.mtu} on {netdev} failed with "
                                         f"{describe_oserror(exc)}", errno=exc.errno) from exc
 
-            def activate(connection: Connection, host_id: int | None) -> dict[str, Any]:
+            def activate(connection: Connection, host_id: int | None) -> LeaseAcquired:
                 rows = LeaseRows(connection, host_id)
                 # `watch` may have marked it lost (the VF vanished), or reconcile closed it.
                 rows.change_reserved(item.lease_id,
@@ -506,7 +481,8 @@ def _activate(ctx: Context, item: _Planned, pool_name: str) -> dict[str, Any]:
                     "lease.acquire", pool=pool_name, pf=item.pf_pci, vf=item.vf_pci,
                     lease_id=item.lease_id, owner=item.owner, mode=item.mode,
                     mac=item.desired.mac)}])
-                return lease_document(lease, token=item.token)
+                return LeaseAcquired(**_info_fields(lease), token=item.token,
+                                     numa_met=numa_met)
 
             return ctx.store.write_rows(activate,
                                         operation=f"activating lease {item.lease_id}")
@@ -599,7 +575,7 @@ def _finish(rows: LeaseRows, lease: LeaseRow, vf_state: VfState, vf_reason: str 
 # ---------------------------------------------------------------- release
 
 def release(ctx: Context, lease_id: int, *, token: str | None = None, force: bool = False,
-            reason: str | None = None) -> dict[str, Any]:
+            reason: str | None = None) -> LeaseInfo:
     """Restore the VF's saved config and driver, free it, and close the lease."""
     def check(connection: Connection, host_id: int | None) -> LeaseRow:
         lease = LeaseRows(connection, host_id).lease(lease_id)
@@ -620,7 +596,7 @@ def release(ctx: Context, lease_id: int, *, token: str | None = None, force: boo
 
 
 def release_locked(ctx: Context, lease_id: int, *, reason: str,
-                   vf_pci: str | None = None) -> dict[str, Any]:
+                   vf_pci: str | None = None) -> LeaseInfo:
     """Release a lease; the caller holds this process's acquirer lock and the lease's PF lock
     (shared, or exclusive for a pool destroy). Takes the VF lock, re-reads the lease under it,
     and refuses one that is no longer live. ``vf_pci``: the lease's VF, when the caller has
@@ -648,23 +624,23 @@ def release_locked(ctx: Context, lease_id: int, *, reason: str,
                 outcome, problem = restore_vf(ctx, claimed.pf_pci, claimed.vf_index,
                                               claimed.saved_config, claimed.applied_config)
 
-            def finish(connection: Connection, host_id: int | None) -> dict[str, Any]:
+            def finish(connection: Connection, host_id: int | None) -> LeaseInfo:
                 rows = LeaseRows(connection, host_id)
                 lease = rows.lease(lease_id)
                 # `watch` may have marked it lost meanwhile (its VF vanished): that stands.
                 if lease.live and lease.acquirer == change:
                     lease = _finish(rows, lease, outcome, problem, "lease.release", reason)
-                return lease_document(lease)
+                return lease_info(lease)
 
             record = ctx.store.write_rows(finish, operation=f"recording the release of lease "
                                                             f"{lease_id}")
     if problem:
-        raise HostError(f"lease {lease_id} is released, but VF {record['vf']['pci']} is now "
+        raise HostError(f"lease {lease_id} is released, but VF {record.vf.pci} is now "
                         f"unusable: {problem}")
     return record
 
 
-def release_owner(ctx: Context, owner: str, *, reason: str | None = None) -> list[dict[str, Any]]:
+def release_owner(ctx: Context, owner: str, *, reason: str | None = None) -> list[LeaseInfo]:
     """Release every live lease of ``owner``; the owner's name stands in for the tokens."""
     validate_owner(owner)
     ids = ctx.store.read(lambda session: Queries(session).live_lease_ids_of(owner))
@@ -735,27 +711,19 @@ def settle_resets(ctx: Context,
 # ---------------------------------------------------------------- reading
 
 def list_leases(ctx: Context, *, pool: str | None = None, owner: str | None = None,
-                include_finished: bool = False) -> list[dict[str, Any]]:
-    return ctx.store.read(lambda session: _list_leases(ctx, session, pool, owner,
-                                                       include_finished))
+                include_finished: bool = False) -> list[LeaseInfo]:
+    return ctx.store.read_rows(lambda connection, host_id: [
+        lease_info(lease) for lease in LeaseRows(connection, host_id).leases(
+            pool=pool, owner=owner, include_finished=include_finished)])
 
 
-def _list_leases(ctx: Context, session: Session, pool: str | None, owner: str | None,
-                 include_finished: bool) -> list[dict[str, Any]]:
-    return [lease_record(ctx, lease, name) for lease, name in Queries(session).leases(
-        pool=pool, owner=owner, include_finished=include_finished)]
+def show_lease(ctx: Context, lease_id: int) -> LeaseDetail:
+    def show(connection: Connection, host_id: int | None) -> LeaseDetail:
+        lease = LeaseRows(connection, host_id).lease(lease_id)
+        return LeaseDetail(**_info_fields(lease), saved_config=lease.saved_config,
+                           applied_config=lease.applied_config, boot_id=lease.boot_id)
 
-
-def show_lease(ctx: Context, lease_id: int) -> dict[str, Any]:
-    def show(session: Session) -> dict[str, Any]:
-        lease = _lease(session, lease_id)
-        record = lease_record(ctx, lease, lease.pool.name)
-        record["saved_config"] = lease.saved_config
-        record["applied_config"] = lease.applied_config
-        record["boot_id"] = lease.boot_id
-        return record
-
-    return ctx.store.read(show)
+    return ctx.store.read_rows(show)
 
 
 def live_leases(session: Session) -> list[Lease]:

@@ -6,7 +6,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from vfpool.service import events
 from vfpool.service import leases as lease_service
 from vfpool.service.context import Context
 from vfpool.service.progress import Progress, quiet
-from vfpool.service.results import Hotplugged, Unplugged
+from vfpool.service.results import Hotplugged, LeaseAcquired, LeasePreview, Unplugged
 from vfpool.store import LIVE_LEASE_STATES, Lease
 from vfpool.store.states import Mode
 
@@ -134,13 +134,13 @@ def teardown(ctx: Context, prepared: Prepared) -> None:
 class LaunchResult:
     argv: list[str]
     exitcode: int | None
-    leases: list[dict[str, Any]]
+    leases: Sequence[LeaseAcquired | LeasePreview]
     notes: list[str]
 
 
 @contextlib.contextmanager
 def _leased(ctx: Context, pool: str, owner: str, count: int,
-            numa_node: int | None) -> Iterator[list[dict[str, Any]]]:
+            numa_node: int | None) -> Iterator[list[LeaseAcquired]]:
     records = lease_service.acquire(ctx, pool, owner, count=count, numa_node=numa_node,
                                     owner_pid=os.getpid())
     try:
@@ -148,7 +148,7 @@ def _leased(ctx: Context, pool: str, owner: str, count: int,
     finally:
         for record in records:
             with contextlib.suppress(VfpoolError):
-                lease_service.release(ctx, record["id"], token=record["token"],
+                lease_service.release(ctx, record.id, token=record.token,
                                       reason="vm launch ended")
 
 
@@ -168,8 +168,8 @@ def launch(ctx: Context, owner: str, pool: str, *, count: int = 1,
         qmp_socket = Path(tempfile.gettempdir()) / "vfpool-vm-XXXXXX" / "qmp.sock"
         preview = lease_service.preview(ctx, pool, owner, count=count, numa_node=numa_node)
         # Nothing is leased, so the NICs are numbered 1..K where lease ids would stand.
-        nics = [NicHandoff(lease_id=number, mode=p["mode"], vf_pci=p["vf"]["pci"],
-                           mac=p["mac"], netdev=p["vf"]["netdev"])
+        nics = [NicHandoff(lease_id=number, mode=p.mode, vf_pci=p.vf.pci, mac=p.mac,
+                           netdev=p.vf.netdev)
                 for number, p in enumerate(preview, start=1)]
         argv = build_qemu_argv(name=owner, qmp_socket=str(qmp_socket), nics=nics, extra=extra,
                                binary=binary)
@@ -183,7 +183,7 @@ def launch(ctx: Context, owner: str, pool: str, *, count: int = 1,
         try:
             vhost = True
             for record in records:
-                nic = _live_lease(ctx, record["id"])
+                nic = _live_lease(ctx, record.id)
                 if nic.mode == "macvtap":
                     progress(f"lease {nic.lease_id}: macvtap on {nic.netdev}, its tap and "
                              "vhost-net")
@@ -197,7 +197,7 @@ def launch(ctx: Context, owner: str, pool: str, *, count: int = 1,
                              workdir=folder) as machine:
                 progress(f"starting {Path(binary).name} with {len(prepared.nics)} NIC(s)")
                 machine.launch()
-                _record_pid(ctx, [record["id"] for record in records], machine.pid)
+                _record_pid(ctx, [record.id for record in records], machine.pid)
                 if started is not None:
                     started(machine)
                 code = machine.wait()

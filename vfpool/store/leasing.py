@@ -223,6 +223,12 @@ def _set_vf_netdev() -> Update:
 
 @functools.cache
 def _lease_row(scoped: bool) -> Select[Any]:
+    return _leases().where(leases.c.id == bindparam("lease_id"), *_here(leases, scoped))
+
+
+def _leases() -> Select[Any]:
+    """Leases with their pool's name and the netdevs the store has for their VF and PF, in
+    ``LeaseRow``'s order."""
     return (
         select(leases.c.id, leases.c.pool_id, pools.c.name, leases.c.host_id, leases.c.vf_id,
                leases.c.pf_pci, leases.c.vf_pci, leases.c.vf_index, leases.c.owner,
@@ -234,8 +240,7 @@ def _lease_row(scoped: bool) -> Select[Any]:
         .select_from(leases)
         .join(pools, pools.c.id == leases.c.pool_id)
         .outerjoin(vfs, vfs.c.id == leases.c.vf_id)
-        .outerjoin(pfs, and_(pfs.c.host_id == vfs.c.host_id, pfs.c.pci == vfs.c.pf_pci))
-        .where(leases.c.id == bindparam("lease_id"), *_here(leases, scoped)))
+        .outerjoin(pfs, and_(pfs.c.host_id == vfs.c.host_id, pfs.c.pci == vfs.c.pf_pci)))
 
 
 @functools.cache
@@ -347,3 +352,18 @@ class LeaseRows:
         if not self.change_lease(lease_id, LeaseState.RESERVED, **values):
             state = self.lease(lease_id).state
             raise Conflict(f"lease {lease_id} {what} (now {state})")
+
+    def leases(self, *, pool: str | None = None, owner: str | None = None,
+               include_finished: bool = False) -> list[LeaseRow]:
+        """Leases by id: the live ones, or with ``include_finished`` all; of one pool (which
+        must exist) or one owner."""
+        query = _leases().where(*_here(leases, self.scoped)).order_by(leases.c.id)
+        params = self._params()
+        if pool is not None:
+            query = query.where(leases.c.pool_id == self.pool(pool).id)
+        if owner is not None:
+            query = query.where(leases.c.owner == bindparam("owner"))
+            params["owner"] = owner
+        if not include_finished:
+            query = query.where(_live())
+        return [_lease(row) for row in self.connection.execute(query, params)]

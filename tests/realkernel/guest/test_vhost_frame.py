@@ -80,7 +80,7 @@ def test_inner_vm_on_a_macvtap_vf_runs_vhost_and_sends(db: str, tmp_path: Path,
                                       "-display", "none", "-boot", "n", "-qmp",
                                       f"unix:{mine},server=on,wait=off"])
     [lease] = result.leases
-    realhost.record("frame", {"mac": lease["mac"], "vlan": VLAN, "vf": vf, "accel": accel,
+    realhost.record("frame", {"mac": lease.mac, "vlan": VLAN, "vf": vf, "accel": accel,
                               "vf_tx_frames": observed.get("tx", 0),
                               "vhost": bool(observed.get("vhost")),
                               "seconds": observed.get("seconds")})
