@@ -51,16 +51,19 @@ def assert_exact(ctx: Context) -> dict[tuple[str, str], int]:
 
 
 @pytest.fixture
-def ctx(migrated_store_url: str, make_sim: Callable[..., SimHost]) -> Iterator[Context]:
-    with open_context(db=migrated_store_url, sim=make_sim().root) as context:
-        yield context
+def backend_ctx(migrated_store_url: str, make_sim: Callable[..., SimHost],
+                make_ctx: Callable[..., Context]) -> Context:
+    """The suite's context (conftest's make_ctx) on each backend: SQLite and PostgreSQL."""
+    context: Context = make_ctx(make_sim(), db=migrated_store_url)
+    return context
 
 
 def define(ctx: Context, name: str, pfs: list[str], vfs: int, mode: str = "vfio") -> None:
     pools.define(ctx, pools.parse_spec(name, pfs, vfs, "auto", mode, VfDefaults()))
 
 
-def test_counts_follow_every_command_of_the_pool_and_lease_lifecycle(ctx: Context) -> None:
+def test_counts_follow_every_command_of_the_pool_and_lease_lifecycle(backend_ctx: Context) -> None:
+    ctx = backend_ctx
     # Two pools share one PF through disjoint ranges: each counts only its own VFs.
     define(ctx, "low", [f"{PF}#0-3"], 4)
     define(ctx, "high", [f"{PF}#4-11"], 8)
@@ -90,7 +93,8 @@ def test_counts_follow_every_command_of_the_pool_and_lease_lifecycle(ctx: Contex
     assert assert_exact(ctx)[("high", PF_PCI)] == 5
 
 
-def test_vfs_gone_from_the_host_leave_the_count_by_reconcile(ctx: Context) -> None:
+def test_vfs_gone_from_the_host_leave_the_count_by_reconcile(backend_ctx: Context) -> None:
+    ctx = backend_ctx
     define(ctx, "tenant", [PF], 4)
     pools.start(ctx, "tenant")
     leases.acquire(ctx, "tenant", "vm")
@@ -107,7 +111,8 @@ def test_vfs_gone_from_the_host_leave_the_count_by_reconcile(ctx: Context) -> No
         state == VfState.FREE for state in states.values())
 
 
-def test_bulk_writes_that_no_orm_hook_sees_keep_the_counts(ctx: Context) -> None:
+def test_bulk_writes_that_no_orm_hook_sees_keep_the_counts(backend_ctx: Context) -> None:
+    ctx = backend_ctx
     define(ctx, "tenant", [PF], 8)
     pools.start(ctx, "tenant")
     with ctx.store.immediate() as session:
@@ -134,7 +139,8 @@ def test_bulk_writes_that_no_orm_hook_sees_keep_the_counts(ctx: Context) -> None
     assert assert_exact(ctx)[("tenant", PF_PCI)] == 3
 
 
-def test_fleet_place_reads_the_kept_counts(ctx: Context) -> None:
+def test_fleet_place_reads_the_kept_counts(backend_ctx: Context) -> None:
+    ctx = backend_ctx
     define(ctx, "tenant", [PF, "enp133s0f0"], 4)
     pools.start(ctx, "tenant")
     leases.acquire(ctx, "tenant", "vm", count=3)
