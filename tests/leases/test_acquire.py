@@ -29,6 +29,7 @@ from vfpool.service import leases, pools
 from vfpool.service.context import Context, open_context
 from vfpool.sim.host import SimHost
 from vfpool.store import Event, Lease, Vf
+from vfpool.store.states import LeaseState, VfState
 
 IXGBE0 = "0000:05:00.0"  # enp5s0f0, NUMA 0
 I40E0 = "0000:85:00.0"  # enp133s0f0, NUMA 1
@@ -330,6 +331,31 @@ def test_an_mlx4_module_param_pool_leases_and_releases(make_sim: Callable[..., S
 def _is_local_unicast(mac: str) -> bool:
     first = int(mac.split(":")[0], 16)
     return bool(first & 0x02) and not first & 0x01
+
+
+def test_a_reservation_closed_before_its_set_up_is_refused_by_name_and_changes_nothing(
+        ctx: Context, sim: SimHost) -> None:
+    # Reconcile or `watch` may close a reserved lease between the reservation and the step
+    # that saves the VF's config: that step must refuse it, naming the state it found.
+    start_pool(ctx, "net", "enp5s0f0", vfs=1, vlan=10)
+    before = sim.vf_configs("enp5s0f0")[0]
+    with ctx.locks.acquirer() as acquirer:
+        [item], _ = leases._reserve(ctx, "net", "vm1", 1, None, None, None, False, None,
+                                    acquirer, frozenset({IXGBE0}))
+
+        def lose(session: Any) -> None:
+            lease = session.get(Lease, item.lease_id)
+            leases.finish_lease(session, lease, VfState.UNUSABLE, "missing on host", "lease.lost",
+                                "test", final_state=LeaseState.LOST)
+
+        ctx.store.write(lose, operation="test")
+        with pytest.raises(Conflict) as refused:
+            leases._activate(ctx, item, "net", None)
+    assert str(refused.value) == (f"lease {item.lease_id} was cancelled while it was being "
+                                  "set up (now lost)")
+    [row] = lease_rows(ctx)
+    assert (row.state, row.saved_config) == ("lost", None)
+    assert sim.vf_configs("enp5s0f0")[0] == before  # the VF was never touched
 
 
 def test_given_mac_is_normalised_and_applied(ctx: Context, sim: SimHost) -> None:

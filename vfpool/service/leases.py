@@ -440,9 +440,11 @@ def _activate(ctx: Context, item: _Planned, pool_name: str,
         saved["mtu"] = vf.netdevs[0].mtu if vf.netdevs else None
 
         def save(connection: Connection, host_id: int | None) -> None:
-            LeaseRows(connection, host_id).change_reserved(
-                item.lease_id, "was cancelled while it was being set up (now {state})",
-                saved_config=saved)
+            now = LeaseRows(connection, host_id).change_reserved(item.lease_id,
+                                                                 saved_config=saved)
+            if now is not None:
+                raise Conflict(f"lease {item.lease_id} was cancelled while it was being set "
+                               f"up (now {now})")
 
         ctx.store.write_rows(save, operation=f"saving the config of VF {item.vf_pci}")
         try:
@@ -471,10 +473,12 @@ def _activate(ctx: Context, item: _Planned, pool_name: str,
 
             def activate(connection: Connection, host_id: int | None) -> LeaseAcquired:
                 rows = LeaseRows(connection, host_id)
-                # `watch` may have marked it lost (the VF vanished), or reconcile closed it.
-                rows.change_reserved(item.lease_id,
-                                     "became {state} while it was being set up",
-                                     state=LeaseState.ACTIVE, acquirer=None)
+                now = rows.change_reserved(item.lease_id, state=LeaseState.ACTIVE,
+                                           acquirer=None)
+                if now is not None:
+                    # `watch` marked it lost (the VF vanished), or reconcile closed it.
+                    raise Conflict(f"lease {item.lease_id} became {now} while it was being "
+                                   "set up")
                 rows.set_vf_netdev(item.vf_id, VfState.LEASED, netdev)
                 lease = rows.lease(item.lease_id)
                 rows.add_events([{"host_id": lease.host_id, **events.entry(

@@ -178,8 +178,10 @@ class Store:
         # read transaction does; PostgreSQL's default READ COMMITTED takes one per statement.
         self._read_engine = engine if self._is_sqlite else engine.execution_options(
             isolation_level="REPEATABLE READ", postgresql_readonly=True)
-        self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
-        self._read_sessions = sessionmaker(self._read_engine, expire_on_commit=False)
+        self._write_sessions = self._immediate_sessions if self._is_sqlite else sessionmaker(
+            self._write_engine, expire_on_commit=False)
+        self._read_sessions = self._sessions if self._is_sqlite else sessionmaker(
+            self._read_engine, expire_on_commit=False)
         # What a Core read sees before this host has written (see _scope).
         self._read_scope: int | None = None
 

@@ -37,7 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Row
 
-from vfpool.errors import Conflict, NotFound
+from vfpool.errors import NotFound
 from vfpool.store.models import Event, Lease, Pf, Pool, PoolPf, Vf
 from vfpool.store.queries import LEASE_ID_MAX
 from vfpool.store.states import LIVE_LEASE_STATES, LeaseState, LinkState, Mode, PoolState, VfState
@@ -346,12 +346,12 @@ class LeaseRows:
             self._params(lease_id=lease_id, updated_at=utcnow(), **values))
         return bool(result.rowcount)
 
-    def change_reserved(self, lease_id: int, what: str, **values: Any) -> None:
-        """Set columns of a lease that is still reserved; Conflict, naming ``what`` it was
-        doing, when it is no longer (cancelled, or marked lost by `watch`)."""
-        if not self.change_lease(lease_id, LeaseState.RESERVED, **values):
-            state = self.lease(lease_id).state
-            raise Conflict(f"lease {lease_id} {what} (now {state})")
+    def change_reserved(self, lease_id: int, **values: Any) -> LeaseState | None:
+        """Set columns of a lease that is still reserved: None when done, else the state it
+        is in now (cancelled, or marked lost by `watch`), and nothing changed."""
+        if self.change_lease(lease_id, LeaseState.RESERVED, **values):
+            return None
+        return self.lease(lease_id).state
 
     def leases(self, *, pool: str | None = None, owner: str | None = None,
                include_finished: bool = False) -> list[LeaseRow]:
