@@ -77,6 +77,7 @@ class Sysfs:
         self.kernel = kernel
         self.root = kernel.root
         self.pci_devices = self.root / "sys/bus/pci/devices"
+        self._devices = str(self.pci_devices)
         self.class_net = self.root / "sys/class/net"
         self._pciids: PciIds | None = None
 
@@ -138,34 +139,31 @@ class Sysfs:
         return tuple(self.netdev(device, name)
                      for name in _listdir(os.path.join(device, "net")))
 
-    def vf(self, index: int, address: PciAddress) -> VfSnapshot:
-        device = self.device_dir(address)
-        return VfSnapshot(index=index, pci=address, driver=_link_name(device / "driver"),
+    def vf(self, index: int, address: PciAddress, name: str | None = None) -> VfSnapshot:
+        """VF ``index`` at ``address`` (``name``: the address as its folder's name, when the
+        caller has it): its driver link and its ``net/`` folder, read on string paths
+        (pathlib's joins were most of the CPU of reading a PF's 256 VFs)."""
+        device = os.path.join(self._devices, name or str(address))
+        return VfSnapshot(index=index, pci=address, driver=_link_name(device + "/driver"),
                           netdevs=self._netdevs(device))
 
     def virtfn(self, pf: PciAddress, index: int) -> VfSnapshot | None:
         """One VF of a PF by index, without reading the others."""
-        target = _link_name(self.device_dir(pf) / f"virtfn{index}")
-        if target is None or not PciAddress.looks_like(target):
-            return None
-        return self.vf(index, PciAddress.parse(target))
+        target = _link_name(os.path.join(self._devices, str(pf), f"virtfn{index}"))
+        named = _named(target) if target else None
+        return None if named is None else self.vf(index, *named)
 
     def _vfs_of(self, device: Path) -> list[VfSnapshot]:
-        """The VFs behind a PF's ``virtfn<N>`` links, by index: per VF its link, its driver
-        link and its ``net/`` folder, read on string paths (pathlib's joins and two regex
-        matches per VF were most of the CPU of reading a PF's 256 VFs)."""
-        folder, devices = str(device), str(self.pci_devices)
+        """The VFs behind a PF's ``virtfn<N>`` links, by index (each link's address parsed
+        once per process: the two regex matches per VF were a large part of a read)."""
+        folder = str(device)
         vfs = []
         for entry in _listdir(folder):
             if entry.startswith("virtfn") and entry[6:].isdigit():
                 target = _link_name(os.path.join(folder, entry))
                 named = _named(target) if target else None
                 if named is not None:
-                    address, name = named
-                    vf_dir = os.path.join(devices, name)
-                    vfs.append(VfSnapshot(index=int(entry[6:]), pci=address,
-                                          driver=_link_name(vf_dir + "/driver"),
-                                          netdevs=self._netdevs(vf_dir)))
+                    vfs.append(self.vf(int(entry[6:]), *named))
         vfs.sort(key=lambda vf: vf.index)
         return vfs
 

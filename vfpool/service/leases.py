@@ -31,7 +31,6 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from vfpool.errors import (
@@ -70,6 +69,7 @@ from vfpool.service.results import (
     LeaseVf,
 )
 from vfpool.store import Lease, Pool, PoolPf, utcnow
+from vfpool.store.direct import Transaction
 from vfpool.store.leasing import FreeVfRow, LeaseRow, LeaseRows, PoolRow
 from vfpool.store.queries import Queries
 from vfpool.store.states import LeaseState, Mode, PoolState, VfState
@@ -204,9 +204,9 @@ def _reserve(ctx: Context, pool_name: str, owner: str, count: int, mac: str | No
              link_state: str | None = None) -> tuple[list[_Planned], bool | None]:
     boot_id = ctx.sysfs.boot_id()
 
-    def reserve(connection: Connection, host_id: int | None
+    def reserve(transaction: Transaction, host_id: int | None
                 ) -> tuple[list[_Planned], bool | None, frozenset[str]]:
-        rows = LeaseRows(connection, host_id)
+        rows = LeaseRows(transaction, host_id)
         pool, chosen = _leasable(rows, pool_name, count, numa_node=numa_node, spread=spread,
                                  lock=True)
         members = rows.member_pcis(pool)
@@ -319,8 +319,8 @@ def preview(ctx: Context, pool_name: str, owner: str, *, count: int = 1,
     """The VFs an acquire would choose now, without reserving anything (`--dry-run`)."""
     _validate_acquire(owner, count, None, None, numa_node)
 
-    def choose_now(connection: Connection, host_id: int | None) -> list[LeasePreview]:
-        pool, chosen = _leasable(LeaseRows(connection, host_id), pool_name, count,
+    def choose_now(transaction: Transaction, host_id: int | None) -> list[LeasePreview]:
+        pool, chosen = _leasable(LeaseRows(transaction, host_id), pool_name, count,
                                  numa_node=numa_node, spread=spread, lock=False)
         return [LeasePreview(pool.mode, generated_mac(pool_name, owner, c.vf_index),
                              c.numa_node, LeasePf(c.pf_pci, c.pf_netdev),
@@ -339,8 +339,8 @@ def _cancel_reserved(ctx: Context, lease_id: int, reason: str) -> None:
     """Free a reserved lease whose VF was never touched. If the store stays busy, the lease
     stays reserved under this process's acquirer lock, and reconcile frees it once this
     process is gone."""
-    def cancel(connection: Connection, host_id: int | None) -> None:
-        rows = LeaseRows(connection, host_id)
+    def cancel(transaction: Transaction, host_id: int | None) -> None:
+        rows = LeaseRows(transaction, host_id)
         lease = rows.lease(lease_id)
         if lease.state != LeaseState.RESERVED or lease.saved_config is not None:
             return
@@ -439,8 +439,8 @@ def _activate(ctx: Context, item: _Planned, pool_name: str,
         saved["driver_override"] = ctx.sysfs.driver_override(vf.pci)
         saved["mtu"] = vf.netdevs[0].mtu if vf.netdevs else None
 
-        def save(connection: Connection, host_id: int | None) -> None:
-            now = LeaseRows(connection, host_id).change_reserved(item.lease_id,
+        def save(transaction: Transaction, host_id: int | None) -> None:
+            now = LeaseRows(transaction, host_id).change_reserved(item.lease_id,
                                                                  saved_config=saved)
             if now is not None:
                 raise Conflict(f"lease {item.lease_id} was cancelled while it was being set "
@@ -471,8 +471,8 @@ def _activate(ctx: Context, item: _Planned, pool_name: str,
                         raise HostError(f"setting MTU {item.mtu} on {netdev} failed with "
                                         f"{describe_oserror(exc)}", errno=exc.errno) from exc
 
-            def activate(connection: Connection, host_id: int | None) -> LeaseAcquired:
-                rows = LeaseRows(connection, host_id)
+            def activate(transaction: Transaction, host_id: int | None) -> LeaseAcquired:
+                rows = LeaseRows(transaction, host_id)
                 now = rows.change_reserved(item.lease_id, state=LeaseState.ACTIVE,
                                            acquirer=None)
                 if now is not None:
@@ -496,8 +496,8 @@ def _activate(ctx: Context, item: _Planned, pool_name: str,
                                                   "driver": item.driver, "mtu": item.mtu})
             why = str(exc) or type(exc).__name__
 
-            def fail(connection: Connection, host_id: int | None) -> None:
-                rows = LeaseRows(connection, host_id)
+            def fail(transaction: Transaction, host_id: int | None) -> None:
+                rows = LeaseRows(transaction, host_id)
                 lease = rows.lease(item.lease_id)
                 if lease.live:
                     _finish(rows, lease, outcome, reason, "lease.acquire.failed", why)
@@ -581,8 +581,8 @@ def _finish(rows: LeaseRows, lease: LeaseRow, vf_state: VfState, vf_reason: str 
 def release(ctx: Context, lease_id: int, *, token: str | None = None, force: bool = False,
             reason: str | None = None) -> LeaseInfo:
     """Restore the VF's saved config and driver, free it, and close the lease."""
-    def check(connection: Connection, host_id: int | None) -> LeaseRow:
-        lease = LeaseRows(connection, host_id).lease(lease_id)
+    def check(transaction: Transaction, host_id: int | None) -> LeaseRow:
+        lease = LeaseRows(transaction, host_id).lease(lease_id)
         if not force:
             if token is None:
                 raise InvalidInput(f"releasing lease {lease_id} needs its --token (or --force "
@@ -608,10 +608,10 @@ def release_locked(ctx: Context, lease_id: int, *, reason: str,
     with ctx.locks.acquirer() as change:
         if vf_pci is None:
             vf_pci = ctx.store.read_rows(
-                lambda connection, host_id: LeaseRows(connection, host_id).lease(lease_id).vf_pci)
+                lambda transaction, host_id: LeaseRows(transaction, host_id).lease(lease_id).vf_pci)
         with ctx.locks.vf(vf_pci):
-            def claim(connection: Connection, host_id: int | None) -> LeaseRow:
-                rows = LeaseRows(connection, host_id)
+            def claim(transaction: Transaction, host_id: int | None) -> LeaseRow:
+                rows = LeaseRows(transaction, host_id)
                 lease = rows.lease(lease_id)
                 if not lease.live:
                     raise Conflict(f"lease {lease_id} is {lease.state}, not active; nothing to "
@@ -628,8 +628,8 @@ def release_locked(ctx: Context, lease_id: int, *, reason: str,
                 outcome, problem = restore_vf(ctx, claimed.pf_pci, claimed.vf_index,
                                               claimed.saved_config, claimed.applied_config)
 
-            def finish(connection: Connection, host_id: int | None) -> LeaseInfo:
-                rows = LeaseRows(connection, host_id)
+            def finish(transaction: Transaction, host_id: int | None) -> LeaseInfo:
+                rows = LeaseRows(transaction, host_id)
                 lease = rows.lease(lease_id)
                 # `watch` may have marked it lost meanwhile (its VF vanished): that stands.
                 if lease.live and lease.acquirer == change:
@@ -716,14 +716,14 @@ def settle_resets(ctx: Context,
 
 def list_leases(ctx: Context, *, pool: str | None = None, owner: str | None = None,
                 include_finished: bool = False) -> list[LeaseInfo]:
-    return ctx.store.read_rows(lambda connection, host_id: [
-        lease_info(lease) for lease in LeaseRows(connection, host_id).leases(
+    return ctx.store.read_rows(lambda transaction, host_id: [
+        lease_info(lease) for lease in LeaseRows(transaction, host_id).leases(
             pool=pool, owner=owner, include_finished=include_finished)])
 
 
 def show_lease(ctx: Context, lease_id: int) -> LeaseDetail:
-    def show(connection: Connection, host_id: int | None) -> LeaseDetail:
-        lease = LeaseRows(connection, host_id).lease(lease_id)
+    def show(transaction: Transaction, host_id: int | None) -> LeaseDetail:
+        lease = LeaseRows(transaction, host_id).lease(lease_id)
         return LeaseDetail(**_info_fields(lease), saved_config=lease.saved_config,
                            applied_config=lease.applied_config, boot_id=lease.boot_id)
 

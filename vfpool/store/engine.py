@@ -37,6 +37,7 @@ from vfpool.errors import (
     describe_oserror,
 )
 from vfpool.host.identity import HostIdentity
+from vfpool.store.direct import Statements, Transaction, transaction
 from vfpool.store.models import Host, add_postgresql_options
 from vfpool.store.types import utcnow
 
@@ -184,6 +185,7 @@ class Store:
             self._read_engine, expire_on_commit=False)
         # What a Core read sees before this host has written (see _scope).
         self._read_scope: int | None = None
+        self._statements = Statements(engine.dialect)
 
     def __repr__(self) -> str:
         return f"Store({self._display_url!r})"
@@ -242,28 +244,28 @@ class Store:
         nothing of it was written."""
         return self._retry(work, operation, write=True)
 
-    def read_rows(self, work: Callable[[Connection, int | None], T], *,
+    def read_rows(self, work: Callable[[Transaction, int | None], T], *,
                   operation: str = "reading the store") -> T:
-        """Like ``read()``, for SQLAlchemy Core: ``work`` gets the transaction's connection
-        and the host id that every statement must name (None: an unscoped store, every
-        host's rows). The ORM's host scoping (store/scope.py) does not reach Core
-        statements; store/leasing.py writes the host into each of them."""
+        """Like ``read()``, for Core statements run directly on the DBAPI connection
+        (store/direct.py): ``work`` gets the transaction and the host id that every
+        statement must name (None: an unscoped store, every host's rows). The ORM's host
+        scoping (store/scope.py) does not reach these statements; store/leasing.py writes
+        the host into each of them."""
         return self._retry_core(work, operation, write=False)
 
-    def write_rows(self, work: Callable[[Connection, int | None], T], *,
+    def write_rows(self, work: Callable[[Transaction, int | None], T], *,
                    operation: str) -> T:
         """Like ``write()`` (``BEGIN IMMEDIATE``, ``SERIALIZABLE``, retried while busy), for
-        SQLAlchemy Core; see ``read_rows()``."""
+        Core statements run directly; see ``read_rows()``."""
         return self._retry_core(work, operation, write=True)
 
-    def _retry_core(self, work: Callable[[Connection, int | None], T], operation: str, *,
+    def _retry_core(self, work: Callable[[Transaction, int | None], T], operation: str, *,
                     write: bool) -> T:
         host_id = self._core_scope(operation, write=write)
-        engine = self._write_engine if write else self._read_engine
 
         def attempt() -> T:
-            with engine.connect() as connection, connection.begin():
-                return work(connection, host_id)
+            with transaction(self.engine, self._statements, write=write) as rows:
+                return work(rows, host_id)
 
         return self._retrying(attempt, operation)
 

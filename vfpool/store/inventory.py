@@ -15,20 +15,12 @@ from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 from vfpool.store.models import Vf
-from vfpool.store.scope import HOST_ID, NO_HOST
+from vfpool.store.scope import writing_host
 from vfpool.store.states import VfState
 from vfpool.store.types import utcnow
 
 # A Core INSERT: the ORM's bulk path adds per-row work and nothing else.
 VFS = cast(Table, Vf.__table__)
-
-
-def session_host(session: Session) -> int | None:
-    """The host the session's new rows belong to (None: an unscoped store)."""
-    host_id: int | None = session.info.get(HOST_ID)
-    if host_id == NO_HOST:
-        raise RuntimeError("a read-only session tried to write")
-    return host_id
 
 
 def add_free_vfs(session: Session, pf_pci: str,
@@ -38,7 +30,7 @@ def add_free_vfs(session: Session, pf_pci: str,
     if not vfs:
         return
     session.flush()
-    host_id = session_host(session)
+    host_id = writing_host(session)
     now = utcnow()
     session.execute(insert(VFS), [
         {"host_id": host_id, "pf_pci": pf_pci, "index": index, "pci": pci, "netdev": netdev,

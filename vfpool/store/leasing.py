@@ -2,11 +2,12 @@
 
 Acquire and release are what VM tooling calls all day, so their transactions skip the ORM: no
 identity map, no unit of work, no per-statement loader options. Each statement here is built
-once (per variant) with bound parameters, and runs on the connection of one
-``Store.write_rows()`` or ``Store.read_rows()`` transaction.
+once (per variant) with bound parameters, compiled once per dialect, and run on the DBAPI
+connection of one ``Store.write_rows()`` or ``Store.read_rows()`` transaction
+(store/direct.py).
 
 The ORM's host scoping (store/scope.py) does not reach Core statements, so every statement
-here names the host itself: ``LeaseRows(connection, host_id)`` adds ``host_id = :host`` to
+here names the host itself: ``LeaseRows(transaction, host_id)`` adds ``host_id = :host`` to
 each table it reads or changes (``host_id`` None: an unscoped store, every host's rows), and
 new rows take the host of the pool they belong to. The live-lease filters have their values
 written in, as in store/queries.py, so that SQLite uses the partial indexes.
@@ -35,9 +36,9 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Connection, Row
 
 from vfpool.errors import NotFound
+from vfpool.store.direct import Transaction
 from vfpool.store.models import Event, Lease, Pf, Pool, PoolPf, Vf
 from vfpool.store.queries import LEASE_ID_MAX
 from vfpool.store.states import LIVE_LEASE_STATES, LeaseState, LinkState, Mode, PoolState, VfState
@@ -189,15 +190,24 @@ def _live_with_mac(scoped: bool) -> Select[Any]:
         leases.c.mac == bindparam("mac"), _live(), *_here(leases, scoped)).limit(1)
 
 
-@functools.cache
-def _live_macs(scoped: bool) -> Select[Any]:
-    return select(leases.c.mac).where(leases.c.mac.in_(bindparam("macs", expanding=True)),
+def _listed(name: str, count: int) -> list[Any]:
+    """``count`` parameters ``name0``, ``name1``, ...: an IN list of fixed length."""
+    return [bindparam(f"{name}{index}") for index in range(count)]
+
+
+def _named(name: str, values: Sequence[Any]) -> dict[str, Any]:
+    return {f"{name}{index}": value for index, value in enumerate(values)}
+
+
+@functools.lru_cache(maxsize=64)
+def _live_macs(scoped: bool, count: int) -> Select[Any]:
+    return select(leases.c.mac).where(leases.c.mac.in_(_listed("mac", count)),
                                       _live(), *_here(leases, scoped))
 
 
 @functools.cache
 def _insert_lease() -> Insert:
-    return insert(leases)
+    return insert(leases).returning(leases.c.id)
 
 
 @functools.cache
@@ -205,13 +215,12 @@ def _insert_event() -> Insert:
     return insert(events)
 
 
-@functools.cache
-def _set_vfs(with_reason: bool) -> Update:
+@functools.lru_cache(maxsize=64)
+def _set_vfs(with_reason: bool, count: int) -> Update:
     values: dict[str, Any] = {"state": bindparam("new_state"), "updated_at": bindparam("now")}
     if with_reason:
         values["reason"] = bindparam("new_reason")
-    return update(vfs).where(vfs.c.id.in_(bindparam("vf_ids", expanding=True))).values(
-        **values)
+    return update(vfs).where(vfs.c.id.in_(_listed("vf", count))).values(**values)
 
 
 @functools.cache
@@ -224,6 +233,16 @@ def _set_vf_netdev() -> Update:
 @functools.cache
 def _lease_row(scoped: bool) -> Select[Any]:
     return _leases().where(leases.c.id == bindparam("lease_id"), *_here(leases, scoped))
+
+
+@functools.cache
+def _lease_list(scoped: bool, of_pool: bool, of_owner: bool, live: bool) -> Select[Any]:
+    query = _leases().where(*_here(leases, scoped)).order_by(leases.c.id)
+    if of_pool:
+        query = query.where(leases.c.pool_id == bindparam("pool_id"))
+    if of_owner:
+        query = query.where(leases.c.owner == bindparam("owner"))
+    return query.where(_live()) if live else query
 
 
 def _leases() -> Select[Any]:
@@ -253,15 +272,15 @@ def _change_lease(scoped: bool, from_state: LeaseState | None) -> Update:
                                 *_here(leases, scoped))
 
 
-def _lease(row: Row[Any]) -> LeaseRow:
-    return LeaseRow(*tuple(row))  # the columns of _lease_row, in order
+def _lease(row: Sequence[Any]) -> LeaseRow:
+    return LeaseRow(*row)  # the columns of _leases, in order
 
 
 class LeaseRows:
-    """The lease path's reads and writes in one Core transaction, on one host's rows."""
+    """The lease path's reads and writes in one transaction, on one host's rows."""
 
-    def __init__(self, connection: Connection, host_id: int | None) -> None:
-        self.connection = connection
+    def __init__(self, transaction: Transaction, host_id: int | None) -> None:
+        self.transaction = transaction
         self.host_id = host_id
         self.scoped = host_id is not None
 
@@ -272,14 +291,13 @@ class LeaseRows:
 
     # ------------------------------------------------------------ acquire
     def pool(self, name: str) -> PoolRow:
-        row = self.connection.execute(_pool_by_name(self.scoped),
-                                      self._params(name=name)).first()
+        row = self.transaction.first(_pool_by_name(self.scoped), self._params(name=name))
         if row is None:
             raise NotFound(f"no pool named {name!r}")
         return PoolRow(*row)
 
     def member_pcis(self, pool: PoolRow) -> frozenset[str]:
-        return frozenset(self.connection.scalars(_member_pcis(), {"pool_id": pool.id}))
+        return frozenset(self.transaction.scalars(_member_pcis(), {"pool_id": pool.id}))
 
     def free_vfs(self, pool: PoolRow, count: int, *, numa_node: int | None,
                  spread: bool, lock: bool) -> list[FreeVfRow]:
@@ -287,53 +305,52 @@ class LeaseRows:
                                   "count": count}
         if numa_node is not None:
             params["numa_node"] = numa_node
-        return [FreeVfRow(*row) for row in self.connection.execute(
+        return [FreeVfRow(*row) for row in self.transaction.rows(
             _free_vfs(numa_node is not None, spread, lock), params)]
 
     def live_lease_with_mac(self, mac: str) -> tuple[int, str] | None:
-        row = self.connection.execute(_live_with_mac(self.scoped),
-                                      self._params(mac=mac)).first()
+        row = self.transaction.first(_live_with_mac(self.scoped), self._params(mac=mac))
         return None if row is None else (row[0], row[1])
 
     def live_macs(self, macs: Sequence[str]) -> set[str]:
         if not macs:
             return set()
-        return set(self.connection.scalars(_live_macs(self.scoped),
-                                           self._params(macs=list(macs))))
+        return set(self.transaction.scalars(_live_macs(self.scoped, len(macs)),
+                                            self._params(**_named("mac", macs))))
 
     def add_lease(self, values: dict[str, Any]) -> int:
         """Insert a lease (``values``: its columns); its id."""
         now = utcnow()
-        result = self.connection.execute(_insert_lease(),
-                                         {"created_at": now, "updated_at": now, **values})
-        key = result.inserted_primary_key
-        assert key is not None
-        return int(key[0])
+        row = self.transaction.insert(_insert_lease(),
+                                      {"created_at": now, "updated_at": now, **values})
+        return int(row[0])
 
     def set_vfs(self, vf_ids: Sequence[int], state: VfState, *,
                 reason: str | Keep | None = KEEP) -> None:
         """Set the state of VF rows, and their reason unless ``KEEP``."""
         if not vf_ids:
             return
-        params = {"vf_ids": list(vf_ids), "new_state": state, "now": utcnow()}
+        params = {"new_state": state, "now": utcnow(), **_named("vf", vf_ids)}
         if not isinstance(reason, Keep):
             params["new_reason"] = reason
-        self.connection.execute(_set_vfs(not isinstance(reason, Keep)), params)
+        self.transaction.run(_set_vfs(not isinstance(reason, Keep), len(vf_ids)), params)
 
     def set_vf_netdev(self, vf_id: int, state: VfState, netdev: str | None) -> None:
-        self.connection.execute(_set_vf_netdev(), {"vf_id": vf_id, "new_state": state,
-                                                   "new_netdev": netdev, "now": utcnow()})
+        self.transaction.run(_set_vf_netdev(), {"vf_id": vf_id, "new_state": state,
+                                                "new_netdev": netdev, "now": utcnow()})
 
     def add_events(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert events (``rows``: their columns, ``host_id`` included)."""
+        """Insert events (``rows``: their columns, ``host_id`` included, the same in each)."""
         if rows:
             now = utcnow()
-            self.connection.execute(_insert_event(), [{"at": now, **row} for row in rows])
+            columns = sorted({"at", *rows[0]})
+            self.transaction.run_many(_insert_event(), [{"at": now, **row} for row in rows],
+                                      columns)
 
     # ------------------------------------------------------------ one lease
     def lease(self, lease_id: int) -> LeaseRow:
-        row = self.connection.execute(_lease_row(self.scoped), self._params(
-            lease_id=lease_id)).first() if 0 < lease_id <= LEASE_ID_MAX else None
+        row = self.transaction.first(_lease_row(self.scoped), self._params(
+            lease_id=lease_id)) if 0 < lease_id <= LEASE_ID_MAX else None
         if row is None:
             raise NotFound(f"no lease {lease_id}")
         return _lease(row)
@@ -341,10 +358,10 @@ class LeaseRows:
     def change_lease(self, lease_id: int, from_state: LeaseState | None,
                      **values: Any) -> bool:
         """Set columns of a lease if it is in ``from_state`` (None: live); whether it was."""
-        result = self.connection.execute(
-            _change_lease(self.scoped, from_state),
-            self._params(lease_id=lease_id, updated_at=utcnow(), **values))
-        return bool(result.rowcount)
+        values["updated_at"] = utcnow()
+        columns = sorted(values)
+        return bool(self.transaction.run(_change_lease(self.scoped, from_state),
+                                         self._params(lease_id=lease_id, **values), columns))
 
     def change_reserved(self, lease_id: int, **values: Any) -> LeaseState | None:
         """Set columns of a lease that is still reserved: None when done, else the state it
@@ -357,13 +374,11 @@ class LeaseRows:
                include_finished: bool = False) -> list[LeaseRow]:
         """Leases by id: the live ones, or with ``include_finished`` all; of one pool (which
         must exist) or one owner."""
-        query = _leases().where(*_here(leases, self.scoped)).order_by(leases.c.id)
         params = self._params()
         if pool is not None:
-            query = query.where(leases.c.pool_id == self.pool(pool).id)
+            params["pool_id"] = self.pool(pool).id
         if owner is not None:
-            query = query.where(leases.c.owner == bindparam("owner"))
             params["owner"] = owner
-        if not include_finished:
-            query = query.where(_live())
-        return [_lease(row) for row in self.connection.execute(query, params)]
+        query = _lease_list(self.scoped, pool is not None, owner is not None,
+                            not include_finished)
+        return [_lease(row) for row in self.transaction.rows(query, params)]

@@ -30,6 +30,15 @@ def set_host(session: Session, host_id: int) -> None:
     session.info[HOST_ID] = host_id
 
 
+def writing_host(session: Session) -> int | None:
+    """The host that new rows of the session belong to (None: an unscoped store); refused
+    for a session that may only read (its host has no row yet)."""
+    host_id: int | None = session.info.get(HOST_ID)
+    if host_id == NO_HOST:
+        raise RuntimeError("a read-only session tried to write")
+    return host_id
+
+
 def all_hosts(session: Session) -> Session:
     """Let this session read every host's rows (fleet-wide reports); returns it."""
     session.info[ALL_HOSTS] = True
@@ -56,11 +65,9 @@ def _criteria(host_id: int) -> tuple[LoaderCriteriaOption, ...]:
 
 @event.listens_for(Session, "before_flush")
 def _stamp_new_rows(session: Session, flush_context: Any, instances: Any) -> None:
-    host_id = session.info.get(HOST_ID)
+    host_id = writing_host(session)
     if host_id is None:
         return
-    if host_id == NO_HOST:
-        raise RuntimeError("a read-only session tried to write")
     for row in session.new:
         if isinstance(row, HostScoped) and getattr(row, "host_id", None) is None:
             row.host_id = host_id
