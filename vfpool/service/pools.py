@@ -833,8 +833,7 @@ def destroy(ctx: Context, name: str, *, force: bool = False, keep_vfs: bool = Fa
         def deactivate(session: Session) -> PoolDestroyed:
             pool = _pool(session, name)
             for pci in emptied:
-                for row in Queries(session).vfs_of_pf(pci):
-                    session.delete(row)
+                Queries(session).delete_vfs_of_pf(pci)
             pool.state = PoolState.INACTIVE
             _lose(session, lost, f"its VF was reset by pool destroy {name} with "
                                  "--allow-disruption")

@@ -21,12 +21,13 @@ length instead) and anything compiled to a post-compile parameter; ``Compiled`` 
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
 
 from sqlalchemy import Select
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import UpdateBase
@@ -112,6 +113,34 @@ class Statements:
         if found is None or found.statement is not statement:
             found = self._compiled[key] = Compiled(statement, self.dialect, columns)
         return found
+
+
+_STATEMENTS: weakref.WeakKeyDictionary[Dialect, Statements] = weakref.WeakKeyDictionary()
+
+
+def statements_for(dialect: Dialect) -> Statements:
+    """The compiled statements of ``dialect`` (an engine's: each engine has its own, which
+    knows the server it talks to)."""
+    found = _STATEMENTS.get(dialect)
+    if found is None:
+        found = _STATEMENTS[dialect] = Statements(dialect)
+    return found
+
+
+def run_many(connection: Connection, statement: ClauseElement,
+             rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> None:
+    """``Transaction.run_many`` inside the transaction of a SQLAlchemy ``connection`` (an ORM
+    session's, say): for a bulk INSERT, whose per-row parameter handling in SQLAlchemy
+    costs more than the database's work."""
+    dbapi_connection = connection.connection.dbapi_connection
+    assert dbapi_connection is not None
+    dialect = connection.dialect
+    cursor = dbapi_connection.cursor()
+    try:
+        Transaction(cursor, statements_for(dialect), dialect.loaded_dbapi.Error).run_many(
+            statement, rows, columns)
+    finally:
+        cursor.close()
 
 
 class Transaction:

@@ -37,7 +37,7 @@ from vfpool.errors import (
     describe_oserror,
 )
 from vfpool.host.identity import HostIdentity
-from vfpool.store.direct import Statements, Transaction, transaction
+from vfpool.store.direct import Transaction, statements_for, transaction
 from vfpool.store.models import Host, add_postgresql_options
 from vfpool.store.types import utcnow
 
@@ -185,7 +185,7 @@ class Store:
             self._read_engine, expire_on_commit=False)
         # What a Core read sees before this host has written (see _scope).
         self._read_scope: int | None = None
-        self._statements = Statements(engine.dialect)
+        self._statements = statements_for(engine.dialect)
 
     def __repr__(self) -> str:
         return f"Store({self._display_url!r})"

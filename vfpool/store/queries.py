@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, case, func, literal_column, select
+from sqlalchemy import ColumnElement, and_, case, delete, func, literal_column, select
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import InstrumentedAttribute, Session, joinedload
 
 from vfpool.errors import NotFound
@@ -129,8 +131,11 @@ class Queries:
         return {row.vf_index: row for row in self.session.scalars(select(Vf).where(
             Vf.pf_pci == pf_pci, Vf.vf_index >= first, Vf.vf_index <= last))}
 
-    def vfs_of_pf(self, pf_pci: str) -> list[Vf]:
-        return list(self.session.scalars(select(Vf).where(Vf.pf_pci == pf_pci)))
+    def delete_vfs_of_pf(self, pf_pci: str) -> int:
+        """Delete the VF rows of a PF, in one statement (the host scope applies to it as to
+        a select); how many. Their leases keep their history (``vf_id`` SET NULL)."""
+        result = self.session.execute(delete(Vf).where(Vf.pf_pci == pf_pci))
+        return int(cast(CursorResult[Any], result).rowcount)
 
     def vf_at(self, pf_pci: str, index: int) -> Vf:
         return self.session.scalars(select(Vf).where(Vf.pf_pci == pf_pci,
