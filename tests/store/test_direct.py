@@ -4,6 +4,7 @@ backend."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -285,3 +286,45 @@ def test_the_lease_path_statements_write_what_they_say(store: Store) -> None:
     vf = store.read(lambda session: session.get(Vf, vf_id))
     assert vf is not None
     assert (vf.state, vf.reason) == (VfState.RESERVED, "restore failed: x")
+
+
+def test_a_forked_child_opens_its_own_connections(store: Store) -> None:
+    """A process that forks with an open store (the Python API under multiprocessing's
+    fork) must not use the parent's pooled connections in the child: SQLite's may not cross
+    a fork, and on PostgreSQL both processes would talk on one socket."""
+    pool_id, vf_id, host_id = _seeded(store)
+    pooled = store.engine.raw_connection()
+    pooled.info["opened by"] = os.getpid()
+    pooled.close()  # back to the pool, idle, where the child would find it
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            mine = store.engine.raw_connection()
+            seen = mine.info.get("opened by")
+            mine.close()
+            lease_id = store.write_rows(
+                lambda transaction, host: LeaseRows(transaction, host).add_lease(
+                    _lease_values(pool_id, vf_id, host_id)), operation="the child's write")
+            os.write(write, f"{seen} {lease_id}".encode())
+        except BaseException as exc:
+            os.write(write, f"failed: {exc!r}".encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    try:
+        said = os.read(read, 4096).decode()
+    finally:
+        os.close(read)
+        os.waitpid(child, 0)
+    seen, lease_id = said.split(" ", 1)
+    assert seen == "None", f"the child was handed the parent's connection: {said}"
+    # The parent's own connection still serves it, and sees the child's commit.
+    row = store.read_rows(lambda transaction, host: LeaseRows(transaction, host).lease(
+        int(lease_id)))
+    assert row.owner == "vm-1"
+    again = store.engine.raw_connection()
+    try:
+        assert again.info.get("opened by") == os.getpid()
+    finally:
+        again.close()

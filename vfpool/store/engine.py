@@ -15,6 +15,7 @@ import random
 import re
 import sqlite3
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -148,6 +149,22 @@ def is_transient(exc: BaseException) -> bool:
     return getattr(orig, "sqlstate", None) in _RETRY_SQLSTATES
 
 
+# Every open store, for the fork hook below.
+_OPEN_STORES: weakref.WeakSet[Store] = weakref.WeakSet()
+
+
+def _forget_pooled_connections() -> None:
+    """In a forked child: leave the parent's pooled connections to the parent. A SQLite
+    connection must not cross a fork, and a PostgreSQL one shared by two processes mixes
+    their messages on one socket. ``dispose(close=False)`` gives each engine a new, empty
+    pool without closing the parent's connections under it."""
+    for store in list(_OPEN_STORES):
+        store.engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_pooled_connections)
+
+
 class Store:
     """An open vfpool database. Use ``open_store()`` to make one.
 
@@ -186,6 +203,7 @@ class Store:
         # What a Core read sees before this host has written (see _scope).
         self._read_scope: int | None = None
         self._statements = statements_for(engine.dialect)
+        _OPEN_STORES.add(self)
 
     def __repr__(self) -> str:
         return f"Store({self._display_url!r})"
