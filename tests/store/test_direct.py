@@ -317,11 +317,11 @@ def test_a_forked_child_opens_its_own_connections(store: Store) -> None:
     finally:
         os.close(read)
         os.waitpid(child, 0)
-    seen, lease_id = said.split(" ", 1)
+    seen, new_id = said.split(" ", 1)
     assert seen == "None", f"the child was handed the parent's connection: {said}"
     # The parent's own connection still serves it, and sees the child's commit.
     row = store.read_rows(lambda transaction, host: LeaseRows(transaction, host).lease(
-        int(lease_id)))
+        int(new_id)))
     assert row.owner == "vm-1"
     again = store.engine.raw_connection()
     try:
