@@ -42,7 +42,7 @@ def store(db_url: str) -> Iterator[Store]:
         yield opened
 
 
-HEAD = "0007"  # the newest migration in migrations/versions
+HEAD = "0008"  # the newest migration in migrations/versions
 
 
 def test_exactly_one_head_and_it_is_the_newest_revision() -> None:
@@ -92,6 +92,40 @@ def test_partial_unique_index_is_migrated(store: Store) -> None:
             # PostgreSQL prints the predicate back in its own normal form.
             assert sql.startswith("CREATE UNIQUE INDEX uq_leases_one_live_per_vf ON public.leases")
             assert re.search(r"WHERE \(\(state\)::text = ANY \(.*'reserved'.*'active'", sql), sql
+
+
+def test_member_positions_are_renumbered_in_order_before_they_become_unique(
+        store: Store) -> None:
+    """0008 makes (pool_id, position) unique; a store whose positions were changed by hand
+    keeps its pool order, ties broken by PCI address."""
+    store.downgrade("0007")
+    with store.engine.begin() as connection:
+        connection.execute(text("INSERT INTO hosts (id, machine_id, name, first_seen, "
+                                "last_seen) VALUES (1, 'm', 'h', '2026-01-01', '2026-01-01')"))
+        for pci in ("0000:05:00.0", "0000:05:00.1", "0000:06:00.0", "0000:07:00.0"):
+            connection.execute(text("INSERT INTO pfs (host_id, pci, totalvfs, first_seen, "
+                                    "last_seen) VALUES (1, :pci, 8, '2026-01-01', "
+                                    "'2026-01-01')"), {"pci": pci})
+        for pool_id, name in ((1, "a"), (2, "b")):
+            connection.execute(text(
+                "INSERT INTO pools (id, host_id, name, state, autostart, method, mode, "
+                "vfs_per_pf, created_at, updated_at) VALUES (:id, 1, :name, 'inactive', "
+                "false, 'sysfs', 'vfio', 1, '2026-01-01', '2026-01-01')"),
+                {"id": pool_id, "name": name})
+        for pool_id, pci, position in ((1, "0000:06:00.0", 7), (1, "0000:05:00.1", 7),
+                                       (1, "0000:05:00.0", 9), (1, "0000:07:00.0", -1),
+                                       (2, "0000:05:00.0", 0)):
+            connection.execute(text(
+                "INSERT INTO pool_pfs (pool_id, pf_pci, host_id, position, free_vfs) "
+                "VALUES (:pool, :pci, 1, :position, 0)"),
+                {"pool": pool_id, "pci": pci, "position": position})
+    store.upgrade()
+    with store.engine.connect() as connection:
+        rows = connection.execute(text(
+            "SELECT pool_id, position, pf_pci FROM pool_pfs ORDER BY pool_id, position")).all()
+    assert [tuple(row) for row in rows] == [
+        (1, 0, "0000:07:00.0"), (1, 1, "0000:05:00.1"), (1, 2, "0000:06:00.0"),
+        (1, 3, "0000:05:00.0"), (2, 0, "0000:05:00.0")]
 
 
 def test_downgrade_to_base_then_upgrade_again(store: Store) -> None:

@@ -62,6 +62,10 @@ def test_no_statement_of_an_acquire_and_release_reads_the_history(tmp_path: Path
     # Both MAC checks were seen: of a MAC asked for, and of the MACs vfpool may choose.
     assert any("WHERE leases.mac = '52:54:00:00:00:02'" in sql for sql in touching), plans
     assert any("WHERE leases.mac IN ('" in sql for sql in touching), plans
+    # The free-VF choice in pool order walks the members by position and their VFs by index
+    # (migration 0008), and stops at the first free ones: no sort of every free VF.
+    [choice] = {plan for sql, plan in plans.items() if "FROM vfs JOIN pool_pfs" in sql}
+    assert "uq_pool_pfs_position" in choice and "TEMP B-TREE" not in choice, choice
     bad = {sql: plan for sql, plan in touching.items()
            if any(f"SCAN {table}" in plan for table in HISTORY_TABLES)
            or "ix_leases_host_id" in plan or "ix_events_host_id" in plan}

@@ -178,6 +178,8 @@ class PoolPf(HostScoped, Base):
     __tablename__ = "pool_pfs"
     __table_args__ = (
         Index(None, "host_id", "pf_pci"),
+        # Pool order, for the free-VF choice to walk instead of sort (migrations/versions/0008).
+        Index("uq_pool_pfs_position", "pool_id", "position", unique=True),
         ForeignKeyConstraint(["host_id", "pf_pci"], ["pfs.host_id", "pfs.pci"]),
         CheckConstraint(
             "(range_start IS NULL AND range_end IS NULL) OR "

@@ -83,12 +83,12 @@ sim.invalid("sim-fault-unknown-errno", 2,
 sim.invalid("sim-fault-outside", 2, "error: fault target /etc/passwd is outside the simulated "
             "host", "sim", "fault", "{sim}", "/etc/passwd", "--errno", "EIO")
 db.valid("db-upgrade", "--db", "sqlite:///{tmp}/x.db", "db", "upgrade",
-         stdout_has=("empty -> 0007",), use_sim=False)
-db.valid("db-current", "db", "current", stdout_has=("(head 0007)",))
+         stdout_has=("empty -> 0008",), use_sim=False)
+db.valid("db-current", "db", "current", stdout_has=("(head 0008)",))
 db.valid("db-current-json-fresh", "db", "current", "--json",
          stdout_has=('"current": null', '"up_to_date": false'))
 db.valid("db-current-after-use", "--db", "sqlite:///{tmp}/x.db", "db", "upgrade", "--json",
-         stdout_has=('"to": "0007"',), use_sim=False)
+         stdout_has=('"to": "0008"',), use_sim=False)
 db.invalid("db-bad-url", 1, "error: cannot open database nonsense://: Can't load plugin: "
         "sqlalchemy.dialects:nonsense", "--db", "nonsense://", "db", "current", use_sim=False)
 misc.invalid("watch-sim", 2, "error: vfpool watch follows this machine's udev, and a simulated "
