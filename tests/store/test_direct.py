@@ -273,6 +273,20 @@ def test_statements_are_compiled_once_per_statement_and_columns(store: Store) ->
     assert "mac" not in statements.get(write, ["owner"]).sql
 
 
+def test_the_statement_cache_keeps_the_most_recently_used(store: Store) -> None:
+    """A long-lived process that builds statements of many shapes (IN lists of every length,
+    say) keeps a bounded cache."""
+    statements = Statements(store.engine.dialect)
+    built = [select(leases.c.id).where(leases.c.id == index)
+             for index in range(Statements.LIMIT + 10)]
+    first = statements.get(built[0])
+    for statement in built[1:]:
+        statements.get(statement)
+    assert len(statements) == Statements.LIMIT
+    assert statements.get(built[-1]) is statements.get(built[-1])
+    assert statements.get(built[0]) is not first  # evicted, compiled again
+
+
 def test_the_lease_path_statements_write_what_they_say(store: Store) -> None:
     """set_vfs with and without a reason, on lists of more than one VF."""
     _, vf_id, _ = _seeded(store)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
@@ -99,20 +100,31 @@ def _result_types(statement: ClauseElement) -> list[Any]:
 
 
 class Statements:
-    """The compiled statements of one dialect, by statement. A statement given here must live
-    as long as the process (built once, as store/leasing.py's are): the cache keys on its
-    identity."""
+    """The compiled statements of one dialect, by statement, the most recently used
+    ``LIMIT`` of them. The cache keys on a statement's identity: give it statements built
+    once (as store/leasing.py's are), not one per call."""
+
+    LIMIT = 512
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
-        self._compiled: dict[tuple[int, tuple[str, ...] | None], Compiled] = {}
+        self._compiled: OrderedDict[tuple[int, tuple[str, ...] | None], Compiled] = \
+            OrderedDict()
 
     def get(self, statement: ClauseElement, columns: Sequence[str] | None = None) -> Compiled:
         key = (id(statement), None if columns is None else tuple(columns))
         found = self._compiled.get(key)
-        if found is None or found.statement is not statement:
-            found = self._compiled[key] = Compiled(statement, self.dialect, columns)
+        if found is not None and found.statement is statement:
+            self._compiled.move_to_end(key)
+            return found
+        found = self._compiled[key] = Compiled(statement, self.dialect, columns)
+        self._compiled.move_to_end(key)
+        if len(self._compiled) > self.LIMIT:
+            self._compiled.popitem(last=False)
         return found
+
+    def __len__(self) -> int:
+        return len(self._compiled)
 
 
 _STATEMENTS: weakref.WeakKeyDictionary[Dialect, Statements] = weakref.WeakKeyDictionary()
@@ -160,9 +172,10 @@ class Transaction:
             raise _wrapped(compiled.sql, parameters, exc, self._error, self.dialect) from exc
         return self._cursor
 
-    def rows(self, statement: ClauseElement, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        """Every row of a select, or of a write's RETURNING."""
-        compiled = self._statements.get(statement)
+    def rows(self, statement: ClauseElement, params: Mapping[str, Any],
+             columns: Sequence[str] | None = None) -> list[tuple[Any, ...]]:
+        """Every row of a select, or of a write's RETURNING (``columns``: see ``run``)."""
+        compiled = self._statements.get(statement, columns)
         cursor = self._execute(compiled, params)
         try:
             raw = cursor.fetchall()
@@ -189,11 +202,8 @@ class Transaction:
     def insert(self, statement: ClauseElement, params: Mapping[str, Any]) -> tuple[Any, ...]:
         """Run an ``INSERT ... RETURNING`` of the columns named by ``params``; the row it
         returned."""
-        compiled = self._statements.get(statement, sorted(params))
-        cursor = self._execute(compiled, params)
-        row = cursor.fetchone()
-        cursor.fetchall()  # SQLite finishes the statement only once it is read to the end
-        return compiled.row(row)
+        [row] = self.rows(statement, params, sorted(params))
+        return row
 
     def run_many(self, statement: ClauseElement, rows: Iterable[Mapping[str, Any]],
                  columns: Sequence[str]) -> None:
