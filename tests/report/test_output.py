@@ -1,6 +1,6 @@
 """`report --output FILE`: the two atomic writers, each held to the same guarantees.
 
-- ``text``: ``report_render.write_atomically`` (table, JSON and CSV): a dot-named temp file,
+- ``text``: ``report_files.write_atomically`` (table, JSON and CSV): a dot-named temp file,
   fsynced, renamed over the target.
 - ``textfile``: ``report_metrics.write_textfile`` (Prometheus): prometheus_client's
   ``write_to_textfile`` (temp file ``NAME.PID.THREAD``, renamed over the target), with vfpool's
@@ -32,7 +32,7 @@ from prometheus_client.registry import CollectorRegistry
 from tests.cli.test_progress_rich import environment, on_a_terminal_stdout
 from tests.conftest import NOBODY, give_to_nobody, python_as_nobody
 from tests.races import env
-from vfpool.cli import report_metrics, report_render
+from vfpool.cli import report_files, report_metrics, report_render
 from vfpool.errors import HostError
 from vfpool.model.pool import VfDefaults
 from vfpool.service import leases, pools
@@ -59,7 +59,7 @@ def write_with(kind: str, target: Path | str) -> None:
     if kind == "textfile":
         report_metrics.write_textfile(target, report_metrics.registry_for(SMALL))
     else:
-        report_render.write_atomically(target, report_render.render_csv(SMALL))
+        report_files.write_atomically(target, report_render.render_csv(SMALL))
 
 
 WRITERS = {
@@ -156,7 +156,7 @@ def test_a_failed_fsync_of_the_text_leaves_the_old_file(tmp_path: Path,
 
     monkeypatch.setattr(os, "fsync", failing_fsync)
     with pytest.raises(HostError) as failure:
-        report_render.write_atomically(target, "new\n")
+        report_files.write_atomically(target, "new\n")
     assert str(failure.value) == f"cannot write {target}: EIO (Input/output error)"
     assert target.read_text() == "old\n"
     assert _listing(tmp_path) == ["vfpool.prom"]
@@ -221,7 +221,7 @@ WRITE_AS_NOBODY = """
 import sys
 from datetime import UTC, datetime
 from vfpool.cli.report_metrics import registry_for, write_textfile
-from vfpool.cli.report_render import write_atomically
+from vfpool.cli.report_files import write_atomically
 from vfpool.errors import PermissionDenied
 from vfpool.service.report import Report
 try:

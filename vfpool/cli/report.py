@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from vfpool.cli import report_render
+from vfpool.cli import report_files, report_render
 from vfpool.cli.core import VfpoolTyper, settings
 from vfpool.cli.render import colour_on, emit
 from vfpool.errors import InvalidInput
@@ -61,4 +61,4 @@ def report(
     if output is None:
         emit(report_render.render(found, output_format, colour=colour_on()).rstrip("\n"))
     else:  # a file never gets colour codes
-        report_render.write_atomically(output, report_render.render(found, output_format))
+        report_files.write_atomically(output, report_render.render(found, output_format))

@@ -26,7 +26,7 @@ from prometheus_client.exposition import generate_latest, write_to_textfile
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from vfpool.cli.report_render import refuse_directory, sync_directory, write_error
+from vfpool.cli.report_files import refuse_directory, sync_directory, write_error
 from vfpool.service.report import VF_STATES, FleetReport, Summary
 
 METRICS = {
