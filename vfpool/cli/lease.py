@@ -12,7 +12,7 @@ from vfpool.cli.render import emit, emit_json, note, table
 from vfpool.cli.render import fields as render_fields
 from vfpool.errors import InvalidInput
 from vfpool.service import leases as lease_service
-from vfpool.service.results import LeaseInfo
+from vfpool.service.lease_results import LeaseInfo
 
 app = VfpoolTyper(help="Lease VFs to VMs and release them.")
 

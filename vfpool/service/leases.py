@@ -28,7 +28,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -60,7 +60,7 @@ from vfpool.model.vfconfig import (
 )
 from vfpool.service import events
 from vfpool.service.context import Context
-from vfpool.service.results import (
+from vfpool.service.lease_results import (
     LeaseAcquired,
     LeaseDetail,
     LeaseInfo,
@@ -573,7 +573,7 @@ def _finish(rows: LeaseRows, lease: LeaseRow, vf_state: VfState, vf_reason: str 
     rows.add_events([{"host_id": lease.host_id, **events.entry(
         action, pool=lease.pool, pf=lease.pf_pci, vf=lease.vf_pci, lease_id=lease.id,
         owner=lease.owner, reason=why, vf_state=vf_state, vf_reason=vf_reason)}])
-    return replace(lease, state=LeaseState.RELEASED, acquirer=None, released_at=now)
+    return lease._replace(state=LeaseState.RELEASED, acquirer=None, released_at=now)
 
 
 # ---------------------------------------------------------------- release

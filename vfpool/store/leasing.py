@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -69,8 +68,7 @@ class Keep:
 KEEP = Keep()
 
 
-@dataclass(frozen=True)
-class PoolRow:
+class PoolRow(NamedTuple):
     """What an acquire needs of a pool."""
 
     id: int
@@ -89,8 +87,7 @@ class PoolRow:
     link_state: LinkState | None
 
 
-@dataclass(frozen=True)
-class FreeVfRow:
+class FreeVfRow(NamedTuple):
     """A free VF the allocation policy chose, with its PF."""
 
     vf_id: int
@@ -103,8 +100,7 @@ class FreeVfRow:
     numa_node: int | None
 
 
-@dataclass(frozen=True)
-class LeaseRow:
+class LeaseRow(NamedTuple):
     """A lease as stored, with its pool's name and the netdevs the store has for its VF and
     PF (what a lease's record shows)."""
 
@@ -273,7 +269,7 @@ def _change_lease(scoped: bool, from_state: LeaseState | None) -> Update:
 
 
 def _lease(row: Sequence[Any]) -> LeaseRow:
-    return LeaseRow(*row)  # the columns of _leases, in order
+    return LeaseRow._make(row)  # the columns of _leases, in order
 
 
 class LeaseRows:
@@ -294,7 +290,7 @@ class LeaseRows:
         row = self.transaction.first(_pool_by_name(self.scoped), self._params(name=name))
         if row is None:
             raise NotFound(f"no pool named {name!r}")
-        return PoolRow(*row)
+        return PoolRow._make(row)
 
     def member_pcis(self, pool: PoolRow) -> frozenset[str]:
         return frozenset(self.transaction.scalars(_member_pcis(), {"pool_id": pool.id}))
@@ -305,7 +301,7 @@ class LeaseRows:
                                   "count": count}
         if numa_node is not None:
             params["numa_node"] = numa_node
-        return [FreeVfRow(*row) for row in self.transaction.rows(
+        return [FreeVfRow._make(row) for row in self.transaction.rows(
             _free_vfs(numa_node is not None, spread, lock), params)]
 
     def live_lease_with_mac(self, mac: str) -> tuple[int, str] | None:
