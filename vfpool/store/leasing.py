@@ -1,12 +1,13 @@
-"""The lease path's statements, on SQLAlchemy Core.
+"""The lease path's statements: built with SQLAlchemy Core, run on the DBAPI cursor.
 
-Acquire and release are what VM tooling calls all day, so their transactions skip the ORM: no
-identity map, no unit of work, no per-statement loader options. Each statement here is built
+Acquire and release are what VM tooling calls all day, so their transactions skip the ORM and
+SQLAlchemy's execution: no identity map, no unit of work, no per-statement loader options, no
+result objects. Each statement here is built
 once (per variant) with bound parameters, compiled once per dialect, and run on the DBAPI
 connection of one ``Store.write_rows()`` or ``Store.read_rows()`` transaction
 (store/direct.py).
 
-The ORM's host scoping (store/scope.py) does not reach Core statements, so every statement
+The ORM's host scoping (store/scope.py) does not reach these statements, so every statement
 here names the host itself: ``LeaseRows(transaction, host_id)`` adds ``host_id = :host`` to
 each table it reads or changes (``host_id`` None: an unscoped store, every host's rows), and
 new rows take the host of the pool they belong to. The live-lease filters have their values
