@@ -68,7 +68,7 @@ from vfpool.service.lease_results import (
     LeasePreview,
     LeaseVf,
 )
-from vfpool.store import Lease, Pool, PoolPf, utcnow
+from vfpool.store import Lease, PoolPf, utcnow
 from vfpool.store.direct import Transaction
 from vfpool.store.leasing import FreeVfRow, LeaseRow, LeaseRows, PoolRow
 from vfpool.store.queries import Queries
@@ -107,10 +107,6 @@ def _info_fields(lease: LeaseRow) -> dict[str, Any]:
             "pf": LeasePf(lease.pf_pci, lease.pf_netdev),
             "vf": LeaseVf(lease.vf_index, lease.vf_pci, lease.vf_netdev),
             "owner_pid": lease.owner_pid, "released_at": lease.released_at}
-
-
-def _pool_named(session: Session, name: str) -> Pool:
-    return Queries(session).pool(name)
 
 
 def _lease(session: Session, lease_id: int) -> Lease:
@@ -182,9 +178,12 @@ class _MembersChanged(Exception):
     """The pool's PFs are not the ones locked: it was redefined meanwhile; look again."""
 
 
-def _pool_pfs(ctx: Context, pool_name: str) -> list[str]:
-    return ctx.store.read(lambda session: [member.pf_pci for member
-                                           in _pool_named(session, pool_name).members])
+def _pool_pfs(ctx: Context, pool_name: str) -> frozenset[str]:
+    def read(transaction: Transaction, host_id: int | None) -> frozenset[str]:
+        rows = LeaseRows(transaction, host_id)
+        return rows.member_pcis(rows.pool(pool_name))
+
+    return ctx.store.read_rows(read)
 
 
 def _link_state(wanted: str | None, info: DriverInfo) -> str | None:
@@ -278,7 +277,7 @@ def acquire(ctx: Context, pool_name: str, owner: str, *, count: int = 1,
         for _ in range(3):
             # The PFs this context found in the pool last time, else read now: _reserve
             # checks them under the lock either way, so a stale guess costs one more round.
-            pfs = ctx.pool_pfs.get(pool_name) or frozenset(_pool_pfs(ctx, pool_name))
+            pfs = ctx.pool_pfs.get(pool_name) or _pool_pfs(ctx, pool_name)
             # Shared: other leases go on; a start, resize, destroy or reload of these PFs waits.
             with ctx.locks.pfs(pfs, exclusive=False):
                 try:

@@ -22,7 +22,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar, cast
 
-from sqlalchemy import create_engine, event, func, inspect, select, text, update
+from sqlalchemy import (
+    Table,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    inspect,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
@@ -60,6 +70,12 @@ _RETRY_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
 _LIVE_LEASE_INDEX = "uq_leases_one_live_per_vf"
 _HOST_KEY = "hosts.machine_id"  # SQLite names the column, PostgreSQL the constraint
 _HOST_KEY_PG = "uq_hosts_machine_id"
+
+# The lease path's first write of a process, and the open's host lookup, without the ORM.
+_HOSTS = cast(Table, Host.__table__)
+_TOUCH_HOST = update(_HOSTS).where(_HOSTS.c.id == bindparam("id_"))
+_TOUCHED = ("name", "last_seen")
+_HOST_BY_MACHINE = select(_HOSTS.c.id).where(_HOSTS.c.machine_id == bindparam("machine_id"))
 
 # Execution option, set on the engine behind Store.immediate(), read by the "begin" hook.
 _BEGIN_IMMEDIATE = "vfpool_begin_immediate"
@@ -288,13 +304,23 @@ class Store:
         return self._retrying(attempt, operation)
 
     def _core_scope(self, operation: str, *, write: bool) -> int | None:
-        """The host id a Core transaction filters on. The first write of a process (or a
-        read before this host has any row) goes through ``_scope`` once, in a transaction of
-        its own: it registers the host, claims an upgraded store's unclaimed host row, and
-        updates ``last_seen``."""
+        """The host id a direct transaction filters on. The first write of a process updates
+        the host's name and ``last_seen`` in a transaction of its own; a host the store does
+        not know yet (or a read before this host has any row) goes through ``_scope`` once
+        instead, which registers it and claims an upgraded store's unclaimed host row."""
         if self.host is None:
             return None
-        if self.host_id is None or (write and not self._host_seen):
+        if self.host_id is not None and write and not self._host_seen:
+            host_id, host = self.host_id, self.host
+
+            def touch() -> None:
+                with transaction(self.engine, self._statements, write=True) as rows:
+                    rows.run(_TOUCH_HOST, {"id_": host_id, "name": host.name,
+                                           "last_seen": utcnow()}, _TOUCHED)
+
+            self._retrying(touch, operation)
+            self._host_seen = True
+        elif self.host_id is None:
             self._retry(lambda session: None, operation, write=write)
         return self.host_id if self.host_id is not None else self._read_scope
 
@@ -420,8 +446,10 @@ class Store:
                 self._migrate_if_needed()
                 if self.host is not None:
                     # Known hosts are known from the start: no lookup in their first command.
-                    self.host_id = session.scalar(select(Host.id).where(
-                        Host.machine_id == self.host.machine_id))
+                    # A Core select: the ORM's mappers are set up only when a command uses
+                    # them (45 ms, which a lease command never needs).
+                    self.host_id = session.connection().scalar(
+                        _HOST_BY_MACHINE, {"machine_id": self.host.machine_id})
             else:
                 with self.engine.connect():
                     pass
