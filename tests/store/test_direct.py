@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, delete, insert, select, text
+from sqlalchemy import bindparam, delete, event, insert, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from tests.store.test_store import TEST_HOST, _count, _seed
@@ -231,21 +231,26 @@ def test_a_postgresql_connection_killed_between_transactions_is_replaced(store: 
 
 
 @postgresql_only()
-def test_a_postgresql_connection_killed_inside_a_transaction_is_not_pooled_again(
+def test_a_postgresql_connection_killed_inside_a_transaction_is_thrown_out_of_the_pool(
         store: Store) -> None:
     _seeded(store)
+    killed: list[int] = []
+    invalidated: list[object] = []
+    event.listen(store.engine.pool, "invalidate",
+                 lambda dbapi_connection, record, exc: invalidated.append(exc))
 
-    def killed(transaction: Transaction, host: int | None) -> None:
-        pid = transaction.scalars(select(text("pg_backend_pid()")), {})[0]
+    def kill_own_backend(transaction: Transaction, host: int | None) -> None:
+        killed.append(transaction.scalars(select(text("pg_backend_pid()")), {})[0])
         with open_store(store.url) as admin, admin.engine.connect() as connection:
-            connection.scalar(text(f"SELECT pg_terminate_backend({int(pid)})"))
+            connection.scalar(text(f"SELECT pg_terminate_backend({killed[-1]})"))
         transaction.scalars(select(text("1")), {})
 
-    with pytest.raises(DBAPIError) as caught:
-        store.write_rows(killed, operation="a killed write")
-    assert caught.value.connection_invalidated or "terminat" in str(caught.value)
+    with pytest.raises(DBAPIError, match="terminat"):
+        store.write_rows(kill_own_backend, operation="a killed write")
+    assert len(invalidated) == 1, invalidated
+    # The next transaction runs on a new server process.
     assert store.read_rows(lambda transaction, host: transaction.scalars(
-        select(text("1")), {})) == [1]
+        select(text("pg_backend_pid()")), {}))[0] != killed[0]
 
 
 def test_an_expanding_parameter_is_refused(store: Store) -> None:

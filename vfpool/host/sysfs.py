@@ -194,9 +194,8 @@ class Sysfs:
         )
 
     def pfs(self, *, with_vfs: bool = False) -> list[PfSnapshot]:
-        devices = str(self.pci_devices)
         return [self.pf(address, with_vfs=with_vfs) for address in self.pci_addresses()
-                if os.path.exists(os.path.join(devices, str(address), "sriov_totalvfs"))]
+                if os.path.exists(os.path.join(self._devices, str(address), "sriov_totalvfs"))]
 
     def udev_runs(self) -> bool:
         """Whether a udev handles this host's devices (``run/udev/control``); a container or

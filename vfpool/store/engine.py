@@ -71,7 +71,8 @@ _LIVE_LEASE_INDEX = "uq_leases_one_live_per_vf"
 _HOST_KEY = "hosts.machine_id"  # SQLite names the column, PostgreSQL the constraint
 _HOST_KEY_PG = "uq_hosts_machine_id"
 
-# The lease path's first write of a process, and the open's host lookup, without the ORM.
+# A host's row by machine id, and its name and last_seen updated: Core statements, which the
+# open, the ORM's first write and the lease path's first write share (no mapper needed).
 _HOSTS = cast(Table, Host.__table__)
 _TOUCH_HOST = update(_HOSTS).where(_HOSTS.c.id == bindparam("id_"))
 _TOUCHED = ("name", "last_seen")
@@ -311,18 +312,22 @@ class Store:
         if self.host is None:
             return None
         if self.host_id is not None and write and not self._host_seen:
-            host_id, host = self.host_id, self.host
+            host_id = self.host_id
 
             def touch() -> None:
                 with transaction(self.engine, self._statements, write=True) as rows:
-                    rows.run(_TOUCH_HOST, {"id_": host_id, "name": host.name,
-                                           "last_seen": utcnow()}, _TOUCHED)
+                    rows.run(_TOUCH_HOST, self._touch(host_id), _TOUCHED)
 
             self._retrying(touch, operation)
             self._host_seen = True
         elif self.host_id is None:
             self._retry(lambda session: None, operation, write=write)
         return self.host_id if self.host_id is not None else self._read_scope
+
+    def _touch(self, host_id: int) -> dict[str, object]:
+        """The parameters of ``_TOUCH_HOST``: this host's name, seen now."""
+        assert self.host is not None
+        return {"id_": host_id, "name": self.host.name, "last_seen": utcnow()}
 
     def _retry(self, work: Callable[[Session], T], operation: str, *, write: bool,
                scoped: bool = True) -> T:
@@ -375,8 +380,8 @@ class Store:
 
         host_id = self.host_id
         if host_id is None:
-            host_id = session.scalar(select(Host.id).where(
-                Host.machine_id == self.host.machine_id))
+            host_id = session.connection().scalar(_HOST_BY_MACHINE,
+                                                  {"machine_id": self.host.machine_id})
         if host_id is None and write:
             host_id = _register_host(session, self.host)
         elif host_id is None:
@@ -387,8 +392,7 @@ class Store:
             set_host(session, self._read_scope)
             return None
         elif host_id is not None and write and touch and not self._host_seen:
-            session.execute(update(Host).where(Host.id == host_id).values(
-                name=self.host.name, last_seen=utcnow()))
+            session.connection().execute(_TOUCH_HOST, self._touch(host_id))
         set_host(session, NO_HOST if host_id is None else host_id)
         return host_id
 
