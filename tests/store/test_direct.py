@@ -347,3 +347,30 @@ def test_a_forked_child_opens_its_own_connections(store: Store) -> None:
         assert again.info.get("opened by") == os.getpid()
     finally:
         again.close()
+
+
+def test_a_bulk_insert_processes_shared_and_distinct_values_alike(store: Store) -> None:
+    """run_many runs a column's processor once for rows that hold the same object: rows that
+    share one timestamp and one state, and rows with a timestamp each, come back as the ORM
+    reads them, each with its own value."""
+    _seeded(store)
+    assert store.host_id is not None
+    host_id = store.host_id
+    shared = CREATED
+    rows = [{"host_id": host_id, "pf_pci": "0000:05:00.0", "index": 10 + index,
+             "pci": f"0000:05:1{index}.1", "netdev": None, "state": VfState.FREE,
+             "reason": None, "updated_at": shared} for index in range(3)]
+    own = [CREATED.replace(second=index) for index in range(3)]
+    rows += [{**row, "index": 20 + index, "pci": f"0000:05:2{index}.1",
+              "state": state, "reason": "why" if state is VfState.UNUSABLE else None,
+              "updated_at": at}
+             for index, (row, at, state) in enumerate(zip(
+                 rows, own, [VfState.UNUSABLE, VfState.FREE, VfState.UNUSABLE], strict=True))]
+    store.write_rows(lambda transaction, host: transaction.run_many(
+        insert(vfs), rows, list(rows[0])), operation="a bulk insert")
+    found = store.read(lambda session: {
+        vf.vf_index: (vf.updated_at, vf.state, vf.reason)
+        for vf in session.scalars(select(Vf).where(Vf.vf_index >= 10))})
+    assert found == {row["index"]: (row["updated_at"], row["state"], row["reason"])
+                     for row in rows}
+    assert all(at.tzinfo is not None for at, _, _ in found.values())

@@ -70,6 +70,10 @@ def _address(text: str) -> PciAddress | None:
     return named[0] if named else None
 
 
+def _by_index(vf: VfSnapshot) -> int:
+    return vf.index
+
+
 class Sysfs:
     """Snapshots of the PCI and net devices under ``kernel.root``."""
 
@@ -142,14 +146,19 @@ class Sysfs:
     def vf(self, index: int, address: PciAddress, name: str | None = None) -> VfSnapshot:
         """VF ``index`` at ``address`` (``name``: the address as its folder's name, when the
         caller has it): its driver link and its ``net/`` folder, read on string paths
-        (pathlib's joins were most of the CPU of reading a PF's 256 VFs)."""
-        device = os.path.join(self._devices, name or str(address))
-        return VfSnapshot(index=index, pci=address, driver=_link_name(device + "/driver"),
-                          netdevs=self._netdevs(device))
+        (pathlib's joins were most of the CPU of reading a PF's 256 VFs). A VF without a
+        driver has no netdev (a netdev lives from its driver's probe to its remove), so its
+        ``net/`` is not listed: a vfio PF's 256 unbound VFs cost one system call each."""
+        device = f"{self._devices}/{name or address}"
+        try:
+            driver: str | None = os.readlink(device + "/driver").rpartition("/")[2]
+        except OSError:
+            return VfSnapshot(index, address, None)
+        return VfSnapshot(index, address, driver, self._netdevs(device))
 
     def virtfn(self, pf: PciAddress, index: int) -> VfSnapshot | None:
         """One VF of a PF by index, without reading the others."""
-        target = _link_name(os.path.join(self._devices, str(pf), f"virtfn{index}"))
+        target = _link_name(f"{self._devices}/{pf}/virtfn{index}")
         named = _named(target) if target else None
         return None if named is None else self.vf(index, *named)
 
@@ -160,11 +169,14 @@ class Sysfs:
         vfs = []
         for entry in _listdir(folder):
             if entry.startswith("virtfn") and entry[6:].isdigit():
-                target = _link_name(os.path.join(folder, entry))
-                named = _named(target) if target else None
+                try:
+                    target = os.readlink(f"{folder}/{entry}").rpartition("/")[2]
+                except OSError:  # gone since the listing
+                    continue
+                named = _named(target)
                 if named is not None:
                     vfs.append(self.vf(int(entry[6:]), *named))
-        vfs.sort(key=lambda vf: vf.index)
+        vfs.sort(key=_by_index)
         return vfs
 
     def pf(self, address: PciAddress, *, with_vfs: bool = True) -> PfSnapshot:

@@ -38,6 +38,9 @@ Processor = Callable[[Any], Any]
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
+_UNSET = object()  # no value seen yet
+
+
 class Compiled:
     """One statement compiled for one dialect: its SQL, its parameters in order, and the
     bind and result processors of their types."""
@@ -85,6 +88,37 @@ class Compiled:
                     for name in self.names}
         except KeyError as exc:
             raise ValueError(f"no value for parameter {exc.args[0]!r} of: {self.sql}") from None
+
+    def parameters_many(self, rows: Iterable[Mapping[str, Any]]
+                        ) -> list[Sequence[Any]] | list[dict[str, Any]]:
+        """``parameters`` for many executions. A column's processor runs once for a run of
+        rows that hold the same object (the one timestamp or state of a bulk insert): for
+        1,024 VF rows, its calls were a third of the Python around SQLite's work."""
+        names = self.names
+        binders = [self.binders.get(name) for name in names]
+        last: list[tuple[Any, Any]] = [(_UNSET, None)] * len(names)
+
+        def processed(position: int, value: Any) -> Any:
+            binder = binders[position]
+            if binder is None:
+                return value
+            raw, done = last[position]
+            if raw is not value:
+                done = binder(value)
+                last[position] = (value, done)
+            return done
+
+        batch: list[Any] = []
+        try:
+            for row in rows:
+                values = {**self.defaults, **row} if self.defaults else row
+                ordered = [processed(position, values[name])
+                           for position, name in enumerate(names)]
+                batch.append(tuple(ordered) if self.positional
+                             else dict(zip(names, ordered, strict=True)))
+        except KeyError as exc:
+            raise ValueError(f"no value for parameter {exc.args[0]!r} of: {self.sql}") from None
+        return batch
 
     def row(self, raw: Sequence[Any]) -> tuple[Any, ...]:
         return tuple(value if reader is None or value is None else reader(value)
@@ -209,7 +243,7 @@ class Transaction:
                  columns: Sequence[str]) -> None:
         """Run a write once per row (an INSERT of ``columns``), in one DBAPI call."""
         compiled = self._statements.get(statement, columns)
-        batch = [compiled.parameters(row) for row in rows]
+        batch = compiled.parameters_many(rows)
         try:
             self._cursor.executemany(compiled.sql, batch)
         except self._error as exc:
