@@ -157,6 +157,21 @@ def test_the_cli_and_the_api_share_the_same_leases(sim_root: Path, sim: SimHost,
         assert host.leases() == []
 
 
+def test_an_api_lease_is_what_the_cli_prints_of_it(sim_root: Path,
+                                                  cli: Callable[..., CliResult]) -> None:
+    """Host.acquire and Host.leases map the service's result field by field; the lease is
+    the same as one parsed from the CLI's JSON record of it (Lease.from_record)."""
+    with vfpool.connect(sim=sim_root) as host:
+        started(host)
+        acquired = host.acquire("tenant-a", "vm-api", numa_node=0)
+        [listed] = host.leases(owner="vm-api")
+    [record] = json.loads(cli("--sim", str(sim_root), "lease", "list", "--json").stdout)
+    assert listed == Lease.from_record(record)
+    assert acquired == dataclasses.replace(listed, token=acquired.token, numa_met=True)
+    assert acquired.token and listed.token is None
+    assert acquired.created_at == record["created_at"] and acquired.pf_netdev == "enp5s0f0"
+
+
 def test_the_report_as_data_and_as_text(sim_root: Path, cli: Callable[..., CliResult]) -> None:
     """``inventory()`` is the typed, frozen report; ``report()`` renders the same report as
     the CLI does; ``fleet_inventory()`` and ``report(fleet=True)`` are `report --fleet`."""

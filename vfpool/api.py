@@ -65,9 +65,12 @@ class Lease:
     @classmethod
     def from_info(cls, info: LeaseInfo) -> Lease:
         """The lease of a service's result."""
-        return cls.from_record({**info.document(),
-                                "numa_met": info.numa_met if isinstance(info, LeaseAcquired)
-                                else None})
+        return cls(id=info.id, pool=info.pool, owner=info.owner, token=info.token,
+                   state=info.state, mode=info.mode, mac=info.mac, vlan=info.vlan,
+                   numa_node=info.numa_node, created_at=info.created_at.isoformat(),
+                   pf_pci=info.pf.pci, pf_netdev=info.pf.netdev, vf_index=info.vf.index,
+                   vf_pci=info.vf.pci, vf_netdev=info.vf.netdev,
+                   numa_met=info.numa_met if isinstance(info, LeaseAcquired) else None)
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Lease:
