@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib.util
 import json
 import multiprocessing
 import shutil
@@ -283,6 +284,27 @@ def api_rows(samples: dict[str, list[Sample]], floor: list[float], overhead: flo
 
 # ---------------------------------------------------------------- 4: cold processes
 
+def bytecode_state() -> tuple[int, int]:
+    """How many of vfpool's modules have bytecode as new as their source. Without it (an
+    editable install under PYTHONDONTWRITEBYTECODE), every new process compiles the modules
+    it imports, and a cold acquire's ratio measures that compiler, not vfpool."""
+    sources = sorted(Path(vfpool.__file__).parent.rglob("*.py"))
+    current = 0
+    for source in sources:
+        try:
+            header = Path(importlib.util.cache_from_source(str(source))).read_bytes()[:16]
+        except OSError:
+            continue
+        stat = source.stat()
+        # The header Python checks: magic, flags (0: validated by the source's mtime and
+        # size), the source's mtime, its size.
+        if header[:4] == importlib.util.MAGIC_NUMBER and header[4:8] == bytes(4) and \
+                int.from_bytes(header[8:12], "little") == int(stat.st_mtime) & 0xFFFFFFFF and \
+                int.from_bytes(header[12:16], "little") == stat.st_size & 0xFFFFFFFF:
+            current += 1
+    return current, len(sources)
+
+
 def cold_rows(root: Path, workdir: Path) -> list[Row]:
     acquire = [str(VFPOOL), "--sim", str(root), "lease", "acquire", POOL, "--owner", "cold",
                "--json"]
@@ -308,8 +330,11 @@ def cold_rows(root: Path, workdir: Path) -> list[Row]:
         sim_cpu.append(json.loads(report.read_text())["cpu"])
         child_cost(release)
     wall_ratio, cpu_ratio = wall["vfpool"] / wall["floor"], cpu["vfpool"] / cpu["floor"]
+    compiled, modules = bytecode_state()
     rows = [
         Row(f"4. cold processes, median of {COLD_RUNS}, run in turn"),
+        Row("   vfpool modules with current bytecode (make deps compiles them, as a packaged "
+            "install does)", f"{compiled} of {modules}"),
         Row("   `vfpool --sim DIR lease acquire` (256-VF pool): wall / CPU",
             f"{ms(wall['vfpool'])} / {ms(cpu['vfpool'])}"),
         Row(f"   of which the simulator's ports CPU ({METERED_RUNS} separate metered runs)",
