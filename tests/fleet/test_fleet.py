@@ -293,7 +293,7 @@ def test_a_release_0_1_0_store_upgrades_in_place_onto_the_local_host(
     with open_store(url) as store, store.session() as session:
         [(host_id, name, machine_id)] = session.execute(
             select(Host.id, Host.name, Host.machine_id)).all()
-        owners = {table.__tablename__: set(session.scalars(select(table.host_id)))
+        owners = {table.__table__.name: set(session.scalars(select(table.host_id)))
                   for table in (Pool, Lease, Event)}
         lease_ids = list(session.scalars(select(Lease.id).order_by(Lease.id)))
     assert machine_id == (local.root / "etc/machine-id").read_text().strip()

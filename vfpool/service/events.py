@@ -1,5 +1,9 @@
 """The audit log: one `events` row for every state change, and the queries that read it
-(`vfpool events`, and the newest events in `report`)."""
+(`vfpool events`, and the newest events in `report`).
+
+The lease path writes its events as rows (``entry``) on the Core tables; the functions that
+work on an ORM session import the ``Event`` class when they run, so that a lease command
+never builds the ORM's classes."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
@@ -17,7 +21,10 @@ from sqlalchemy.orm import Session
 from vfpool.errors import InvalidInput
 from vfpool.model.pci import PciAddress
 from vfpool.service.context import Context
-from vfpool.store import Event, Lease, utcnow
+from vfpool.store import utcnow
+
+if TYPE_CHECKING:
+    from vfpool.store.models import Event
 
 
 def current_actor() -> str:
@@ -45,6 +52,8 @@ def entry(action: str, *, pool: str | None = None, pf: str | None = None,
 
 def record(session: Session, action: str, *, pool: str | None = None, pf: str | None = None,
            vf: str | None = None, lease_id: int | None = None, **detail: Any) -> Event:
+    from vfpool.store.models import Event
+
     event = Event(**entry(action, pool=pool, pf=pf, vf=vf, lease_id=lease_id, **detail))
     session.add(event)
     return event
@@ -84,6 +93,8 @@ class EventFilter:
     after_id: int | None = None  # only events written after this one (--follow)
 
     def statement(self) -> Select[Any]:
+        from vfpool.store.models import Event, Lease
+
         query = select(Event.id, Event.at, Event.actor, Event.action, Event.pool, Event.pf,
                        Event.vf, Event.lease_id, Event.detail)
         if self.pool is not None:
@@ -108,6 +119,8 @@ def read_events(session: Session, where: EventFilter = EventFilter(), *,
                 limit: int | None = None, oldest_first: bool = False) -> list[EventRow]:
     """This host's events that match, newest first (or oldest first), at most ``limit`` of
     them: the newest ``limit`` either way."""
+    from vfpool.store.models import Event
+
     query = where.statement().order_by(Event.id.desc())
     if limit is not None:
         query = query.limit(limit)

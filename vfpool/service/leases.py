@@ -29,7 +29,7 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
@@ -68,11 +68,15 @@ from vfpool.service.lease_results import (
     LeasePreview,
     LeaseVf,
 )
-from vfpool.store import Lease, PoolPf, utcnow
 from vfpool.store.direct import Transaction
 from vfpool.store.leasing import FreeVfRow, LeaseRow, LeaseRows, PoolRow
-from vfpool.store.queries import Queries
 from vfpool.store.states import LeaseState, Mode, PoolState, VfState
+from vfpool.store.types import utcnow
+
+if TYPE_CHECKING:
+    # The ORM classes, for the functions that reconcile, watch and pool changes call with a
+    # session; a lease command never loads them (tests/leases/test_cold_path.py).
+    from vfpool.store.models import Lease, PoolPf
 
 TOKEN_BYTES = 24
 NETDEV_TIMEOUT = 10.0
@@ -110,6 +114,8 @@ def _info_fields(lease: LeaseRow) -> dict[str, Any]:
 
 
 def _lease(session: Session, lease_id: int) -> Lease:
+    from vfpool.store.queries import Queries
+
     return Queries(session).lease(lease_id)
 
 
@@ -646,7 +652,8 @@ def release_locked(ctx: Context, lease_id: int, *, reason: str,
 def release_owner(ctx: Context, owner: str, *, reason: str | None = None) -> list[LeaseInfo]:
     """Release every live lease of ``owner``; the owner's name stands in for the tokens."""
     validate_owner(owner)
-    ids = ctx.store.read(lambda session: Queries(session).live_lease_ids_of(owner))
+    ids = ctx.store.read_rows(lambda transaction, host_id: [
+        lease.id for lease in LeaseRows(transaction, host_id).leases(owner=owner)])
     if not ids:
         raise NotFound(f"owner {owner!r} holds no leases")
     records, problems = [], []
@@ -730,6 +737,8 @@ def show_lease(ctx: Context, lease_id: int) -> LeaseDetail:
 
 
 def live_leases(session: Session) -> list[Lease]:
+    from vfpool.store.queries import Queries
+
     return Queries(session).live_leases()
 
 

@@ -20,20 +20,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import (
-    Table,
     bindparam,
     create_engine,
     event,
     func,
+    insert,
     inspect,
     select,
     text,
     update,
 )
-from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.engine import URL, Connection, CursorResult, Engine, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -49,7 +49,7 @@ from vfpool.errors import (
 )
 from vfpool.host.identity import HostIdentity
 from vfpool.store.direct import Transaction, statements_for, transaction
-from vfpool.store.models import Host, add_postgresql_options
+from vfpool.store.tables import add_postgresql_options, hosts, metadata
 from vfpool.store.types import utcnow
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ _HOST_KEY_PG = "uq_hosts_machine_id"
 
 # A host's row by machine id, and its name and last_seen updated: Core statements, which the
 # open, the ORM's first write and the lease path's first write share (no mapper needed).
-_HOSTS = cast(Table, Host.__table__)
+_HOSTS = hosts
 _TOUCH_HOST = update(_HOSTS).where(_HOSTS.c.id == bindparam("id_"))
 _TOUCHED = ("name", "last_seen")
 _HOST_BY_MACHINE = select(_HOSTS.c.id).where(_HOSTS.c.machine_id == bindparam("machine_id"))
@@ -462,11 +462,9 @@ class Store:
 
     def foreign_tables(self) -> list[str]:
         """Tables that are not vfpool's: a database of another application."""
-        from vfpool.store.models import Base
-
         with self.engine.connect() as connection:
             names = set(inspect(connection).get_table_names())
-        return sorted(names - set(Base.metadata.tables) - {"alembic_version"})
+        return sorted(names - set(metadata.tables) - {"alembic_version"})
 
     def _migrate_if_needed(self) -> None:
         head = self.head_revision()
@@ -513,7 +511,9 @@ class Store:
 
 def _unclaimed_host(session: Session) -> int | None:
     """The host row an upgrade left without a machine id (it owns the rows the store had)."""
-    return session.scalar(select(func.min(Host.id)).where(Host.machine_id.is_(None)))
+    found: int | None = session.scalar(
+        select(func.min(_HOSTS.c.id)).where(_HOSTS.c.machine_id.is_(None)))
+    return found
 
 
 def _register_host(session: Session, host: HostIdentity) -> int:
@@ -521,14 +521,14 @@ def _register_host(session: Session, host: HostIdentity) -> int:
     store had), or add a new one."""
     placeholder = _unclaimed_host(session)
     if placeholder is not None:
-        session.execute(update(Host).where(Host.id == placeholder).values(
+        session.execute(update(_HOSTS).where(_HOSTS.c.id == placeholder).values(
             machine_id=host.machine_id, name=host.name, first_seen=utcnow(),
             last_seen=utcnow()))
         return int(placeholder)
-    row = Host(machine_id=host.machine_id, name=host.name)
-    session.add(row)
-    session.flush()
-    return row.id
+    added = cast(CursorResult[Any], session.execute(
+        insert(_HOSTS).values(machine_id=host.machine_id, name=host.name)))
+    assert added.inserted_primary_key is not None
+    return int(added.inserted_primary_key[0])
 
 
 @contextmanager

@@ -10,21 +10,19 @@ store/scope.py stamps new rows.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import cast
 
-from sqlalchemy import Table, insert
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from vfpool.store import tables
 from vfpool.store.direct import run_many
-from vfpool.store.models import Vf
 from vfpool.store.scope import writing_host
 from vfpool.store.states import VfState
 from vfpool.store.types import utcnow
 
 # A Core INSERT, run on the DBAPI cursor (store/direct.py): SQLAlchemy's executemany
 # handles each row's parameters in Python, which cost as much as the database's work.
-VFS = cast(Table, Vf.__table__)
-_INSERT = insert(VFS)
+_INSERT = insert(tables.vfs)
 _COLUMNS = ("host_id", "pf_pci", "index", "pci", "netdev", "state", "reason", "updated_at")
 
 

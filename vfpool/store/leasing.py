@@ -19,13 +19,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     ColumnElement,
     Insert,
     Select,
-    Table,
     Update,
     and_,
     bindparam,
@@ -39,17 +38,9 @@ from sqlalchemy import (
 
 from vfpool.errors import NotFound
 from vfpool.store.direct import Transaction
-from vfpool.store.models import Event, Lease, Pf, Pool, PoolPf, Vf
-from vfpool.store.queries import LEASE_ID_MAX
 from vfpool.store.states import LIVE_LEASE_STATES, LeaseState, LinkState, Mode, PoolState, VfState
+from vfpool.store.tables import LEASE_ID_MAX, events, leases, members, pfs, pools, vfs
 from vfpool.store.types import utcnow
-
-leases = cast(Table, Lease.__table__)
-vfs = cast(Table, Vf.__table__)
-pfs = cast(Table, Pf.__table__)
-pools = cast(Table, Pool.__table__)
-members = cast(Table, PoolPf.__table__)
-events = cast(Table, Event.__table__)
 
 
 def _live() -> ColumnElement[bool]:

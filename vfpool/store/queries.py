@@ -20,8 +20,8 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, joinedload
 from vfpool.errors import NotFound
 from vfpool.store.models import Event, Lease, Pf, Pool, PoolPf, Vf
 from vfpool.store.states import LIVE_LEASE_STATES, PoolState, VfState
+from vfpool.store.tables import LEASE_ID_MAX
 
-LEASE_ID_MAX = 2**63 - 1  # SQLite's integers are signed 64-bit
 VF_STATE_NAMES = tuple(state.value for state in VfState)
 
 
