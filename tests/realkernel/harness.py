@@ -31,7 +31,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tests.realkernel import cache as cache_module
@@ -51,6 +51,14 @@ BOOT_TIMEOUT = 2100.0  # one boot, pytest included; a stuck guest is killed afte
 GUEST_NICENESS = -10
 KVM_PROBE_TIMEOUT = 120.0  # KVM must reach the guest's user space within this
 MARKER = "rk-guest:"
+# The guest says this when its pytest starts (guest_boot/guest-run), a minute or two into a
+# TCG boot. A TCG guest that has not said it within TESTS_START_TIMEOUT hung on its way there:
+# once, a boot's udev worker spun in a soft lockup from 44 s of uptime while the other vCPU's
+# timer never fired again ("rcu_preempt kthread timer wakeup didn't happen"), until the boot
+# timeout killed it 35 minutes later. No vfpool code had run in it, so such a boot is started
+# again, once, and the stuck one is reported beside it.
+TESTS_MARKER = "rk-guest: running pytest"
+TESTS_START_TIMEOUT = 600.0
 # q35 without what the tier never uses (each costs probe time under TCG: six SATA links, an
 # SMBus, the PS/2 controller), and with no 64-bit PCI window: Linux then places the 82576's
 # 64-bit VF BARs below 4 GiB. QEMU 10.0's igbvf registers its BARs as 32-bit ones, so it
@@ -82,6 +90,8 @@ class Boot:
     returncode: int | None
     pytest_exit: int | None
     problem: str | None = None
+    tests_started: bool = True
+    hung: bool = False  # killed for a timeout, not failed
 
     def describe(self) -> str:
         note = f" ({self.accel_note})" if self.accel_note else ""
@@ -96,6 +106,7 @@ class GuestRun:
     boots: list[Boot] = field(default_factory=list)
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    retried: list[str] = field(default_factory=list)  # boots that hung before their tests
     unavailable: str | None = None
 
     @property
@@ -119,7 +130,7 @@ class GuestRun:
         if self.unavailable:
             return f"real-kernel tier skipped: {self.unavailable}"
         lines = [boot.describe() for boot in self.boots]
-        lines += self.problems
+        lines += self.retried + self.problems
         return "; ".join(lines)
 
     def console_tail(self, lines: int = 40) -> str:
@@ -136,6 +147,7 @@ class GuestRun:
     def to_json(self) -> str:
         return json.dumps({
             "work": str(self.work), "unavailable": self.unavailable, "problems": self.problems,
+            "retried": self.retried,
             "boots": [{**boot.__dict__, "console": str(boot.console)} for boot in self.boots],
             "outcomes": [outcome.__dict__ for outcome in self.outcomes.values()],
         }, indent=1)
@@ -143,7 +155,7 @@ class GuestRun:
     @classmethod
     def from_json(cls, text: str) -> GuestRun:
         data = json.loads(text)
-        run = cls(Path(data["work"]), problems=data["problems"],
+        run = cls(Path(data["work"]), problems=data["problems"], retried=data["retried"],
                   unavailable=data["unavailable"])
         run.boots = [Boot(**{**boot, "console": Path(boot["console"])}) for boot in data["boots"]]
         run.outcomes = {item["nodeid"]: Outcome(**item) for item in data["outcomes"]}
@@ -256,10 +268,12 @@ def _console_text(console: Path) -> str:
 def boot(cache: Cache, work: Path, namespace: str, *, phase: int, accel: str,
          accel_note: str, pytest_args: str = "", serve: bool = False,
          timeout: float = BOOT_TIMEOUT, probe: float | None = None,
+         tests_within: float | None = None,
          on_started: Callable[[subprocess.Popen[bytes]], None] | None = None,
          qemu_extra: tuple[str, ...] = ()) -> Boot:
     """One boot, to power-off or ``timeout``. With ``probe``, give up (problem set) when the
-    guest's user space has not spoken within that many seconds (a KVM that cannot run it)."""
+    guest's user space has not spoken within that many seconds (a KVM that cannot run it);
+    with ``tests_within``, when its pytest has not started within that many (a hung guest)."""
     results = work / "results"
     console = work / f"console-{phase}-{accel}.log"
     console.unlink(missing_ok=True)
@@ -288,6 +302,11 @@ def boot(cache: Cache, work: Path, namespace: str, *, phase: int, accel: str,
                 if probe is not None and elapsed > probe and MARKER not in _console_text(console):
                     problem = f"{accel} did not reach the guest's user space in {probe:.0f} s"
                     break
+                if tests_within is not None and elapsed > tests_within and \
+                        TESTS_MARKER not in _console_text(console):
+                    problem = (f"boot {phase} did not start its tests within "
+                               f"{tests_within:.0f} s; killed")
+                    break
                 if accel == "kvm" and b"KVM internal error" in stderr_path.read_bytes():
                     problem = "KVM internal error (see the QEMU output)"
                     break
@@ -295,6 +314,7 @@ def boot(cache: Cache, work: Path, namespace: str, *, phase: int, accel: str,
         finally:
             _stop(process)
     seconds = time.monotonic() - started
+    hung = problem is not None
     exit_file = results / f"exit-{phase}"
     pytest_exit = int(exit_file.read_text()) if exit_file.exists() else None
     if problem is None and process.returncode != 0:
@@ -304,7 +324,7 @@ def boot(cache: Cache, work: Path, namespace: str, *, phase: int, accel: str,
         problem = "the guest's initramfs failed: " + next(
             line for line in _console_text(console).splitlines() if "rk-init: FAILED" in line)
     return Boot(phase, accel, accel_note, seconds, console, process.returncode, pytest_exit,
-                problem)
+                problem, TESTS_MARKER in _console_text(console), hung)
 
 
 # --------------------------------------------------------------------------- the whole run
@@ -363,13 +383,27 @@ def run(work: Path, *, phases: tuple[int, ...] = (1, 2), pytest_args: str = "",
                 log(f"realkernel: boot {phase} under {accel.upper()}")
                 result = boot(cache, work, namespace, phase=phase, accel=accel,
                               accel_note=note, pytest_args=pytest_args,
-                              probe=KVM_PROBE_TIMEOUT if accel == "kvm" else None)
+                              probe=KVM_PROBE_TIMEOUT if accel == "kvm" else None,
+                              tests_within=TESTS_START_TIMEOUT if accel == "tcg" else None)
                 if accel == "kvm" and result.problem and MARKER not in \
                         _console_text(result.console):
                     accels = [("tcg", f"KVM failed: {result.problem}")]
+                    accel, note = accels[0]
                     log(f"realkernel: KVM failed ({result.problem}); falling back to TCG")
+                    result = boot(cache, work, namespace, phase=phase, accel=accel,
+                                  accel_note=note, pytest_args=pytest_args,
+                                  tests_within=TESTS_START_TIMEOUT)
+                if accel == "tcg" and result.hung and not result.tests_started:
+                    stuck = result.console.with_name(f"console-{phase}-{accel}-hung.log")
+                    if result.console.exists():
+                        result.console.replace(stuck)
+                    guest_run.boots.append(replace(result, console=stuck))
+                    guest_run.retried.append(f"boot {phase} hung before its tests "
+                                             f"({result.problem}); booted again")
+                    log(f"realkernel: {guest_run.retried[-1]}")
                     result = boot(cache, work, namespace, phase=phase, accel="tcg",
-                                  accel_note=accels[0][1], pytest_args=pytest_args)
+                                  accel_note=note, pytest_args=pytest_args,
+                                  tests_within=TESTS_START_TIMEOUT)
                 guest_run.boots.append(result)
                 if result.problem:
                     guest_run.problems.append(result.problem)
