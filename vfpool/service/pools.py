@@ -398,8 +398,8 @@ def _lock_set(ctx: Context, name: str) -> tuple[list[str], set[str]]:
     PF its driver serves (a reload takes them all down). Returns (members, lock set)."""
     def read(session: Session) -> tuple[list[str], dict[str, str | None], Method]:
         pool = _pool(session, name)
-        return ([m.pf_pci for m in pool.members], {m.pf_pci: m.pf.driver for m in pool.members},
-                pool.method)
+        pcis = [member.pf_pci for member in pool.members]
+        return pcis, Queries(session).pf_drivers(pcis), pool.method
 
     members, stored_drivers, method = ctx.store.read(read)
     locked = set(members)

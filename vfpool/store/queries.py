@@ -80,6 +80,12 @@ class Queries:
             query = query.where(Pool.state == PoolState.ACTIVE)
         return list(self.session.scalars(query))
 
+    def pf_drivers(self, pcis: Sequence[str]) -> dict[str, str | None]:
+        """The driver each of the PFs ``pcis`` had when last seen, in one query (not a
+        lazy load per member)."""
+        return {pci: driver for pci, driver in self.session.execute(
+            select(Pf.pci, Pf.driver).where(Pf.pci.in_(list(pcis))))}
+
     def member_pcis(self, name: str) -> list[str]:
         return [member.pf_pci for member in self.pool(name).members]
 
