@@ -156,7 +156,9 @@ class Sysfs:
         caller has it): its driver link and its ``net/`` folder, read on string paths
         (pathlib's joins were most of the CPU of reading a PF's 256 VFs). A VF without a
         driver has no netdev (a netdev lives from its driver's probe to its remove), so its
-        ``net/`` is not listed: a vfio PF's 256 unbound VFs cost one system call each."""
+        ``net/`` is not listed: a vfio PF's 256 unbound VFs cost one system call each. The
+        kernel removes the ``driver`` link before it calls the driver's remove, so a VF read
+        during an unbind reads as unbound, without the netdev that is about to go."""
         device = f"{self._devices}/{name or address}"
         try:
             driver: str | None = os.readlink(device + "/driver").rpartition("/")[2]
