@@ -6,6 +6,7 @@ simulator bug: fix vfpool/sim/, not the scenario."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,13 @@ def recorded(guest_run: GuestRun, name: str) -> Any:
     return record["result"]
 
 
+def notes(guest_run: GuestRun, name: str) -> list[str]:
+    """What the scenario met in the guest beside its result (World.notes)."""
+    record = guest_run.record(f"scenario-{name}") or {}
+    found = record.get("notes", [])
+    return [str(note) for note in found] if isinstance(found, list) else []
+
+
 def plain(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
@@ -50,16 +58,17 @@ def differences(sim: Any, real: Any, path: str = "") -> list[str]:
     return [] if sim == real else [f"{path or '/'}: sim {sim!r}, real {real!r}"]
 
 
-def assert_equal(sim: Any, real: Any) -> None:
+def assert_equal(sim: Any, real: Any, said: Sequence[str] = ()) -> None:
     found = differences(plain(sim), real)
-    assert not found, "the simulator differs from the real igb:\n" + "\n".join(found)
+    assert not found, "the simulator differs from the real igb:\n" + "\n".join(found) + "".join(
+        f"\nin the guest: {note}" for note in said)
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_simulator_matches_the_real_igb(name: str, guest_run: GuestRun, tmp_path: Path) -> None:
     real = recorded(guest_run, name)
     sim = SimHost.create(tmp_path / "host", [SIM_NIC])
-    assert_equal(SCENARIOS[name](World(sim)), real)
+    assert_equal(SCENARIOS[name](World(sim)), real, notes(guest_run, name))
 
 
 def test_simulator_reboot_matches_the_real_reboot(guest_run: GuestRun, tmp_path: Path) -> None:

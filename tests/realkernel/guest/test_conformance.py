@@ -14,6 +14,7 @@ from vfpool.host.kernel import RealKernel
 @pytest.mark.usefixtures("baseline")
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_scenario_on_the_real_igb(name: str) -> None:
-    result = SCENARIOS[name](World(RealKernel()))
-    realhost.record(f"scenario-{name}", {"result": result})
+    world = World(RealKernel())
+    result = SCENARIOS[name](world)
+    realhost.record(f"scenario-{name}", {"result": result, "notes": world.notes})
     assert result, f"scenario {name} observed nothing"
