@@ -24,19 +24,15 @@ from tests.realkernel.scenarios import (
 from vfpool.sim.host import SimHost
 
 
-def recorded(guest_run: GuestRun, name: str) -> Any:
+def recorded(guest_run: GuestRun, name: str) -> tuple[Any, list[str]]:
+    """The scenario's result in the guest, and what it met there beside it (World.notes;
+    none in a record of a scenario that keeps no notes)."""
     record = guest_run.record(f"scenario-{name}")
     if record is None:
         pytest.fail(f"the guest left no result for scenario {name}: its in-guest test failed "
                     f"or did not run ({guest_run.summary()})", pytrace=False)
-    return record["result"]
-
-
-def notes(guest_run: GuestRun, name: str) -> list[str]:
-    """What the scenario met in the guest beside its result (World.notes)."""
-    record = guest_run.record(f"scenario-{name}") or {}
-    found = record.get("notes", [])
-    return [str(note) for note in found] if isinstance(found, list) else []
+    notes = record.get("notes", [])
+    return record["result"], [str(note) for note in notes] if isinstance(notes, list) else []
 
 
 def plain(value: Any) -> Any:
@@ -66,16 +62,16 @@ def assert_equal(sim: Any, real: Any, said: Sequence[str] = ()) -> None:
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_simulator_matches_the_real_igb(name: str, guest_run: GuestRun, tmp_path: Path) -> None:
-    real = recorded(guest_run, name)
+    real, notes = recorded(guest_run, name)
     sim = SimHost.create(tmp_path / "host", [SIM_NIC])
-    assert_equal(SCENARIOS[name](World(sim)), real, notes(guest_run, name))
+    assert_equal(SCENARIOS[name](World(sim)), real, notes)
 
 
 def test_simulator_reboot_matches_the_real_reboot(guest_run: GuestRun, tmp_path: Path) -> None:
-    real = recorded(guest_run, "reboot")
+    real, notes = recorded(guest_run, "reboot")
     root = tmp_path / "host"
     sim = SimHost.create(root, [SIM_NIC])
     with vfpool.connect(sim=root) as host:
         before = prepare_reboot(World(sim), host)
     sim.reboot()
-    assert_equal(reboot_facts(World(SimHost(root)), before), real)
+    assert_equal(reboot_facts(World(SimHost(root)), before), real, notes)

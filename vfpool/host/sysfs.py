@@ -49,9 +49,10 @@ def _read_int(path: str | Path, base: int = 10, default: int = 0) -> int:
 
 
 def _link_name(path: str | Path) -> str | None:
+    """The last part of a link's target, or None when there is no link."""
     try:
-        return os.path.basename(os.readlink(path))
-    except (FileNotFoundError, NotADirectoryError, OSError):
+        return os.readlink(path).rpartition("/")[2]
+    except OSError:
         return None
 
 
@@ -160,9 +161,8 @@ class Sysfs:
         kernel removes the ``driver`` link before it calls the driver's remove, so a VF read
         during an unbind reads as unbound, without the netdev that is about to go."""
         device = f"{self._devices}/{name or address}"
-        try:
-            driver: str | None = os.readlink(device + "/driver").rpartition("/")[2]
-        except OSError:
+        driver = _link_name(device + "/driver")
+        if driver is None:
             return VfSnapshot(index, address, None)
         return VfSnapshot(index, address, driver, self._netdevs(device))
 
@@ -179,11 +179,8 @@ class Sysfs:
         vfs = []
         for entry in _listdir(folder):
             if entry.startswith("virtfn") and entry[6:].isdigit():
-                try:
-                    target = os.readlink(f"{folder}/{entry}").rpartition("/")[2]
-                except OSError:  # gone since the listing
-                    continue
-                named = _named(target)
+                target = _link_name(f"{folder}/{entry}")  # None: gone since the listing
+                named = _named(target) if target else None
                 if named is not None:
                     vfs.append(self.vf(int(entry[6:]), *named))
         vfs.sort(key=_by_index)

@@ -73,10 +73,9 @@ _HOST_KEY_PG = "uq_hosts_machine_id"
 
 # A host's row by machine id, and its name and last_seen updated: Core statements, which the
 # open, the ORM's first write and the lease path's first write share (no mapper needed).
-_HOSTS = hosts
-_TOUCH_HOST = update(_HOSTS).where(_HOSTS.c.id == bindparam("id_"))
+_TOUCH_HOST = update(hosts).where(hosts.c.id == bindparam("id_"))
 _TOUCHED = ("name", "last_seen")
-_HOST_BY_MACHINE = select(_HOSTS.c.id).where(_HOSTS.c.machine_id == bindparam("machine_id"))
+_HOST_BY_MACHINE = select(hosts.c.id).where(hosts.c.machine_id == bindparam("machine_id"))
 
 # Execution option, set on the engine behind Store.immediate(), read by the "begin" hook.
 _BEGIN_IMMEDIATE = "vfpool_begin_immediate"
@@ -512,7 +511,7 @@ class Store:
 def _unclaimed_host(session: Session) -> int | None:
     """The host row an upgrade left without a machine id (it owns the rows the store had)."""
     found: int | None = session.scalar(
-        select(func.min(_HOSTS.c.id)).where(_HOSTS.c.machine_id.is_(None)))
+        select(func.min(hosts.c.id)).where(hosts.c.machine_id.is_(None)))
     return found
 
 
@@ -521,12 +520,12 @@ def _register_host(session: Session, host: HostIdentity) -> int:
     store had), or add a new one."""
     placeholder = _unclaimed_host(session)
     if placeholder is not None:
-        session.execute(update(_HOSTS).where(_HOSTS.c.id == placeholder).values(
+        session.execute(update(hosts).where(hosts.c.id == placeholder).values(
             machine_id=host.machine_id, name=host.name, first_seen=utcnow(),
             last_seen=utcnow()))
         return int(placeholder)
     added = cast(CursorResult[Any], session.execute(
-        insert(_HOSTS).values(machine_id=host.machine_id, name=host.name)))
+        insert(hosts).values(machine_id=host.machine_id, name=host.name)))
     assert added.inserted_primary_key is not None
     return int(added.inserted_primary_key[0])
 

@@ -215,10 +215,6 @@ class Queries:
             select(Lease.vf_id, Lease.id).where(Lease.vf_id.in_(list(vf_ids)), live()))
             if vf_id is not None}
 
-    def live_lease_ids_of(self, owner: str) -> list[int]:
-        return list(self.session.scalars(select(Lease.id).where(
-            Lease.owner == owner, live()).order_by(Lease.id)))
-
     def live_leases_of_pool(self, pool_id: int) -> list[Lease]:
         return list(self.session.scalars(select(Lease).where(
             Lease.pool_id == pool_id, live()).order_by(Lease.id)))

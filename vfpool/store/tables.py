@@ -11,6 +11,9 @@ the two with Alembic's autogenerate.
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -69,12 +72,9 @@ def _host_fk() -> ForeignKey:
     return ForeignKey("hosts.id", ondelete="CASCADE")
 
 
-def _created() -> Column[object]:
-    return Column("created_at", UtcDateTime(), nullable=False, default=utcnow)
-
-
-def _updated() -> Column[object]:
-    return Column("updated_at", UtcDateTime(), nullable=False, default=utcnow, onupdate=utcnow)
+def _time(name: str, **options: Any) -> Column[datetime]:
+    """A timestamp column, now by default (``onupdate=utcnow``: now at every update too)."""
+    return Column(name, UtcDateTime(), nullable=False, default=utcnow, **options)
 
 
 # A hypervisor that shares this store: its machine id and name. Every other row belongs to one
@@ -86,8 +86,8 @@ hosts = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("machine_id", String(64), unique=True),
     Column("name", String(255)),
-    Column("first_seen", UtcDateTime(), nullable=False, default=utcnow),
-    Column("last_seen", UtcDateTime(), nullable=False, default=utcnow),
+    _time("first_seen"),
+    _time("last_seen"),
 )
 
 # An SR-IOV physical function, keyed by host and PCI address (netdev names change).
@@ -101,8 +101,8 @@ pfs = Table(
     Column("device", String(4)),
     Column("totalvfs", Integer, nullable=False, default=0, server_default=text("0")),
     Column("numa_node", Integer),
-    Column("first_seen", UtcDateTime(), nullable=False, default=utcnow),
-    Column("last_seen", UtcDateTime(), nullable=False, default=utcnow),
+    _time("first_seen"),
+    _time("last_seen"),
 )
 
 # A network pool: PFs, a desired VF count per PF, a resize method, a hand-off mode and the
@@ -125,8 +125,8 @@ pools = Table(
     Column("min_tx_rate", Integer),
     Column("max_tx_rate", Integer),
     Column("mtu", Integer),
-    _created(),
-    _updated(),
+    _time("created_at"),
+    _time("updated_at", onupdate=utcnow),
     Column("link_state", StrEnumType(LinkState, length=8)),
     # PF selectors, one a line (``vendor=8086,device=1572,pf=enp*``): the pool's PFs are
     # chosen at each start of an inactive pool; NULL for a pool of fixed PFs.
@@ -178,7 +178,7 @@ vfs = Table(
     Column("state", StrEnumType(VfState), nullable=False, default=VfState.FREE,
            server_default=text("'free'")),
     Column("reason", Text),
-    _updated(),
+    _time("updated_at", onupdate=utcnow),
     UniqueConstraint("host_id", "pf_pci", "index"),
     UniqueConstraint("host_id", "pci"),
     ForeignKeyConstraint(["host_id", "pf_pci"], ["pfs.host_id", "pfs.pci"], ondelete="CASCADE"),
@@ -213,8 +213,8 @@ leases = Table(
     Column("applied_config", _json()),
     Column("saved_config", _json()),
     Column("boot_id", String(64), nullable=False),
-    _created(),
-    _updated(),
+    _time("created_at"),
+    _time("updated_at", onupdate=utcnow),
     Column("released_at", UtcDateTime()),
     CheckConstraint(_in("state", values(LeaseState)), name="state"),
     Index("uq_leases_one_live_per_vf", "vf_id", unique=True,
@@ -234,7 +234,7 @@ events = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     # The host that wrote it; no foreign key either (a host's log outlives the host).
     Column("host_id", Integer, nullable=False, index=True),
-    Column("at", UtcDateTime(), nullable=False, default=utcnow, index=True),
+    _time("at", index=True),
     Column("actor", String(128)),
     Column("action", String(64), nullable=False),
     Column("pool", String(64)),
