@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -56,8 +57,14 @@ class PciAddress:
             raise InvalidInput(f"routing id {rid:#x} is outside the 16-bit PCI space")
         return cls(domain, rid >> 8, (rid & 0xFF) >> 3, rid & 7)
 
-    def __str__(self) -> str:
+    @functools.cached_property
+    def text(self) -> str:
+        """``0000:05:00.0``, formatted once per address (a pool start of 1,024 VFs formats
+        each a few times: for its row, its lock, its messages)."""
         return f"{self.domain:04x}:{self.bus:02x}:{self.slot:02x}.{self.func:x}"
+
+    def __str__(self) -> str:
+        return self.text
 
 
 def vf_address(pf: PciAddress, offset: int, stride: int, index: int) -> PciAddress:
