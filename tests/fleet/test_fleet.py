@@ -79,8 +79,8 @@ def leases_of(host: FleetHost) -> list[dict[str, Any]]:
     return list(json.loads(ok(host("lease", "list", "--json")).stdout))
 
 
-def vfs_of(host: FleetHost) -> dict[str, int]:
-    return dict(json.loads(ok(host("pool", "info", "tenant", "--json")).stdout)["vfs"])
+def vfs_of(host: FleetHost, pool: str = "tenant") -> dict[str, int]:
+    return dict(json.loads(ok(host("pool", "info", pool, "--json")).stdout)["vfs"])
 
 
 def test_no_command_of_one_host_touches_another_hosts_rows(
@@ -123,6 +123,32 @@ def test_no_command_of_one_host_touches_another_hosts_rows(
         rows = session.execute(select(Host.name, Lease.state).join(
             Host, Host.id == Lease.host_id)).all()
     assert sorted(rows) == [("h1", "active"), ("h1", "active")]
+
+
+def test_a_pool_change_plans_with_its_own_hosts_pools_and_leases_only(
+        make_sim: Callable[..., SimHost], store_url: str, cli: Cli) -> None:
+    """Two hosts with a PF at the same address: a start or resize on one sizes that PF for
+    its own pools, and sees none of the other host's memberships or leases."""
+    made = []
+    for name in ("h1", "h2"):
+        sim = make_sim()
+        ok(cli("sim", "create", str(sim.root), "--force", "--hostname", name))
+        made.append(on(cli, sim.root, store_url))
+    first, second = made
+    ok(first("pool", "define", "wide", "--pf", PF, "--vfs", "8", "--mode", "netdev"))
+    ok(first("pool", "start", "wide"))
+    [lease] = json.loads(ok(first("lease", "acquire", "wide", "--owner", "vm1",
+                                  "--json")).stdout)
+    ok(second("pool", "define", "narrow", "--pf", PF, "--vfs", "2", "--mode", "netdev"))
+    ok(second("pool", "start", "narrow"))
+    numvfs = "sys/bus/pci/devices/0000:05:00.0/sriov_numvfs"
+    assert (second.root / numvfs).read_text().strip() == "2"  # not the first host's 8
+    # The first host's lease on the same VF address does not hold the second host's resize.
+    ok(second("pool", "resize", "narrow", "--vfs", "3"))
+    assert (second.root / numvfs).read_text().strip() == "3"
+    assert (first.root / numvfs).read_text().strip() == "8"
+    assert [(row["id"], row["state"]) for row in leases_of(first)] == [(lease["id"], "active")]
+    assert vfs_of(second, "narrow")["total"] == 3
 
 
 def _sim_of(host: FleetHost) -> Path:

@@ -29,7 +29,7 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -76,7 +76,7 @@ from vfpool.store.types import utcnow
 if TYPE_CHECKING:
     # The ORM classes, for the functions that reconcile, watch and pool changes call with a
     # session; a lease command never loads them (tests/leases/test_cold_path.py).
-    from vfpool.store.models import Lease, PoolPf
+    from vfpool.store.models import Lease
 
 TOKEN_BYTES = 24
 NETDEV_TIMEOUT = 10.0
@@ -87,7 +87,17 @@ NUMA_NODES = 1024
 COUNT_MAX = 4096
 
 
-def member_range(member: PoolPf) -> VfRange | None:
+class _Ranged(Protocol):
+    """A membership's stored range (a ``PoolPf``, or a row of store/pool_rows.py)."""
+
+    @property
+    def range_start(self) -> int | None: ...
+
+    @property
+    def range_end(self) -> int | None: ...
+
+
+def member_range(member: _Ranged) -> VfRange | None:
     if member.range_start is None or member.range_end is None:
         return None
     return VfRange(member.range_start, member.range_end)

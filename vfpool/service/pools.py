@@ -10,7 +10,7 @@ short and never span host I/O: the state is read, the host changed, then the out
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any, TypeVar
 
@@ -74,6 +74,7 @@ from vfpool.service.results import (
 )
 from vfpool.store import Lease, Pf, Pool, PoolPf, utcnow
 from vfpool.store.inventory import add_free_vfs
+from vfpool.store.pool_rows import MemberRow, PoolRows
 from vfpool.store.queries import Queries
 from vfpool.store.states import LIVE_LEASE_STATES, LeaseState, Method, Mode, PoolState, VfState
 
@@ -113,13 +114,14 @@ def spec_of(pool: Pool) -> PoolSpec:
                             max_tx_rate=pool.max_tx_rate, mtu=pool.mtu,
                             link_state=pool.link_state),
         autostart=pool.autostart,
-        selectors=selectors_of(pool),
+        selectors=selectors_of(pool.selectors),
     ).with_pfs(() if pool.selectors else
                tuple(PfRef(member.pf_pci, range_of(member)) for member in pool.members))
 
 
-def selectors_of(pool: Pool) -> tuple[PfSelector, ...]:
-    return tuple(PfSelector.parse(line) for line in (pool.selectors or "").splitlines() if line)
+def selectors_of(text: str | None) -> tuple[PfSelector, ...]:
+    """A pool's stored selectors, one a line."""
+    return tuple(PfSelector.parse(line) for line in (text or "").splitlines() if line)
 
 
 def _vf_counts(session: Session, pool: Pool) -> VfCounts:
@@ -143,19 +145,22 @@ def _uses(session: Session, pcis: Iterable[str]) -> dict[str, list[PfUse]]:
     wanted = list(pcis)
     uses: dict[str, list[PfUse]] = {pci: [] for pci in wanted}
     for pool, member in Queries(session).memberships(wanted):
-        uses[member.pf_pci].append(_use(pool, member))
+        uses[member.pf_pci].append(_use(MemberRow(
+            pool.id, pool.name, pool.state, pool.method, pool.mode, pool.vfs_per_pf,
+            member.pf_pci, member.range_start, member.range_end)))
     return uses
 
 
-def _use(pool: Pool, member: PoolPf) -> PfUse:
-    return PfUse(pool=pool.name, pool_id=pool.id, active=pool.state == PoolState.ACTIVE,
-                 mode=pool.mode, method=pool.method, vf_range=range_of(member),
-                 vfs=pool.vfs_per_pf)
+def _use(member: MemberRow) -> PfUse:
+    return PfUse(pool=member.pool, pool_id=member.pool_id,
+                 active=member.state == PoolState.ACTIVE, mode=member.mode,
+                 method=member.method, vf_range=range_of(member), vfs=member.vfs_per_pf)
 
 
-def _live(session: Session, pcis: Iterable[str]) -> list[LiveLease]:
-    return [LiveLease(lease.id, name, lease.owner, lease.pf_pci, lease.vf_pci, lease.vf_index)
-            for lease, name in Queries(session).live_leases_on(pcis)]
+def _read_pools(ctx: Context, work: Callable[[PoolRows], T]) -> T:
+    """``work`` in one read transaction of direct statements (store/pool_rows.py)."""
+    return ctx.store.read_rows(lambda transaction, host_id: work(PoolRows(transaction,
+                                                                          host_id)))
 
 
 def _record(session: Session, pool: Pool, snapshots: Snapshots) -> PoolInfo:
@@ -200,12 +205,14 @@ def _fields(record: PoolInfo, kind: type[PoolInfo] = PoolInfo) -> dict[str, Any]
     return {field.name: getattr(record, field.name) for field in fields(kind)}
 
 
-def _member_pcis(session: Session, name: str) -> list[str]:
-    return [member.pf_pci for member in _pool(session, name).members]
+def _member_pcis(ctx: Context, name: str) -> list[str]:
+    """The pool's PFs, in pool order."""
+    return _read_pools(ctx, lambda rows: [member.pf_pci
+                                          for member in rows.members(rows.pool(name))])
 
 
 def info(ctx: Context, name: str) -> PoolInfo:
-    snapshots = _snapshots(ctx, ctx.store.read(lambda s: _member_pcis(s, name)))
+    snapshots = _snapshots(ctx, _member_pcis(ctx, name))
     return ctx.store.read(lambda s: _record(s, _pool(s, name), snapshots))
 
 
@@ -227,15 +234,23 @@ def dumpconfig(ctx: Context, name: str) -> str:
 # ---------------------------------------------------------------- define and undefine
 
 def _upsert_pf(session: Session, pf: PfSnapshot) -> Pf:
-    row = Queries(session).pf(str(pf.pci))
-    if row is None:
-        row = Pf(pci=str(pf.pci))
-        session.add(row)
-    row.netdev, row.driver = pf.netdev, pf.driver
-    row.vendor, row.device = f"{pf.vendor:04x}", f"{pf.device:04x}"
-    row.totalvfs, row.numa_node = pf.totalvfs, pf.numa_node
-    row.last_seen = utcnow()
-    return row
+    return _upsert_pfs(session, [pf])[str(pf.pci)]
+
+
+def _upsert_pfs(session: Session, snapshots: Sequence[PfSnapshot]) -> dict[str, Pf]:
+    """The PFs' rows, added or brought up to the snapshots, by address (one query)."""
+    rows = Queries(session).pfs([str(pf.pci) for pf in snapshots])
+    now = utcnow()
+    for pf in snapshots:
+        row = rows.get(str(pf.pci))
+        if row is None:
+            row = rows[str(pf.pci)] = Pf(pci=str(pf.pci))
+            session.add(row)
+        row.netdev, row.driver = pf.netdev, pf.driver
+        row.vendor, row.device = f"{pf.vendor:04x}", f"{pf.device:04x}"
+        row.totalvfs, row.numa_node = pf.totalvfs, pf.numa_node
+        row.last_seen = now
+    return rows
 
 
 def _resolve_members(ctx: Context, spec: PoolSpec) -> list[tuple[PfRef, PfSnapshot]]:
@@ -340,7 +355,7 @@ def define(ctx: Context, spec: PoolSpec) -> PoolInfo:
 
 
 def undefine(ctx: Context, name: str) -> None:
-    pcis = ctx.store.read(lambda s: _member_pcis(s, name))
+    pcis = _member_pcis(ctx, name)
 
     def forget(session: Session) -> None:
         pool = _pool(session, name)
@@ -355,7 +370,7 @@ def undefine(ctx: Context, name: str) -> None:
 
 
 def set_autostart(ctx: Context, name: str, enabled: bool) -> PoolInfo:
-    snapshots = _snapshots(ctx, ctx.store.read(lambda s: _member_pcis(s, name)))
+    snapshots = _snapshots(ctx, _member_pcis(ctx, name))
 
     def mark(session: Session) -> PoolInfo:
         pool = _pool(session, name)
@@ -396,12 +411,12 @@ class _State:
 def _lock_set(ctx: Context, name: str) -> tuple[list[str], set[str]]:
     """The PFs a change of pool ``name`` may touch: its own, and for a module-param PF every
     PF its driver serves (a reload takes them all down). Returns (members, lock set)."""
-    def read(session: Session) -> tuple[list[str], dict[str, str | None], Method]:
-        pool = _pool(session, name)
-        pcis = [member.pf_pci for member in pool.members]
-        return pcis, Queries(session).pf_drivers(pcis), pool.method
+    def read(rows: PoolRows) -> tuple[list[str], dict[str, str | None], Method]:
+        pool = rows.pool(name)
+        pcis = [member.pf_pci for member in rows.members(pool)]
+        return pcis, rows.pf_drivers(pcis), pool.method
 
-    members, stored_drivers, method = ctx.store.read(read)
+    members, stored_drivers, method = _read_pools(ctx, read)
     locked = set(members)
     # Every PF of the host is read only for a module-param member: enumerating the PCI
     # devices (1,024 VFs among them) was a sixth of a 1024-VF start's own CPU.
@@ -425,17 +440,26 @@ def _locked(ctx: Context, name: str, change: Callable[[set[str]], T]) -> T:
         _, locked = _lock_set(ctx, name)
         with ctx.locks.pfs(locked, exclusive=True):
             # The pool may have been redefined while this process waited for the locks.
-            if set(ctx.store.read(lambda s: _member_pcis(s, name))) <= locked:
+            if set(_member_pcis(ctx, name)) <= locked:
                 return change(locked)
     raise Conflict(f"pool {name!r} kept changing while this command waited for it; retry")
 
 
-def _gather(session: Session, name: str, locked: set[str]) -> _State:
-    pool = _pool(session, name)
-    return _State(pool_id=pool.id, active=pool.state == PoolState.ACTIVE,
-                  mode=pool.mode, method=pool.method, vfs=pool.vfs_per_pf,
-                  members=tuple((m.pf_pci, range_of(m)) for m in pool.members),
-                  uses=_uses(session, locked), leases=tuple(_live(session, locked)))
+def _gather(ctx: Context, name: str, locked: set[str]) -> _State:
+    def read(rows: PoolRows) -> _State:
+        pool = rows.pool(name)
+        pcis = sorted(locked)
+        uses: dict[str, list[PfUse]] = {pci: [] for pci in pcis}
+        for member in rows.memberships(pcis):
+            uses[member.pf_pci].append(_use(member))
+        return _State(pool_id=pool.id, active=pool.state == PoolState.ACTIVE,
+                      mode=pool.mode, method=pool.method, vfs=pool.vfs_per_pf,
+                      members=tuple((m.pf_pci, range_of(m)) for m in rows.members(pool)),
+                      uses=uses, leases=tuple(
+                          LiveLease(row.id, row.pool, row.owner, row.pf_pci, row.vf_pci,
+                                    row.vf_index) for row in rows.live_leases_on(pcis)))
+
+    return _read_pools(ctx, read)
 
 
 def _members(state: _State, snapshots: Snapshots, name: str) -> list[_Member]:
@@ -537,12 +561,15 @@ def _verify(ctx: Context, state: _State, members: list[_Member], timeout: float)
 def _inventory(session: Session, pool: Pool, members: list[_Member],
                verified: Mapping[str, PfSnapshot]) -> None:
     """Record the pool's VFs: new ones free, known ones updated, vanished ones unusable."""
+    _upsert_pfs(session, [verified[member.pci] for member in members])
+    claims = {member.pci: claimed_range(member.vf_range, verified[member.pci].totalvfs)
+              for member in members}
+    queries = Queries(session)
+    stored = queries.vfs_in_ranges([(pci, claimed.start, claimed.end)
+                                    for pci, claimed in claims.items()])
     for member in members:
         pf = verified[member.pci]
-        _upsert_pf(session, pf)
-        claimed = claimed_range(member.vf_range, pf.totalvfs)
-        queries = Queries(session)
-        rows = queries.vfs_in(member.pci, claimed.start, claimed.end)
+        rows = stored[member.pci]
         leased = queries.vf_ids_with_live_lease([row.id for row in rows.values()])
         held = {row.vf_index for row in rows.values() if row.id in leased}
         changes = plan_inventory(pf, used_indices(member.vf_range, pool.vfs_per_pf),
@@ -590,7 +617,7 @@ def _apply(ctx: Context, name: str, locked: set[str], *, allow_disruption: bool,
     took down, inventory, and mark the pool active. Runs under the exclusive locks of
     ``locked``; ``state``, when given, was gathered under them."""
     if state is None:
-        state = ctx.store.read(lambda s: _gather(s, name, locked))
+        state = _gather(ctx, name, locked)
     if snapshots is None:
         snapshots = _snapshots(ctx, sorted(locked))
     link_timeout = LINK_WAIT if link_timeout is None else link_timeout  # read at call time
@@ -714,13 +741,10 @@ def _wait_for_links(ctx: Context, linked: list[str], snapshots: Snapshots, timeo
 def _choose_selected(ctx: Context, name: str, progress: Progress) -> None:
     """A pool with selectors takes, at the start of an inactive pool, every PF of this host
     that a selector matches and no other pool uses; an active pool keeps the PFs it has."""
-    def read(session: Session) -> tuple[PoolSpec, bool]:
-        pool = _pool(session, name)
-        return spec_of(pool), pool.state == PoolState.ACTIVE
-
-    spec, active = ctx.store.read(read)
-    if not spec.selectors or active:
+    pool_row = _read_pools(ctx, lambda rows: rows.pool(name))
+    if not pool_row.selectors or pool_row.state == PoolState.ACTIVE:
         return
+    spec = ctx.store.read(lambda session: spec_of(_pool(session, name)))
     wanted = ", ".join(str(selector) for selector in spec.selectors)
     progress(f"choosing the PFs that match {wanted}")
     matching = selected(spec.selectors, ctx.sysfs.pfs())
@@ -770,7 +794,7 @@ def start(ctx: Context, name: str, *, allow_disruption: bool = False,
 
     def change(locked: set[str]) -> PoolStarted:
         snapshots = _snapshots(ctx, sorted(locked))
-        state = ctx.store.read(lambda s: _gather(s, name, locked))
+        state = _gather(ctx, name, locked)
         if state.active and not _needs_start(state, snapshots):
             record = ctx.store.read(lambda s: _record(s, _pool(s, name), snapshots))
             return PoolStarted(**_fields(record), changed=(), lost=(), already_active=True)
@@ -828,7 +852,7 @@ def destroy(ctx: Context, name: str, *, force: bool = False, keep_vfs: bool = Fa
             emptied = _empty_pfs(ctx, name, locked, reset, allow_disruption=allow_disruption,
                                  progress=progress)
         lost = sorted({lease.id for lease in reset})
-        snapshots = _snapshots(ctx, ctx.store.read(lambda s: _member_pcis(s, name)))
+        snapshots = _snapshots(ctx, _member_pcis(ctx, name))
 
         def deactivate(session: Session) -> PoolDestroyed:
             pool = _pool(session, name)
@@ -857,7 +881,7 @@ def _empty_pfs(ctx: Context, name: str, locked: set[str], reset: list[LiveLease]
                allow_disruption: bool, progress: Progress) -> list[str]:
     """Set the pool's PFs back to 0 VFs, except those another active pool still uses; the
     leases of other pools whose VFs a module reload resets are added to ``reset``."""
-    state = ctx.store.read(lambda s: _gather(s, name, locked))
+    state = _gather(ctx, name, locked)
     snapshots = _snapshots(ctx, sorted(locked))
     members = _members(state, snapshots, name)
     emptied = []

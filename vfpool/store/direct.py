@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
 
-from sqlalchemy import Select
+from sqlalchemy import ColumnElement, Select, bindparam
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -39,6 +39,23 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 _UNSET = object()  # no value seen yet
+
+
+def here(table: Any, scoped: bool) -> tuple[ColumnElement[bool], ...]:
+    """``table.host_id = :host`` on a scoped store; nothing otherwise (statements run here
+    name their host themselves: the ORM's scoping does not reach them)."""
+    return (table.c.host_id == bindparam("host"),) if scoped else ()
+
+
+def listed(name: str, count: int) -> list[Any]:
+    """``count`` parameters ``name0``, ``name1``, ...: an IN list of fixed length (an
+    expanding parameter cannot run here)."""
+    return [bindparam(f"{name}{index}") for index in range(count)]
+
+
+def listed_values(name: str, values: Sequence[Any]) -> dict[str, Any]:
+    """The parameters of ``listed(name, len(values))``."""
+    return {f"{name}{index}": value for index, value in enumerate(values)}
 
 
 class Compiled:

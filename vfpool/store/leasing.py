@@ -22,7 +22,6 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
-    ColumnElement,
     Insert,
     Select,
     Update,
@@ -37,20 +36,19 @@ from sqlalchemy import (
 )
 
 from vfpool.errors import NotFound
-from vfpool.store.direct import Transaction
+from vfpool.store.direct import Transaction, here, listed, listed_values
 from vfpool.store.states import LIVE_LEASE_STATES, LeaseState, LinkState, Mode, PoolState, VfState
-from vfpool.store.tables import LEASE_ID_MAX, events, leases, members, pfs, pools, vfs
+from vfpool.store.tables import (
+    LEASE_ID_MAX,
+    events,
+    leases,
+    live_lease,
+    members,
+    pfs,
+    pools,
+    vfs,
+)
 from vfpool.store.types import utcnow
-
-
-def _live() -> ColumnElement[bool]:
-    return leases.c.state.in_([literal_column(f"'{state.value}'")
-                               for state in LIVE_LEASE_STATES])
-
-
-def _here(table: Any, scoped: bool) -> tuple[ColumnElement[bool], ...]:
-    """``table.host_id = :host`` on a scoped store; nothing otherwise."""
-    return (table.c.host_id == bindparam("host"),) if scoped else ()
 
 
 class Keep:
@@ -136,7 +134,7 @@ _POOL_COLUMNS = (pools.c.id, pools.c.host_id, pools.c.name, pools.c.state, pools
 @functools.cache
 def _pool_by_name(scoped: bool) -> Select[Any]:
     return select(*_POOL_COLUMNS).where(pools.c.name == bindparam("name"),
-                                        *_here(pools, scoped))
+                                        *here(pools, scoped))
 
 
 @functools.cache
@@ -175,22 +173,13 @@ def _free_vfs(by_numa: bool, spread: bool, lock: bool) -> Select[Any]:
 @functools.cache
 def _live_with_mac(scoped: bool) -> Select[Any]:
     return select(leases.c.id, leases.c.owner).where(
-        leases.c.mac == bindparam("mac"), _live(), *_here(leases, scoped)).limit(1)
-
-
-def _listed(name: str, count: int) -> list[Any]:
-    """``count`` parameters ``name0``, ``name1``, ...: an IN list of fixed length."""
-    return [bindparam(f"{name}{index}") for index in range(count)]
-
-
-def _named(name: str, values: Sequence[Any]) -> dict[str, Any]:
-    return {f"{name}{index}": value for index, value in enumerate(values)}
+        leases.c.mac == bindparam("mac"), live_lease(), *here(leases, scoped)).limit(1)
 
 
 @functools.lru_cache(maxsize=64)
 def _live_macs(scoped: bool, count: int) -> Select[Any]:
-    return select(leases.c.mac).where(leases.c.mac.in_(_listed("mac", count)),
-                                      _live(), *_here(leases, scoped))
+    return select(leases.c.mac).where(leases.c.mac.in_(listed("mac", count)),
+                                      live_lease(), *here(leases, scoped))
 
 
 @functools.cache
@@ -208,7 +197,7 @@ def _set_vfs(with_reason: bool, count: int) -> Update:
     values: dict[str, Any] = {"state": bindparam("new_state"), "updated_at": bindparam("now")}
     if with_reason:
         values["reason"] = bindparam("new_reason")
-    return update(vfs).where(vfs.c.id.in_(_listed("vf", count))).values(**values)
+    return update(vfs).where(vfs.c.id.in_(listed("vf", count))).values(**values)
 
 
 @functools.cache
@@ -220,17 +209,17 @@ def _set_vf_netdev() -> Update:
 
 @functools.cache
 def _lease_row(scoped: bool) -> Select[Any]:
-    return _leases().where(leases.c.id == bindparam("lease_id"), *_here(leases, scoped))
+    return _leases().where(leases.c.id == bindparam("lease_id"), *here(leases, scoped))
 
 
 @functools.cache
 def _lease_list(scoped: bool, of_pool: bool, of_owner: bool, live: bool) -> Select[Any]:
-    query = _leases().where(*_here(leases, scoped)).order_by(leases.c.id)
+    query = _leases().where(*here(leases, scoped)).order_by(leases.c.id)
     if of_pool:
         query = query.where(leases.c.pool_id == bindparam("pool_id"))
     if of_owner:
         query = query.where(leases.c.owner == bindparam("owner"))
-    return query.where(_live()) if live else query
+    return query.where(live_lease()) if live else query
 
 
 def _leases() -> Select[Any]:
@@ -254,10 +243,10 @@ def _leases() -> Select[Any]:
 def _change_lease(scoped: bool, from_state: LeaseState | None) -> Update:
     """Set a lease's columns (the execution's parameters name them) if it is in
     ``from_state`` (None: live) and, on a scoped store, on this host."""
-    state = _live() if from_state is None else \
+    state = live_lease() if from_state is None else \
         leases.c.state == literal_column(f"'{from_state.value}'")
     return update(leases).where(leases.c.id == bindparam("lease_id"), state,
-                                *_here(leases, scoped))
+                                *here(leases, scoped))
 
 
 def _lease(row: Sequence[Any]) -> LeaseRow:
@@ -304,7 +293,7 @@ class LeaseRows:
         if not macs:
             return set()
         return set(self.transaction.scalars(_live_macs(self.scoped, len(macs)),
-                                            self._params(**_named("mac", macs))))
+                                            self._params(**listed_values("mac", macs))))
 
     def add_lease(self, values: dict[str, Any]) -> int:
         """Insert a lease (``values``: its columns); its id."""
@@ -318,7 +307,7 @@ class LeaseRows:
         """Set the state of VF rows, and their reason unless ``KEEP``."""
         if not vf_ids:
             return
-        params = {"new_state": state, "now": utcnow(), **_named("vf", vf_ids)}
+        params = {"new_state": state, "now": utcnow(), **listed_values("vf", vf_ids)}
         if not isinstance(reason, Keep):
             params["new_reason"] = reason
         self.transaction.run(_set_vfs(not isinstance(reason, Keep), len(vf_ids)), params)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, case, delete, func, literal_column, select
+from sqlalchemy import ColumnElement, and_, case, delete, func, literal_column, or_, select
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import InstrumentedAttribute, Session, joinedload
 
@@ -126,7 +126,12 @@ class Queries:
 
     # ------------------------------------------------------------------ PFs
     def pf(self, pci: str) -> Pf | None:
-        return self.session.scalars(select(Pf).where(Pf.pci == pci)).one_or_none()
+        return self.pfs([pci]).get(pci)
+
+    def pfs(self, pcis: Sequence[str]) -> dict[str, Pf]:
+        """The PF rows of ``pcis`` that the store has, by address, in one query."""
+        return {row.pci: row for row in self.session.scalars(
+            select(Pf).where(Pf.pci.in_(list(pcis))))}
 
     def known_pf_pcis(self) -> set[str]:
         return set(self.session.scalars(select(Pf.pci)))
@@ -134,8 +139,19 @@ class Queries:
     # ------------------------------------------------------------------ VFs
     def vfs_in(self, pf_pci: str, first: int, last: int) -> dict[int, Vf]:
         """The VF rows of a PF with indices ``first``..``last``, by index."""
-        return {row.vf_index: row for row in self.session.scalars(select(Vf).where(
-            Vf.pf_pci == pf_pci, Vf.vf_index >= first, Vf.vf_index <= last))}
+        return self.vfs_in_ranges([(pf_pci, first, last)])[pf_pci]
+
+    def vfs_in_ranges(self, ranges: Sequence[tuple[str, int, int]]
+                      ) -> dict[str, dict[int, Vf]]:
+        """The VF rows in each (PF, first index, last index), by PF and index, in one query
+        (a pool start's members: a query each cost more than the rows)."""
+        found: dict[str, dict[int, Vf]] = {pci: {} for pci, _, _ in ranges}
+        if ranges:
+            for row in self.session.scalars(select(Vf).where(or_(*(
+                    and_(Vf.pf_pci == pci, Vf.vf_index >= first, Vf.vf_index <= last)
+                    for pci, first, last in ranges)))):
+                found[row.pf_pci][row.vf_index] = row
+        return found
 
     def delete_vfs_of_pf(self, pf_pci: str) -> int:
         """Delete the VF rows of a PF, in one statement (the host scope applies to it as to

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    ColumnElement,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -29,6 +30,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    literal_column,
     text,
 )
 
@@ -244,6 +246,13 @@ events = Table(
     Column("detail", _json()),
     sqlite_autoincrement=True,
 )
+
+
+def live_lease() -> ColumnElement[bool]:
+    """``leases.state IN ('reserved', 'active')`` with the values written in, the WHERE of the
+    partial indexes above: with bound parameters SQLite's planner cannot use them."""
+    return leases.c.state.in_([literal_column(f"'{state.value}'")
+                               for state in LIVE_LEASE_STATES])
 
 
 def add_postgresql_options() -> None:
