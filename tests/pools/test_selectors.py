@@ -12,9 +12,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CliResult
-from vfpool.errors import InvalidInput
+from vfpool.errors import Conflict, InvalidInput
 from vfpool.host.sysfs import Sysfs
 from vfpool.model.pool import PfSelector, selected
+from vfpool.model.snapshot import PfSnapshot
+from vfpool.service import pools
+from vfpool.service.context import Context
 
 Cli = Callable[..., CliResult]
 X710 = "vendor=8086,device=1572"  # the default sim's two i40e ports, 0000:85:00.0/.1
@@ -156,3 +159,28 @@ def test_one_toml_defines_the_same_pool_on_a_host_with_other_addresses(
 def test_define_refuses(args: tuple[str, ...], error: str, cli: Cli, sim_root: Path) -> None:
     result = cli("--sim", str(sim_root), "pool", "define", "x", "--vfs", "2", *args)
     assert (result.exit_code, result.stderr) == (2, error + "\n")
+
+
+def test_a_start_refuses_selectors_that_changed_while_it_chose(
+        cli: Cli, sim_root: Path, ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The PFs are matched outside the store's transaction; if the pool is defined again
+    with other selectors meanwhile, the start records nothing and says so."""
+    sim = ("--sim", str(sim_root))
+    ok(cli(*sim, "pool", "define", "t", "--select", f"{X710},pf=enp133s0f0", "--vfs", "2"))
+    enumerate_pfs = ctx.sysfs.pfs
+
+    def redefined_meanwhile(*, with_vfs: bool = False) -> list[PfSnapshot]:
+        found = enumerate_pfs(with_vfs=with_vfs)
+        ok(cli(*sim, "pool", "undefine", "t"))
+        ok(cli(*sim, "pool", "define", "t", "--select", "driver=ixgbe", "--vfs", "2"))
+        return found
+
+    monkeypatch.setattr(ctx.sysfs, "pfs", redefined_meanwhile)
+    with pytest.raises(Conflict, match="the selectors of pool 't' changed while this start "
+                                       "chose its PFs; retry"):
+        pools.start(ctx, "t")
+    assert pool_json(cli, sim_root, "t")["pfs"] == []
+    monkeypatch.setattr(ctx.sysfs, "pfs", enumerate_pfs)
+    pools.start(ctx, "t")  # the retry matches the selectors it reads
+    assert [pf["pci"] for pf in pool_json(cli, sim_root, "t")["pfs"]] == [  # type: ignore[index]
+        "0000:05:00.0", "0000:05:00.1"]

@@ -742,17 +742,21 @@ def _choose_selected(ctx: Context, name: str, progress: Progress) -> None:
     """A pool with selectors takes, at the start of an inactive pool, every PF of this host
     that a selector matches and no other pool uses; an active pool keeps the PFs it has."""
     pool_row = _read_pools(ctx, lambda rows: rows.pool(name))
-    if not pool_row.selectors or pool_row.state == PoolState.ACTIVE:
+    selectors = selectors_of(pool_row.selectors)
+    if not selectors or pool_row.state == PoolState.ACTIVE:
         return
-    spec = ctx.store.read(lambda session: spec_of(_pool(session, name)))
-    wanted = ", ".join(str(selector) for selector in spec.selectors)
+    wanted = ", ".join(str(selector) for selector in selectors)
     progress(f"choosing the PFs that match {wanted}")
-    matching = selected(spec.selectors, ctx.sysfs.pfs())
+    matching = selected(selectors, ctx.sysfs.pfs())
 
     def choose(session: Session) -> None:
         pool = _pool(session, name)
         if pool.state == PoolState.ACTIVE:
             return  # another start got there first
+        if selectors_of(pool.selectors) != selectors:
+            raise Conflict(f"the selectors of pool {name!r} changed while this start chose "
+                           "its PFs; retry")
+        spec = spec_of(pool)
         # An inactive selector pool holds no PF: its members are only its last choice.
         taken = {member.pf_pci: other.name for other, member in
                  Queries(session).memberships([str(pf.pci) for pf in matching])
