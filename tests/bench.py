@@ -30,7 +30,9 @@ run.
    a `pool destroy` each time: vfpool's CPU beyond the sim's own (both from ``SimMeter``), as a
    fraction of the sim's, the median over the starts. Target: at most 10%. The connection's
    first start (statements compiled for the first time, a sim tree never sized) is measured
-   too and shown on its own row, not in the median.
+   too and shown on its own row, not in the median. So is the start's floor, its work done
+   bare: the read-back of the VFs' links with plain system calls, and the insert of their
+   rows with bare sqlite3 (with and without the free-count trigger), against the sim's CPU.
 6. The report over 8 x 256 VFs, 2000 leases and 100k events: tests/bench_report.py, which
    `make bench` runs next. No target.
 
@@ -51,10 +53,12 @@ rougher.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import importlib.util
 import json
 import multiprocessing
+import os
 import shutil
 import sqlite3
 import statistics
@@ -62,6 +66,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import vfpool
@@ -176,6 +181,76 @@ def start_rows(first: Sample, samples: list[Sample], where: str) -> list[Row]:
             f"{ms(first.own_cpu)} / {ms(first.sim_cpu)} = "
             f"{first.own_cpu / first.sim_cpu * 100:.0f}%"),
         Row("   simulator port calls per start", f"{samples[0].port_calls}"),
+    ]
+
+
+@dataclass(frozen=True)
+class StartFloor:
+    """A pool start's unavoidable work, done bare (process CPU seconds, medians): the one
+    read-back of the VFs' links with plain system calls, and the insert of their rows with
+    bare sqlite3, with the free-count trigger (migrations/versions/0006) and without it."""
+
+    read_back: float
+    insert: float
+    insert_untriggered: float
+    vfs: int
+
+
+def start_floor(root: Path, db_path: Path, loops: int = 7) -> StartFloor:
+    """Measured on the started pool's host and store; every insert is rolled back."""
+    devices = root / "sys/bus/pci/devices"
+    pfs = sorted(str(devices / name) for name in os.listdir(devices)
+                 if (devices / name / "sriov_totalvfs").exists())
+
+    def read_back() -> None:
+        for folder in pfs:
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                for entry in os.listdir(folder):
+                    if entry.startswith("virtfn"):
+                        target = os.readlink(entry, dir_fd=fd)
+                        with contextlib.suppress(OSError):
+                            os.readlink(target + "/driver", dir_fd=fd)
+            finally:
+                os.close(fd)
+
+    reads = []
+    for _ in range(loops):
+        started = time.process_time()
+        read_back()
+        reads.append(time.process_time() - started)
+    connection = sqlite3.connect(db_path, isolation_level=None)
+    connection.execute("PRAGMA foreign_keys=ON")
+    columns = 'host_id, pf_pci, "index", pci, netdev, state, reason, updated_at'
+    rows = connection.execute(f"SELECT {columns} FROM vfs").fetchall()
+    inserts: dict[bool, list[float]] = {True: [], False: []}
+    try:
+        for _ in range(loops):
+            for triggered in (True, False):
+                connection.execute("BEGIN IMMEDIATE")
+                if not triggered:
+                    connection.execute("DROP TRIGGER vfs_free_insert")
+                connection.execute("DELETE FROM vfs")
+                started = time.process_time()
+                connection.executemany(f"INSERT INTO vfs ({columns}) VALUES "
+                                       f"({', '.join('?' * 8)})", rows)
+                inserts[triggered].append(time.process_time() - started)
+                connection.execute("ROLLBACK")
+    finally:
+        connection.close()
+    return StartFloor(statistics.median(reads), statistics.median(inserts[True]),
+                      statistics.median(inserts[False]), len(rows))
+
+
+def floor_rows(floor: StartFloor, samples: list[Sample]) -> list[Row]:
+    sim_cpu = median_of(samples, "sim_cpu")
+    bare = floor.read_back + floor.insert
+    return [
+        Row(f"   its floor, done bare: reading the {floor.vfs} VFs' links (os calls)",
+            ms(floor.read_back)),
+        Row("   its floor, done bare: inserting their rows (sqlite3), with / without "
+            "the free-count trigger", f"{ms(floor.insert)} / {ms(floor.insert_untriggered)}"),
+        Row("   the floor beyond the simulator's CPU", f"{bare / sim_cpu * 100:.0f}%"),
     ]
 
 
@@ -538,8 +613,10 @@ def main() -> None:
         show(api_rows(samples, floor, overhead, history, empty), f"{title}: 1-3")
         with phase("4. cold processes"):
             show(cold_rows(roots["256"], workdir), f"{title}: 4")
-        show(start_rows(first_start, starts, "tmpfs" if memory else "the disk-backed /tmp"),
-             f"{title}: 5")
+        with phase("5. the pool start's floor, done bare"):
+            floor_of_start = start_floor(start_root, workdir / "start.db")
+        show(start_rows(first_start, starts, "tmpfs" if memory else "the disk-backed /tmp")
+             + floor_rows(floor_of_start, starts), f"{title}: 5")
 
         sections = {name: any(row.verdict == "NOT MET" for row in rows)
                     for name, rows in _sections(every).items()}
