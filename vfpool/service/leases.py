@@ -69,7 +69,8 @@ from vfpool.service.lease_results import (
     LeaseVf,
 )
 from vfpool.store.direct import Transaction
-from vfpool.store.leasing import FreeVfRow, LeaseRow, LeaseRows, PoolRow
+from vfpool.store.leasing import FreeVfRow, LeaseRow, LeaseRows
+from vfpool.store.pool_rows import PoolRow
 from vfpool.store.states import LeaseState, Mode, PoolState, VfState
 from vfpool.store.types import utcnow
 

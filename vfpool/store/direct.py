@@ -324,3 +324,19 @@ def _roll_back(pooled: Any, connection: Any, cursor: Any, exc: BaseException,
         connection.rollback()
     except error as failed:
         pooled.invalidate(failed)
+
+
+class HostRows:
+    """Reads and writes of direct statements in one transaction, on one host's rows: each
+    statement names the host itself (``here()``), and ``_params`` gives it the host's id
+    (``host_id`` None: an unscoped store, every host's rows)."""
+
+    def __init__(self, transaction: Transaction, host_id: int | None) -> None:
+        self.transaction = transaction
+        self.host_id = host_id
+        self.scoped = host_id is not None
+
+    def _params(self, **params: Any) -> dict[str, Any]:
+        if self.scoped:
+            params["host"] = self.host_id
+        return params

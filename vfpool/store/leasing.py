@@ -36,8 +36,9 @@ from sqlalchemy import (
 )
 
 from vfpool.errors import NotFound
-from vfpool.store.direct import Transaction, here, listed, listed_values
-from vfpool.store.states import LIVE_LEASE_STATES, LeaseState, LinkState, Mode, PoolState, VfState
+from vfpool.store.direct import here, listed, listed_values
+from vfpool.store.pool_rows import PoolRow, PoolRows
+from vfpool.store.states import LIVE_LEASE_STATES, LeaseState, Mode, VfState
 from vfpool.store.tables import (
     LEASE_ID_MAX,
     events,
@@ -56,25 +57,6 @@ class Keep:
 
 
 KEEP = Keep()
-
-
-class PoolRow(NamedTuple):
-    """What an acquire needs of a pool."""
-
-    id: int
-    host_id: int
-    name: str
-    state: PoolState
-    mode: Mode
-    vfs_per_pf: int
-    vlan: int | None
-    qos: int | None
-    spoofchk: bool | None
-    trust: bool | None
-    min_tx_rate: int | None
-    max_tx_rate: int | None
-    mtu: int | None
-    link_state: LinkState | None
 
 
 class FreeVfRow(NamedTuple):
@@ -125,22 +107,6 @@ class LeaseRow(NamedTuple):
 
 
 # ---------------------------------------------------------------- the statements, built once
-
-_POOL_COLUMNS = (pools.c.id, pools.c.host_id, pools.c.name, pools.c.state, pools.c.mode,
-                 pools.c.vfs_per_pf, pools.c.vlan, pools.c.qos, pools.c.spoofchk, pools.c.trust,
-                 pools.c.min_tx_rate, pools.c.max_tx_rate, pools.c.mtu, pools.c.link_state)
-
-
-@functools.cache
-def _pool_by_name(scoped: bool) -> Select[Any]:
-    return select(*_POOL_COLUMNS).where(pools.c.name == bindparam("name"),
-                                        *here(pools, scoped))
-
-
-@functools.cache
-def _member_pcis() -> Select[Any]:
-    return select(members.c.pf_pci).where(members.c.pool_id == bindparam("pool_id"))
-
 
 @functools.cache
 def _free_vfs(by_numa: bool, spread: bool, lock: bool) -> Select[Any]:
@@ -253,29 +219,10 @@ def _lease(row: Sequence[Any]) -> LeaseRow:
     return LeaseRow._make(row)  # the columns of _leases, in order
 
 
-class LeaseRows:
+class LeaseRows(PoolRows):
     """The lease path's reads and writes in one transaction, on one host's rows."""
 
-    def __init__(self, transaction: Transaction, host_id: int | None) -> None:
-        self.transaction = transaction
-        self.host_id = host_id
-        self.scoped = host_id is not None
-
-    def _params(self, **params: Any) -> dict[str, Any]:
-        if self.scoped:
-            params["host"] = self.host_id
-        return params
-
     # ------------------------------------------------------------ acquire
-    def pool(self, name: str) -> PoolRow:
-        row = self.transaction.first(_pool_by_name(self.scoped), self._params(name=name))
-        if row is None:
-            raise NotFound(f"no pool named {name!r}")
-        return PoolRow._make(row)
-
-    def member_pcis(self, pool: PoolRow) -> frozenset[str]:
-        return frozenset(self.transaction.scalars(_member_pcis(), {"pool_id": pool.id}))
-
     def free_vfs(self, pool: PoolRow, count: int, *, numa_node: int | None,
                  spread: bool, lock: bool) -> list[FreeVfRow]:
         params: dict[str, Any] = {"pool_id": pool.id, "vfs_per_pf": pool.vfs_per_pf,

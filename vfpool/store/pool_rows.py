@@ -1,12 +1,14 @@
-"""What a pool change reads before it touches the host, as direct statements.
+"""A pool's reads as direct statements: what a pool change plans with, and what an acquire
+reads of its pool.
 
 ``pool start``, ``destroy`` and ``resize`` read a pool and the memberships and live leases
 of the PFs they lock three or four times before their one write: to find the PFs to lock,
 to see that the pool did not change while they waited, and to gather what the plans need.
 Through the ORM each of those reads was a session, a statement per table and a lazy load of
 the pool's members, about 1 ms; here each is one ``Store.read_rows()`` transaction of Core
-statements (store/direct.py), as the lease path's are (store/leasing.py). The writes stay
-with the ORM.
+statements (store/direct.py). The lease path's ``LeaseRows`` (store/leasing.py) extends
+``PoolRows``, so a pool and its members are read by one statement each, whoever reads them.
+The pool changes' writes stay with the ORM.
 
 As in store/leasing.py, the ORM's host scoping does not reach these statements: each names
 the host itself (``host_id = :host`` on a scoped store), and the live-lease filter has its
@@ -22,21 +24,30 @@ from typing import Any, NamedTuple
 from sqlalchemy import Select, bindparam, select
 
 from vfpool.errors import NotFound
-from vfpool.store.direct import Transaction, here, listed, listed_values
-from vfpool.store.states import Method, Mode, PoolState
+from vfpool.store.direct import HostRows, here, listed, listed_values
+from vfpool.store.states import LinkState, Method, Mode, PoolState
 from vfpool.store.tables import leases, live_lease, members, pfs, pools
 
 
-class PoolStateRow(NamedTuple):
-    """What a pool change needs of the pool itself."""
+class PoolRow(NamedTuple):
+    """A pool, as a change of it and an acquire from it read it."""
 
     id: int
+    host_id: int
     name: str
     state: PoolState
     method: Method
     mode: Mode
     vfs_per_pf: int
     selectors: str | None
+    vlan: int | None
+    qos: int | None
+    spoofchk: bool | None
+    trust: bool | None
+    min_tx_rate: int | None
+    max_tx_rate: int | None
+    mtu: int | None
+    link_state: LinkState | None
 
 
 class MemberRow(NamedTuple):
@@ -69,8 +80,7 @@ _MEMBER_COLUMNS = (pools.c.id, pools.c.name, pools.c.state, pools.c.method, pool
 
 @functools.cache
 def _pool(scoped: bool) -> Select[Any]:
-    return select(pools.c.id, pools.c.name, pools.c.state, pools.c.method, pools.c.mode,
-                  pools.c.vfs_per_pf, pools.c.selectors).where(
+    return select(*(pools.c[name] for name in PoolRow._fields)).where(
         pools.c.name == bindparam("name"), *here(pools, scoped))
 
 
@@ -106,28 +116,23 @@ def _pf_drivers(scoped: bool, count: int) -> Select[Any]:
                                                  *here(pfs, scoped))
 
 
-class PoolRows:
-    """A pool change's reads in one transaction, on one host's rows."""
+class PoolRows(HostRows):
+    """A pool's reads in one transaction, on one host's rows: what a pool change plans with,
+    and (store/leasing.py's ``LeaseRows``) what an acquire reads of the pool."""
 
-    def __init__(self, transaction: Transaction, host_id: int | None) -> None:
-        self.transaction = transaction
-        self.host_id = host_id
-        self.scoped = host_id is not None
-
-    def _params(self, **params: Any) -> dict[str, Any]:
-        if self.scoped:
-            params["host"] = self.host_id
-        return params
-
-    def pool(self, name: str) -> PoolStateRow:
+    def pool(self, name: str) -> PoolRow:
         row = self.transaction.first(_pool(self.scoped), self._params(name=name))
         if row is None:
             raise NotFound(f"no pool named {name!r}")
-        return PoolStateRow._make(row)
+        return PoolRow._make(row)
 
-    def members(self, pool: PoolStateRow) -> list[MemberRow]:
+    def members(self, pool: PoolRow) -> list[MemberRow]:
+        """The pool's memberships, in pool order."""
         return [MemberRow._make(row)
                 for row in self.transaction.rows(_members_of(), {"pool_id": pool.id})]
+
+    def member_pcis(self, pool: PoolRow) -> frozenset[str]:
+        return frozenset(member.pf_pci for member in self.members(pool))
 
     def memberships(self, pcis: Sequence[str]) -> list[MemberRow]:
         if not pcis:
