@@ -157,6 +157,26 @@ def test_vfs_are_sorted_by_index_past_ten(sim: SimHost, sysfs: Sysfs) -> None:
     assert sysfs.pf(PF0).vfs[10].netdev == "enp5s0f0v10"
 
 
+def test_a_virtfn_link_that_leaves_the_pfs_folder_is_not_followed(
+        sim: SimHost, sysfs: Sysfs, tmp_path: Path) -> None:
+    """The kernel links a VF beside its PF (``../<address>``), and the VFs' drivers are read
+    through that relative link. A link anywhere else, here an absolute one out of the root,
+    is not followed: its VF is read by its parsed address under the root."""
+    _enable(sim, PF0, 2)
+    trap = tmp_path / "elsewhere" / str(VF1)
+    trap.mkdir(parents=True)
+    os.symlink("../../../bus/pci/drivers/vfio-pci", trap / "driver")
+    pf_dir = sysfs.device_dir(PF0)
+    (pf_dir / "virtfn1").unlink()
+    os.symlink(trap, pf_dir / "virtfn1")
+    assert [(vf.index, str(vf.pci), vf.driver, vf.netdev) for vf in sysfs.pf(PF0).vfs] == [
+        (0, "0000:05:10.0", "ixgbevf", "enp5s0f0v0"),
+        (1, "0000:05:10.2", "ixgbevf", "enp5s0f0v1"),  # the root's VF, not the trap's
+    ]
+    os.unlink(sysfs.device_dir(VF0) / "driver")  # through the relative link, unbound reads
+    assert [vf.driver for vf in sysfs.pf(PF0).vfs] == [None, "ixgbevf"]  # as unbound
+
+
 @pytest.mark.parametrize(("spec", "vf_driver", "first_vf", "vf_netdev"), [
     ("intel-82599@0000:05:00.0", "ixgbevf", "0000:05:10.0", "enp5s0f0v0"),
     ("intel-x710@0000:85:00.0", "iavf", "0000:85:02.0", "enp133s0f0v0"),
