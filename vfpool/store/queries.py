@@ -18,7 +18,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import InstrumentedAttribute, Session, joinedload
 
 from vfpool.errors import NotFound
-from vfpool.store.models import Event, Lease, Pf, Pool, PoolPf, Vf
+from vfpool.store.models import Lease, Pf, Pool, PoolPf, Vf
 from vfpool.store.states import LIVE_LEASE_STATES, PoolState, VfState
 from vfpool.store.tables import LEASE_ID_MAX
 
@@ -79,15 +79,6 @@ class Queries:
         if not include_inactive:
             query = query.where(Pool.state == PoolState.ACTIVE)
         return list(self.session.scalars(query))
-
-    def pf_drivers(self, pcis: Sequence[str]) -> dict[str, str | None]:
-        """The driver each of the PFs ``pcis`` had when last seen, in one query (not a
-        lazy load per member)."""
-        return {pci: driver for pci, driver in self.session.execute(
-            select(Pf.pci, Pf.driver).where(Pf.pci.in_(list(pcis))))}
-
-    def member_pcis(self, name: str) -> list[str]:
-        return [member.pf_pci for member in self.pool(name).members]
 
     def autostart_names(self) -> list[str]:
         return list(self.session.scalars(
@@ -185,11 +176,6 @@ class Queries:
             .with_for_update(of=Vf, skip_locked=True))
         return [FreeVf(vf, pf, position) for vf, pf, position in rows]
 
-    def free_count(self, pool: Pool) -> int:
-        return self.session.scalar(
-            select(func.count()).select_from(Vf).join(PoolPf, PoolPf.pool_id == pool.id)
-            .where(in_member(pool.vfs_per_pf), Vf.state == VfState.FREE)) or 0
-
     # ------------------------------------------------------------------ leases
     def lease(self, lease_id: int) -> Lease:
         """A lease with its pool, VF and the VF's PF, in one statement: the lease path reads
@@ -204,12 +190,6 @@ class Queries:
 
     def live_leases(self) -> list[Lease]:
         return list(self.session.scalars(select(Lease).where(live()).order_by(Lease.id)))
-
-    def live_leases_on(self, pcis: Iterable[str]) -> list[tuple[Lease, str]]:
-        """The live leases on the PFs ``pcis``, each with its pool's name."""
-        return [(lease, name) for lease, name in self.session.execute(
-            select(Lease, Pool.name).join(Pool, Pool.id == Lease.pool_id)
-            .where(Lease.pf_pci.in_(list(pcis)), live()).order_by(Lease.id))]
 
     def live_lease_of_vf(self, vf_id: int) -> Lease | None:
         return self.session.scalars(select(Lease).where(Lease.vf_id == vf_id, live())).first()
@@ -263,6 +243,3 @@ class Queries:
         if not include_finished:
             query = query.where(live())
         return [(lease, name) for lease, name in self.session.execute(query)]
-
-    def newest_events(self, limit: int) -> list[Event]:
-        return list(self.session.scalars(select(Event).order_by(Event.id.desc()).limit(limit)))
