@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from vfpool.errors import InvalidInput, NotFound
+from vfpool.host import binding
 from vfpool.host.kernel import RealKernel
 from vfpool.host.sysfs import Sysfs, valid_ifname
 from vfpool.model.pci import PciAddress
@@ -175,6 +176,27 @@ def test_a_virtfn_link_that_leaves_the_pfs_folder_is_not_followed(
     ]
     os.unlink(sysfs.device_dir(VF0) / "driver")  # through the relative link, unbound reads
     assert [vf.driver for vf in sysfs.pf(PF0).vfs] == [None, "ixgbevf"]  # as unbound
+
+
+def test_a_pfs_many_vfs_read_their_drivers_from_the_drivers_folders_alike(
+        make_sim: Callable[..., SimHost]) -> None:
+    """From BULK_DRIVERS VFs on, a PF's VFs take their drivers from the drivers' folders
+    (one listing each) instead of a lookup per VF: the snapshot is the same either way."""
+    sim = make_sim("intel-e810@0000:3b:00.0:totalvfs=128")
+    sysfs = Sysfs(sim)
+    pf = sysfs.pfs()[0].pci
+    _enable(sim, pf, Sysfs.BULK_DRIVERS + 6)
+    vfs = sysfs.pf(pf).vfs
+    binding.bind(sysfs, vfs[3].pci, None)
+    binding.bind(sysfs, vfs[5].pci, "vfio-pci")
+    one_by_one = Sysfs(sim)
+    one_by_one.BULK_DRIVERS = 10**6
+    bulk = Sysfs(sim).pf(pf)
+    assert bulk == one_by_one.pf(pf)
+    drivers = [vf.driver for vf in bulk.vfs]
+    assert (drivers[3], drivers[5], drivers.count("iavf")) == (None, "vfio-pci", len(vfs) - 2)
+    assert bulk.vfs[0].netdev == "enp59s0f0v0" and bulk.vfs[3].netdevs == ()
+    assert Sysfs(sim).bound_devices()[str(pf)] == "ice"
 
 
 @pytest.mark.parametrize(("spec", "vf_driver", "first_vf", "vf_netdev"), [

@@ -86,12 +86,15 @@ def _by_index(vf: VfSnapshot) -> int:
 class Sysfs:
     """Snapshots of the PCI and net devices under ``kernel.root``."""
 
+    BULK_DRIVERS = 64  # VFs of one PF from which their drivers are read in bulk (_vfs_of)
+
     def __init__(self, kernel: KernelPort) -> None:
         self.kernel = kernel
         self.root = kernel.root
         self.pci_devices = self.root / "sys/bus/pci/devices"
         self._devices = str(self.pci_devices)
         self.class_net = self.root / "sys/class/net"
+        self._drivers = str(self.root / "sys/bus/pci/drivers")
         self._pciids: PciIds | None = None
 
     # -- paths: always built from enumerated, parsed addresses, never from user text
@@ -175,26 +178,51 @@ class Sysfs:
         named = _named(target) if target else None
         return None if named is None else self.vf(index, *named)
 
+    def bound_devices(self) -> dict[str, str]:
+        """Every bound PCI device, by name, with its driver's name. The kernel links a bound
+        device in its driver's folder beside the device's own ``driver`` link, and removes
+        both before the driver's remove runs (driver_sysfs_add/remove): one listing per
+        driver here stands for a lookup per device."""
+        bound: dict[str, str] = {}
+        try:
+            drivers = os.listdir(self._drivers)
+        except (FileNotFoundError, NotADirectoryError):
+            return bound
+        for driver in drivers:
+            try:
+                entries = os.listdir(f"{self._drivers}/{driver}")
+            except (FileNotFoundError, NotADirectoryError):  # unloaded since the listing
+                continue
+            for entry in entries:
+                named = _named(entry) if entry[:1].isdigit() else None
+                if named is not None:
+                    bound[named[1]] = driver
+        return bound
+
     def _vfs_of(self, device: Path) -> list[VfSnapshot]:
         """The VFs behind a PF's ``virtfn<N>`` links, by index (each link's address parsed
         once per process: the two regex matches per VF were a large part of a read).
 
-        The links and each VF's ``driver`` are read relative to the PF's folder, held open:
-        the kernel then walks two or three names per read instead of the whole path through
-        ``bus/pci/devices`` and its link (a 1024-VF read-back took 5.2 ms, then 3.9 ms). The
-        kernel puts a VF beside its PF (``../<address>``); a link that points anywhere else
-        is not followed, and its VF is read by its parsed address under this root."""
+        The links are read relative to the PF's folder, held open: the kernel then walks two
+        or three names per read instead of the whole path through ``bus/pci/devices`` and
+        its link. The VFs' drivers come from the drivers' folders (``bound_devices``) for a
+        PF with ``BULK_DRIVERS`` VFs or more: a lookup of each absent ``driver`` link of
+        1,024 new unbound VFs cost 4-5 ms of a pool start's read-back, the first time. For
+        fewer VFs, each VF's ``driver`` link is read, through the relative link when the
+        kernel put the VF beside its PF (``../<address>``, as it makes every VF); a link that
+        points anywhere else is not followed, and its VF is read by its parsed address under
+        this root."""
         folder = str(device)
         try:
             names = os.listdir(folder)
             fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):
             return []
+        links = [entry for entry in names if entry.startswith("virtfn") and entry[6:].isdigit()]
+        bound = self.bound_devices() if len(links) >= self.BULK_DRIVERS else None
         vfs = []
         try:
-            for entry in names:
-                if not (entry.startswith("virtfn") and entry[6:].isdigit()):
-                    continue
+            for entry in links:
                 try:
                     target = os.readlink(entry, dir_fd=fd)
                 except OSError:  # gone since the listing
@@ -203,13 +231,15 @@ class Sysfs:
                 if named is None:
                     continue
                 vf_device = f"{self._devices}/{named[1]}"
-                if target == "../" + named[1]:  # a sibling, as the kernel makes every VF
+                driver: str | None
+                if bound is not None:
+                    driver = bound.get(named[1])
+                elif target == "../" + named[1]:
                     try:
-                        driver: str | None = os.readlink(target + "/driver",
-                                                         dir_fd=fd).rpartition("/")[2]
+                        driver = os.readlink(target + "/driver", dir_fd=fd).rpartition("/")[2]
                     except OSError:
                         driver = None
-                else:  # any other link is read by its name under this root, never followed
+                else:
                     driver = _link_name(vf_device + "/driver")
                 vfs.append(self._vf(int(entry[6:]), named[0], vf_device, driver))
         finally:

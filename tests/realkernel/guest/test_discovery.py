@@ -13,6 +13,7 @@ from tests.realkernel.guest.realhost import PF_ADDRESSES
 from vfpool.host.kernel import RealKernel
 from vfpool.host.sysfs import Sysfs
 from vfpool.host.udev import UdevDiscovery, differences
+from vfpool.model.pci import PciAddress
 
 pytestmark = pytest.mark.usefixtures("baseline")
 
@@ -45,6 +46,28 @@ def test_sysfs_reader_finds_both_igb_pfs() -> None:
             facts["numvfs"]) == ("igb", 0x8086, 0x10C9, 7, 0)
         assert [netdev.name for netdev in pf.netdevs] == facts["netdevs"]
         assert pf.offset == 128 and pf.stride == 2  # the 82576's VF geometry
+
+
+def test_the_drivers_folders_name_each_bound_vf_as_its_driver_link_does() -> None:
+    """Sysfs reads a large PF's VF drivers from the drivers' folders (bound_devices): the
+    real kernel links each bound device there, and only while it is bound."""
+    pf = PF_ADDRESSES[0]
+    (realhost.DEVICES / pf / "sriov_numvfs").write_text("4\n")
+    realhost.wait_for("igbvf bound to 4 VFs", lambda: len(realhost.virtfns(pf)) == 4 and all(
+        realhost.driver(vf) == "igbvf" for vf in realhost.virtfns(pf)))
+    vfs = realhost.virtfns(pf)
+    (realhost.DEVICES / vfs[1] / "driver" / "unbind").write_text(vfs[1])
+    realhost.run("udevadm", "settle", "--timeout=60", check=False)
+    bound = Sysfs(RealKernel()).bound_devices()
+    assert [bound.get(vf) for vf in vfs] == [realhost.driver(vf) for vf in vfs] == [
+        "igbvf", None, "igbvf", "igbvf"]
+    assert bound[pf] == "igb"
+    in_bulk, one_by_one = Sysfs(RealKernel()), Sysfs(RealKernel())
+    in_bulk.BULK_DRIVERS, one_by_one.BULK_DRIVERS = 1, 10**6
+    address = PciAddress.parse(pf)
+    assert [(str(vf.pci), vf.driver) for vf in in_bulk.pf(address).vfs] == [
+        (str(vf.pci), vf.driver) for vf in one_by_one.pf(address).vfs] == [
+        (vf, driver) for vf, driver in zip(vfs, ["igbvf", None, "igbvf", "igbvf"], strict=True)]
 
 
 def test_pyudev_with_a_real_udevd_agrees_with_sysfs() -> None:
