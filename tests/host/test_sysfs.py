@@ -160,9 +160,8 @@ def test_vfs_are_sorted_by_index_past_ten(sim: SimHost, sysfs: Sysfs) -> None:
 
 def test_a_virtfn_link_that_leaves_the_pfs_folder_is_not_followed(
         sim: SimHost, sysfs: Sysfs, tmp_path: Path) -> None:
-    """The kernel links a VF beside its PF (``../<address>``), and the VFs' drivers are read
-    through that relative link. A link anywhere else, here an absolute one out of the root,
-    is not followed: its VF is read by its parsed address under the root."""
+    """A VF is read by the address its ``virtfn`` link names, under the root: a link that
+    points anywhere else, here an absolute one out of the root, is not followed."""
     _enable(sim, PF0, 2)
     trap = tmp_path / "elsewhere" / str(VF1)
     trap.mkdir(parents=True)
@@ -174,8 +173,8 @@ def test_a_virtfn_link_that_leaves_the_pfs_folder_is_not_followed(
         (0, "0000:05:10.0", "ixgbevf", "enp5s0f0v0"),
         (1, "0000:05:10.2", "ixgbevf", "enp5s0f0v1"),  # the root's VF, not the trap's
     ]
-    os.unlink(sysfs.device_dir(VF0) / "driver")  # through the relative link, unbound reads
-    assert [vf.driver for vf in sysfs.pf(PF0).vfs] == [None, "ixgbevf"]  # as unbound
+    os.unlink(sysfs.device_dir(VF0) / "driver")
+    assert [vf.driver for vf in sysfs.pf(PF0).vfs] == [None, "ixgbevf"]  # reads as unbound
 
 
 def test_a_pfs_many_vfs_read_their_drivers_from_the_drivers_folders_alike(

@@ -203,15 +203,12 @@ class Sysfs:
         """The VFs behind a PF's ``virtfn<N>`` links, by index (each link's address parsed
         once per process: the two regex matches per VF were a large part of a read).
 
-        The links are read relative to the PF's folder, held open: the kernel then walks two
-        or three names per read instead of the whole path through ``bus/pci/devices`` and
-        its link. The VFs' drivers come from the drivers' folders (``bound_devices``) for a
-        PF with ``BULK_DRIVERS`` VFs or more: a lookup of each absent ``driver`` link of
-        1,024 new unbound VFs cost 4-5 ms of a pool start's read-back, the first time. For
-        fewer VFs, each VF's ``driver`` link is read, through the relative link when the
-        kernel put the VF beside its PF (``../<address>``, as it makes every VF); a link that
-        points anywhere else is not followed, and its VF is read by its parsed address under
-        this root."""
+        The links are read relative to the PF's folder, held open (the kernel walks one name
+        per read, not the whole path through ``bus/pci/devices`` and its link); a VF is read
+        by its parsed address under this root, never by following the link. The VFs' drivers
+        come from the drivers' folders (``bound_devices``) for a PF with ``BULK_DRIVERS`` VFs
+        or more: a lookup of each absent ``driver`` link of 1,024 new unbound VFs cost 4-5 ms
+        of a pool start's read-back, the first time."""
         folder = str(device)
         try:
             names = os.listdir(folder)
@@ -230,18 +227,12 @@ class Sysfs:
                 named = _named(target.rpartition("/")[2])
                 if named is None:
                     continue
-                vf_device = f"{self._devices}/{named[1]}"
-                driver: str | None
-                if bound is not None:
-                    driver = bound.get(named[1])
-                elif target == "../" + named[1]:
-                    try:
-                        driver = os.readlink(target + "/driver", dir_fd=fd).rpartition("/")[2]
-                    except OSError:
-                        driver = None
+                index = int(entry[6:])
+                if bound is None:
+                    vfs.append(self.vf(index, *named))
                 else:
-                    driver = _link_name(vf_device + "/driver")
-                vfs.append(self._vf(int(entry[6:]), named[0], vf_device, driver))
+                    vfs.append(self._vf(index, named[0], f"{self._devices}/{named[1]}",
+                                        bound.get(named[1])))
         finally:
             os.close(fd)
         vfs.sort(key=_by_index)

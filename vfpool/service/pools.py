@@ -143,18 +143,22 @@ def _snapshots(ctx: Context, pcis: Iterable[str]) -> dict[str, PfSnapshot | None
 def _uses(session: Session, pcis: Iterable[str]) -> dict[str, list[PfUse]]:
     """Every pool's membership of the PFs ``pcis``, by PF."""
     wanted = list(pcis)
-    uses: dict[str, list[PfUse]] = {pci: [] for pci in wanted}
-    for pool, member in Queries(session).memberships(wanted):
-        uses[member.pf_pci].append(_use(MemberRow(
-            pool.id, pool.name, pool.state, pool.method, pool.mode, pool.vfs_per_pf,
-            member.pf_pci, member.range_start, member.range_end)))
+    return _uses_by_pf(wanted, (MemberRow(
+        pool.id, pool.name, pool.state, pool.method, pool.mode, pool.vfs_per_pf,
+        member.pf_pci, member.range_start, member.range_end)
+        for pool, member in Queries(session).memberships(wanted)))
+
+
+def _uses_by_pf(pcis: Iterable[str], memberships: Iterable[MemberRow]
+                ) -> dict[str, list[PfUse]]:
+    """Each PF's uses (``memberships`` of those PFs, by pool name), every PF listed."""
+    uses: dict[str, list[PfUse]] = {pci: [] for pci in pcis}
+    for member in memberships:
+        uses[member.pf_pci].append(PfUse(
+            pool=member.pool, pool_id=member.pool_id, active=member.state == PoolState.ACTIVE,
+            mode=member.mode, method=member.method, vf_range=range_of(member),
+            vfs=member.vfs_per_pf))
     return uses
-
-
-def _use(member: MemberRow) -> PfUse:
-    return PfUse(pool=member.pool, pool_id=member.pool_id,
-                 active=member.state == PoolState.ACTIVE, mode=member.mode,
-                 method=member.method, vf_range=range_of(member), vfs=member.vfs_per_pf)
 
 
 def _read_pools(ctx: Context, work: Callable[[PoolRows], T]) -> T:
@@ -449,13 +453,10 @@ def _gather(ctx: Context, name: str, locked: set[str]) -> _State:
     def read(rows: PoolRows) -> _State:
         pool = rows.pool(name)
         pcis = sorted(locked)
-        uses: dict[str, list[PfUse]] = {pci: [] for pci in pcis}
-        for member in rows.memberships(pcis):
-            uses[member.pf_pci].append(_use(member))
         return _State(pool_id=pool.id, active=pool.state == PoolState.ACTIVE,
                       mode=pool.mode, method=pool.method, vfs=pool.vfs_per_pf,
                       members=tuple((m.pf_pci, range_of(m)) for m in rows.members(pool)),
-                      uses=uses, leases=tuple(
+                      uses=_uses_by_pf(pcis, rows.memberships(pcis)), leases=tuple(
                           LiveLease(row.id, row.pool, row.owner, row.pf_pci, row.vf_pci,
                                     row.vf_index) for row in rows.live_leases_on(pcis)))
 

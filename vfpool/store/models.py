@@ -13,19 +13,9 @@ from typing import Any
 from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, relationship
 
 from vfpool.store import tables
-from vfpool.store.states import (
-    LIVE_LEASE_STATES,
-    LeaseState,
-    LinkState,
-    Method,
-    Mode,
-    PoolState,
-    VfState,
-)
-from vfpool.store.tables import NAMING_CONVENTION, add_postgresql_options
+from vfpool.store.states import LeaseState, LinkState, Method, Mode, PoolState, VfState
 
-__all__ = ["LIVE_LEASE_STATES", "NAMING_CONVENTION", "Base", "Event", "Lease", "Pf", "Pool",
-           "PoolPf", "Vf", "add_postgresql_options"]
+__all__ = ["Base", "Event", "Host", "HostScoped", "Lease", "Pf", "Pool", "PoolPf", "Vf"]
 
 
 class Base(DeclarativeBase):
@@ -62,7 +52,6 @@ class Pf(HostScoped, Base):
 
     __table__ = tables.pfs
 
-    host_id: Mapped[int]
     pci: Mapped[str]
     netdev: Mapped[str | None]
     driver: Mapped[str | None]
@@ -85,7 +74,6 @@ class Pool(HostScoped, Base):
     __table__ = tables.pools
 
     id: Mapped[int]
-    host_id: Mapped[int]
     name: Mapped[str]
     state: Mapped[PoolState]
     autostart: Mapped[bool]
@@ -124,7 +112,6 @@ class PoolPf(HostScoped, Base):
 
     pool_id: Mapped[int]
     pf_pci: Mapped[str]
-    host_id: Mapped[int]
     position: Mapped[int]
     range_start: Mapped[int | None]
     range_end: Mapped[int | None]
@@ -140,7 +127,6 @@ class Vf(HostScoped, Base):
     __table__ = tables.vfs
 
     id: Mapped[int]
-    host_id: Mapped[int]
     pf_pci: Mapped[str]
     vf_index: Mapped[int] = column_property(tables.vfs.c["index"])  # the column `index`
     pci: Mapped[str]
@@ -163,7 +149,6 @@ class Lease(HostScoped, Base):
     __table__ = tables.leases
 
     id: Mapped[int]
-    host_id: Mapped[int]
     pool_id: Mapped[int]
     vf_id: Mapped[int | None]
     pf_pci: Mapped[str]
@@ -196,7 +181,6 @@ class Event(HostScoped, Base):
     __table__ = tables.events
 
     id: Mapped[int]
-    host_id: Mapped[int]
     at: Mapped[datetime]
     actor: Mapped[str | None]
     action: Mapped[str]

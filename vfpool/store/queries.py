@@ -13,22 +13,20 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, case, delete, func, literal_column, or_, select
+from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import InstrumentedAttribute, Session, joinedload
 
 from vfpool.errors import NotFound
 from vfpool.store.models import Lease, Pf, Pool, PoolPf, Vf
-from vfpool.store.states import LIVE_LEASE_STATES, PoolState, VfState
-from vfpool.store.tables import LEASE_ID_MAX
+from vfpool.store.states import PoolState, VfState
+from vfpool.store.tables import LEASE_ID_MAX, live_lease
 
 VF_STATE_NAMES = tuple(state.value for state in VfState)
 
 
-def live() -> ColumnElement[bool]:
-    """``leases.state IN ('reserved', 'active')``, with the values inline (see the module
-    doc)."""
-    return Lease.state.in_([literal_column(f"'{state.value}'") for state in LIVE_LEASE_STATES])
+# ``leases.state IN ('reserved', 'active')``, with the values inline (see the module doc).
+live = live_lease
 
 
 def _range_start() -> ColumnElement[int]:
