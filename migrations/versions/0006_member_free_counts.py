@@ -7,8 +7,8 @@ Create Date: 2026-11-26
 `fleet place` ranks every host's pool by its free VFs. Counting them from ``vfs`` reads every
 free VF row of the fleet (256k rows at 1,000 hosts, about 400 ms on PostgreSQL), so each
 ``pool_pfs`` row now carries ``free_vfs``: the number of ``free`` VF rows within the
-membership, exactly as ``store.queries.in_member`` defines it (same host and PF, an index from
-``coalesce(range_start, 0)``, fewer than the pool's ``vfs_per_pf``).
+membership, exactly as ``store.tables.member_covers`` defines it (same host and PF, an index
+from ``coalesce(range_start, 0)``, fewer than the pool's ``vfs_per_pf``).
 
 Triggers keep it exact whatever writes the rows (an ORM flush, a bulk UPDATE, a cascade, a
 COPY), in the same transaction as the write:

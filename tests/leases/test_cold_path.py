@@ -64,5 +64,5 @@ def test_a_lease_command_of_a_known_host_never_configures_the_orm(sim: SimHost) 
     assert said == "ORM not configured, models not loaded"
     assert [lease["id"] for lease in json.loads(released)] == [json.loads(out)[0]["id"]]
     # The watch itself works: a command that reads through the ORM is seen.
-    _, said = _watched(sim.root, "pool", "list")
+    _, said = _watched(sim.root, "report")
     assert said == "ORM configured, models loaded"

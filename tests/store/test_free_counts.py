@@ -24,8 +24,8 @@ from vfpool.service.reconcile import reconcile
 from vfpool.sim.host import SimHost
 from vfpool.store import Pool, Vf
 from vfpool.store.models import PoolPf
-from vfpool.store.queries import in_member
 from vfpool.store.states import VfState
+from vfpool.store.tables import member_covers
 
 PF = "enp5s0f0"
 PF_PCI = "0000:05:00.0"
@@ -34,7 +34,7 @@ PF_PCI = "0000:05:00.0"
 def counted(session: Session) -> dict[tuple[str, str], tuple[int, int]]:
     """(pool, PF) -> (the trigger-kept count, the free VF rows counted now)."""
     free_rows = (select(func.count()).select_from(Vf)
-                 .where(in_member(Pool.vfs_per_pf), Vf.state == VfState.FREE)
+                 .where(member_covers(Pool.vfs_per_pf), Vf.state == VfState.FREE)
                  .correlate(PoolPf, Pool).scalar_subquery())
     rows = session.execute(select(Pool.name, PoolPf.pf_pci, PoolPf.free_vfs, free_rows)
                            .join(Pool, Pool.id == PoolPf.pool_id))

@@ -360,7 +360,7 @@ def _cancel_reserved(ctx: Context, lease_id: int, reason: str) -> None:
         lease = rows.lease(lease_id)
         if lease.state != LeaseState.RESERVED or lease.saved_config is not None:
             return
-        _finish(rows, lease, VfState.FREE, None, "lease.cancel", reason)
+        finish_row(rows, lease, VfState.FREE, None, "lease.cancel", reason)
 
     with contextlib.suppress(VfpoolError):
         ctx.store.write_rows(cancel, operation=f"cancelling reserved lease {lease_id}")
@@ -516,7 +516,7 @@ def _activate(ctx: Context, item: _Planned, pool_name: str,
                 rows = LeaseRows(transaction, host_id)
                 lease = rows.lease(item.lease_id)
                 if lease.live:
-                    _finish(rows, lease, outcome, reason, "lease.acquire.failed", why)
+                    finish_row(rows, lease, outcome, reason, "lease.acquire.failed", why)
 
             # If the store stays busy here, the lease stays reserved under this process's
             # acquirer lock, and reconcile finishes it once the process is gone.
@@ -577,19 +577,19 @@ def finish_lease(session: Session, lease: Lease, vf_state: VfState, vf_reason: s
                   vf_reason=vf_reason)
 
 
-def _finish(rows: LeaseRows, lease: LeaseRow, vf_state: VfState, vf_reason: str | None,
-            action: str, why: str | None) -> LeaseRow:
-    """``finish_lease`` on the lease path's Core rows, for a lease read live in the same
+def finish_row(rows: LeaseRows, lease: LeaseRow, vf_state: VfState, vf_reason: str | None,
+               action: str, why: str | None, *,
+               final_state: LeaseState = LeaseState.RELEASED) -> LeaseRow:
+    """``finish_lease`` on the direct path's rows, for a lease read live in the same
     transaction; the lease as it now is."""
     now = utcnow()
-    rows.change_lease(lease.id, None, state=LeaseState.RELEASED, acquirer=None,
-                      released_at=now)
+    rows.change_lease(lease.id, None, state=final_state, acquirer=None, released_at=now)
     if lease.vf_id is not None:
         rows.set_vfs([lease.vf_id], vf_state, reason=vf_reason)
     rows.add_events([{"host_id": lease.host_id, **events.entry(
         action, pool=lease.pool, pf=lease.pf_pci, vf=lease.vf_pci, lease_id=lease.id,
         owner=lease.owner, reason=why, vf_state=vf_state, vf_reason=vf_reason)}])
-    return lease._replace(state=LeaseState.RELEASED, acquirer=None, released_at=now)
+    return lease._replace(state=final_state, acquirer=None, released_at=now)
 
 
 # ---------------------------------------------------------------- release
@@ -649,7 +649,7 @@ def release_locked(ctx: Context, lease_id: int, *, reason: str,
                 lease = rows.lease(lease_id)
                 # `watch` may have marked it lost meanwhile (its VF vanished): that stands.
                 if lease.live and lease.acquirer == change:
-                    lease = _finish(rows, lease, outcome, problem, "lease.release", reason)
+                    lease = finish_row(rows, lease, outcome, problem, "lease.release", reason)
                 return lease_info(lease)
 
             record = ctx.store.write_rows(finish, operation=f"recording the release of lease "

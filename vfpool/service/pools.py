@@ -10,7 +10,8 @@ short and never span host I/O: the state is read, the host changed, then the out
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from typing import Any, TypeVar
 
@@ -72,11 +73,14 @@ from vfpool.service.results import (
     PoolStarted,
     VfCounts,
 )
-from vfpool.store import Lease, Pf, Pool, PoolPf, utcnow
-from vfpool.store.inventory import add_free_vfs
-from vfpool.store.pool_rows import MemberRow, PoolRows
+from vfpool.store import Pool, PoolPf
+from vfpool.store.direct import Transaction, in_connection
+from vfpool.store.leasing import LeaseRows
+from vfpool.store.pool_rows import MemberRow, PfRow, PoolRow, PoolRows
+from vfpool.store.pool_writes import PoolWrites, VfRow
 from vfpool.store.queries import Queries
-from vfpool.store.states import LIVE_LEASE_STATES, LeaseState, Method, Mode, PoolState, VfState
+from vfpool.store.scope import writing_host
+from vfpool.store.states import LeaseState, Method, Mode, PoolState, VfState
 
 DEFAULT_TIMEOUT = 30.0
 # How long pool start and resize wait for a PF's carrier to come back after sizing took it
@@ -109,24 +113,23 @@ def spec_of(pool: Pool) -> PoolSpec:
         vfs=pool.vfs_per_pf,
         method=pool.method,
         mode=pool.mode,
-        defaults=VfDefaults(vlan=pool.vlan, qos=pool.qos, trust=pool.trust,
-                            spoofchk=pool.spoofchk, min_tx_rate=pool.min_tx_rate,
-                            max_tx_rate=pool.max_tx_rate, mtu=pool.mtu,
-                            link_state=pool.link_state),
+        defaults=defaults_of(pool),
         autostart=pool.autostart,
         selectors=selectors_of(pool.selectors),
     ).with_pfs(() if pool.selectors else
                tuple(PfRef(member.pf_pci, range_of(member)) for member in pool.members))
 
 
+def defaults_of(pool: Pool | PoolRow) -> VfDefaults:
+    """The VF config a pool gives each VF it leases."""
+    return VfDefaults(vlan=pool.vlan, qos=pool.qos, trust=pool.trust, spoofchk=pool.spoofchk,
+                      min_tx_rate=pool.min_tx_rate, max_tx_rate=pool.max_tx_rate, mtu=pool.mtu,
+                      link_state=pool.link_state)
+
+
 def selectors_of(text: str | None) -> tuple[PfSelector, ...]:
     """A pool's stored selectors, one a line."""
     return tuple(PfSelector.parse(line) for line in (text or "").splitlines() if line)
-
-
-def _vf_counts(session: Session, pool: Pool) -> VfCounts:
-    """The pool's VFs by state; an inactive pool has none to lease, so all zero."""
-    return VfCounts.from_counts(Queries(session).vf_counts(pool))
 
 
 def _snapshots(ctx: Context, pcis: Iterable[str]) -> dict[str, PfSnapshot | None]:
@@ -138,15 +141,6 @@ def _snapshots(ctx: Context, pcis: Iterable[str]) -> dict[str, PfSnapshot | None
         except NotFound:
             found[pci] = None
     return found
-
-
-def _uses(session: Session, pcis: Iterable[str]) -> dict[str, list[PfUse]]:
-    """Every pool's membership of the PFs ``pcis``, by PF."""
-    wanted = list(pcis)
-    return _uses_by_pf(wanted, (MemberRow(
-        pool.id, pool.name, pool.state, pool.method, pool.mode, pool.vfs_per_pf,
-        member.pf_pci, member.range_start, member.range_end)
-        for pool, member in Queries(session).memberships(wanted)))
 
 
 def _uses_by_pf(pcis: Iterable[str], memberships: Iterable[MemberRow]
@@ -167,28 +161,40 @@ def _read_pools(ctx: Context, work: Callable[[PoolRows], T]) -> T:
                                                                           host_id)))
 
 
-def _record(session: Session, pool: Pool, snapshots: Snapshots) -> PoolInfo:
-    """A pool, its PFs as ``snapshots`` show them."""
+@contextmanager
+def _rows_in(session: Session) -> Iterator[PoolWrites]:
+    """Direct statements inside an ORM write transaction, after its changes so far (it is
+    flushed)."""
+    session.flush()
+    with in_connection(session.connection()) as transaction:
+        yield PoolWrites(transaction, writing_host(session))
+
+
+def _info(rows: PoolRows, pool: PoolRow, snapshots: Snapshots) -> PoolInfo:
+    """A pool, its PFs as ``snapshots`` show them; a PF gone from the host, as the store last
+    saw it."""
+    members = rows.members(pool)
+    pcis = [member.pf_pci for member in members]
+    uses = _uses_by_pf(pcis, rows.memberships(pcis))
+    stored = rows.pfs(pcis)
+    active = pool.state == PoolState.ACTIVE
     pfs = []
     needs_start = False
-    uses = _uses(session, [member.pf_pci for member in pool.members])
-    for member in pool.members:
-        host = snapshots.get(member.pf_pci)
-        member_range = range_of(member)
-        if pool.state == PoolState.ACTIVE and not in_place_or_more(host,
-                                                           wanted_count(uses[member.pf_pci])):
+    for member in members:
+        host, seen = snapshots.get(member.pf_pci), stored[member.pf_pci]
+        if active and not in_place_or_more(host, wanted_count(uses[member.pf_pci])):
             needs_start = True
+        member_range = range_of(member)
+        driver = host.driver if host else seen.driver
         pfs.append(PoolMember(
             pci=member.pf_pci,
-            netdev=host.netdev if host else member.pf.netdev,
-            driver=host.driver if host else member.pf.driver,
+            netdev=host.netdev if host else seen.netdev,
+            driver=driver,
             numvfs=host.numvfs if host else None,
-            totalvfs=host.totalvfs if host else member.pf.totalvfs,
+            totalvfs=host.totalvfs if host else seen.totalvfs,
             range=str(member_range) if member_range else None,
-            method=resolve_method(pool.method,
-                                  driver_info(host.driver if host else member.pf.driver)),
+            method=resolve_method(pool.method, driver_info(driver)),
         ))
-    spec = spec_of(pool)
     return PoolInfo(
         name=pool.name,
         state=pool.state,
@@ -196,12 +202,19 @@ def _record(session: Session, pool: Pool, snapshots: Snapshots) -> PoolInfo:
         method=pool.method,
         mode=pool.mode,
         pfs=tuple(pfs),
-        vfs=_vf_counts(session, pool),
-        defaults=spec.defaults,
+        # An inactive pool has no VF to lease: all zero.
+        vfs=VfCounts.of(rows.vf_counts(pool) if active else {}),
+        defaults=defaults_of(pool),
         vfs_per_pf=pool.vfs_per_pf,
         needs_start=needs_start,
-        select=spec.selectors,
+        select=selectors_of(pool.selectors),
     )
+
+
+def _info_in(session: Session, name: str, snapshots: Snapshots) -> PoolInfo:
+    """``_info`` of pool ``name`` as an ORM write transaction has just changed it."""
+    with _rows_in(session) as rows:
+        return _info(rows, rows.pool(name), snapshots)
 
 
 def _fields(record: PoolInfo, kind: type[PoolInfo] = PoolInfo) -> dict[str, Any]:
@@ -217,18 +230,17 @@ def _member_pcis(ctx: Context, name: str) -> list[str]:
 
 def info(ctx: Context, name: str) -> PoolInfo:
     snapshots = _snapshots(ctx, _member_pcis(ctx, name))
-    return ctx.store.read(lambda s: _record(s, _pool(s, name), snapshots))
+    return _read_pools(ctx, lambda rows: _info(rows, rows.pool(name), snapshots))
 
 
 def list_pools(ctx: Context, *, include_inactive: bool = False) -> list[PoolInfo]:
     """Active pools, as `virsh net-list`; with ``include_inactive``, all of them."""
-    def listed(session: Session) -> list[Pool]:
-        return Queries(session).pools(include_inactive=include_inactive)
-
-    pcis = ctx.store.read(lambda s: sorted({member.pf_pci for pool in listed(s)
-                                            for member in pool.members}))
+    pcis = _read_pools(ctx, lambda rows: sorted({
+        member.pf_pci for pool in rows.pools(include_inactive=include_inactive)
+        for member in rows.members(pool)}))
     snapshots = _snapshots(ctx, pcis)
-    return ctx.store.read(lambda s: [_record(s, pool, snapshots) for pool in listed(s)])
+    return _read_pools(ctx, lambda rows: [
+        _info(rows, pool, snapshots) for pool in rows.pools(include_inactive=include_inactive)])
 
 
 def dumpconfig(ctx: Context, name: str) -> str:
@@ -237,24 +249,20 @@ def dumpconfig(ctx: Context, name: str) -> str:
 
 # ---------------------------------------------------------------- define and undefine
 
-def _upsert_pf(session: Session, pf: PfSnapshot) -> Pf:
-    return _upsert_pfs(session, [pf])[str(pf.pci)]
+def _record_pfs(rows: PoolWrites, host_id: int, seen: Iterable[PfSnapshot]) -> None:
+    """The PFs' rows, added or brought up to what the host shows."""
+    rows.record_pfs(host_id, [{
+        "pci": str(pf.pci), "netdev": pf.netdev, "driver": pf.driver,
+        "vendor": f"{pf.vendor:04x}", "device": f"{pf.device:04x}", "totalvfs": pf.totalvfs,
+        "numa_node": pf.numa_node} for pf in seen])
 
 
-def _upsert_pfs(session: Session, snapshots: Sequence[PfSnapshot]) -> dict[str, Pf]:
-    """The PFs' rows, added or brought up to the snapshots, by address (one query)."""
-    rows = Queries(session).pfs([str(pf.pci) for pf in snapshots])
-    now = utcnow()
-    for pf in snapshots:
-        row = rows.get(str(pf.pci))
-        if row is None:
-            row = rows[str(pf.pci)] = Pf(pci=str(pf.pci))
-            session.add(row)
-        row.netdev, row.driver = pf.netdev, pf.driver
-        row.vendor, row.device = f"{pf.vendor:04x}", f"{pf.device:04x}"
-        row.totalvfs, row.numa_node = pf.totalvfs, pf.numa_node
-        row.last_seen = now
-    return rows
+def _record_pfs_in(session: Session, seen: Iterable[PfSnapshot]) -> None:
+    """``_record_pfs`` in an ORM write transaction, on its host."""
+    host_id = writing_host(session)
+    assert host_id is not None, "PF rows are written by a host's store"
+    with _rows_in(session) as rows:
+        _record_pfs(rows, host_id, seen)
 
 
 def _resolve_members(ctx: Context, spec: PoolSpec) -> list[tuple[PfRef, PfSnapshot]]:
@@ -344,16 +352,16 @@ def define(ctx: Context, spec: PoolSpec) -> PoolInfo:
                     max_tx_rate=defaults.max_tx_rate, mtu=defaults.mtu,
                     link_state=defaults.link_state,
                     selectors="\n".join(str(selector) for selector in spec.selectors) or None)
+        _record_pfs_in(session, [pf for _, pf in members])
         for position, (ref, pf) in enumerate(members):
             pool.members.append(PoolPf(
-                pf=_upsert_pf(session, pf), position=position,
+                pf_pci=str(pf.pci), position=position,
                 range_start=ref.range.start if ref.range else None,
                 range_end=ref.range.end if ref.range else None))
         session.add(pool)
         resolved = spec.with_pfs(tuple(ref for ref, _ in members))
         events.record(session, "pool.define", pool=spec.name, definition=to_toml(resolved))
-        session.flush()
-        return _record(session, pool, snapshots)
+        return _info_in(session, spec.name, snapshots)
 
     return ctx.store.write(store_it, operation=f"pool define {spec.name}")
 
@@ -380,7 +388,7 @@ def set_autostart(ctx: Context, name: str, enabled: bool) -> PoolInfo:
         pool = _pool(session, name)
         pool.autostart = enabled
         events.record(session, "pool.autostart", pool=name, enabled=enabled)
-        return _record(session, pool, snapshots)
+        return _info_in(session, name, snapshots)
 
     return ctx.store.write(mark, operation=f"pool autostart {name}")
 
@@ -415,12 +423,12 @@ class _State:
 def _lock_set(ctx: Context, name: str) -> tuple[list[str], set[str]]:
     """The PFs a change of pool ``name`` may touch: its own, and for a module-param PF every
     PF its driver serves (a reload takes them all down). Returns (members, lock set)."""
-    def read(rows: PoolRows) -> tuple[list[str], dict[str, str | None], Method]:
+    def read(rows: PoolRows) -> tuple[list[str], dict[str, PfRow], Method]:
         pool = rows.pool(name)
         pcis = [member.pf_pci for member in rows.members(pool)]
-        return pcis, rows.pf_drivers(pcis), pool.method
+        return pcis, rows.pfs(pcis), pool.method
 
-    members, stored_drivers, method = _read_pools(ctx, read)
+    members, stored_pfs, method = _read_pools(ctx, read)
     locked = set(members)
     # Every PF of the host is read only for a module-param member: enumerating the PCI
     # devices (1,024 VFs among them) was a sixth of a 1024-VF start's own CPU.
@@ -429,7 +437,7 @@ def _lock_set(ctx: Context, name: str) -> tuple[list[str], set[str]]:
         try:
             driver = ctx.sysfs.pf_link(PciAddress.parse(pci)).driver
         except NotFound:  # gone from the host: the driver it had
-            driver = stored_drivers.get(pci)
+            driver = stored_pfs[pci].driver
         if resolve_method(method, driver_info(driver)) == Method.MODULE_PARAM:
             if on_host is None:
                 on_host = {str(pf.pci): pf.driver for pf in ctx.sysfs.pfs(with_vfs=False)}
@@ -559,55 +567,67 @@ def _verify(ctx: Context, state: _State, members: list[_Member], timeout: float)
     return result
 
 
-def _inventory(session: Session, pool: Pool, members: list[_Member],
+def _inventory(rows: PoolWrites, pool: PoolRow, members: list[_Member],
                verified: Mapping[str, PfSnapshot]) -> None:
     """Record the pool's VFs: new ones free, known ones updated, vanished ones unusable."""
-    _upsert_pfs(session, [verified[member.pci] for member in members])
+    _record_pfs(rows, pool.host_id, [verified[member.pci] for member in members])
     claims = {member.pci: claimed_range(member.vf_range, verified[member.pci].totalvfs)
               for member in members}
-    queries = Queries(session)
-    stored = queries.vfs_in_ranges([(pci, claimed.start, claimed.end)
-                                    for pci, claimed in claims.items()])
+    stored = rows.vfs_in([(pci, claimed.start, claimed.end) for pci, claimed in claims.items()])
+    held_ids = rows.held_vf_ids(list(claims))
+    gone: list[int] = []
+    changed: list[VfRow] = []
+    added: dict[str, list[tuple[int, str, str | None]]] = {}
     for member in members:
-        pf = verified[member.pci]
-        rows = stored[member.pci]
-        leased = queries.vf_ids_with_live_lease([row.id for row in rows.values()])
-        held = {row.vf_index for row in rows.values() if row.id in leased}
-        changes = plan_inventory(pf, used_indices(member.vf_range, pool.vfs_per_pf),
-                                 {index: (row.state, row.reason) for index, row in rows.items()},
-                                 held)
+        vf_rows = stored[member.pci]
+        changes = plan_inventory(verified[member.pci],
+                                 used_indices(member.vf_range, pool.vfs_per_pf),
+                                 {index: (row.state, row.reason) for index, row in vf_rows.items()},
+                                 {row.vf_index for row in vf_rows.values() if row.id in held_ids})
         for change in changes:
-            row = rows.get(change.index)
-            if change.action == "delete" and row is not None:
-                session.delete(row)
-            elif change.action == "vanished" and row is not None:
-                row.state, row.reason = VfState.UNUSABLE, "VF vanished while leased"
-        session.flush()
-        added = []
-        for change in changes:
-            row = rows.get(change.index)
+            row = vf_rows.get(change.index)
             if change.action == "add":
                 assert change.pci is not None
-                added.append((change.index, change.pci, change.netdev))
-            elif change.action in ("update", "back") and row is not None:
+                added.setdefault(member.pci, []).append((change.index, change.pci,
+                                                         change.netdev))
+            elif row is None:
+                continue
+            elif change.action == "delete":
+                gone.append(row.id)
+            elif change.action == "vanished":
+                changed.append(row._replace(state=VfState.UNUSABLE,
+                                            reason="VF vanished while leased"))
+            elif change.action == "back":  # it was only gone, and it is back
                 assert change.pci is not None
-                row.pci, row.netdev = change.pci, change.netdev
-                if change.action == "back":  # it was only gone, and it is back
-                    row.state, row.reason = VfState.FREE, None
-        # One executemany per PF: the ORM's unit of work for 256 new Vf objects per PF was
-        # most of the inventory's CPU.
-        add_free_vfs(session, member.pci, added)
+                changed.append(row._replace(pci=change.pci, netdev=change.netdev,
+                                            state=VfState.FREE, reason=None))
+            elif (change.pci, change.netdev) != (row.pci, row.netdev):
+                assert change.pci is not None
+                changed.append(row._replace(pci=change.pci, netdev=change.netdev))
+    # Rows go before their addresses are taken again: deleted, changed, then added.
+    rows.delete_vfs(gone)
+    rows.change_vfs(changed)
+    for pci, vfs in added.items():
+        rows.add_free_vfs(pool.host_id, pci, vfs)
 
 
-def _lose(session: Session, lease_ids: Iterable[int], why: str, *,
+def _event(pool: PoolRow, action: str, **detail: Any) -> dict[str, Any]:
+    """An event of ``pool``'s host about it, as a row to add."""
+    return {"host_id": pool.host_id, **events.entry(action, pool=pool.name, **detail)}
+
+
+def _lose(rows: PoolWrites, lease_ids: Iterable[int], why: str, *,
           vf_state: VfState = VfState.FREE, vf_reason: str | None = None) -> None:
     """Leases whose VF a disruptive change reset: closed as lost, the VF free again (it came
     back with fresh config, so there is nothing to restore)."""
     for lease_id in lease_ids:
-        lease = session.get(Lease, lease_id)
-        if lease is not None and lease.state in LIVE_LEASE_STATES:
-            lease_service.finish_lease(session, lease, vf_state, vf_reason, "lease.lost", why,
-                                       final_state=LeaseState.LOST)
+        try:
+            lease = rows.lease(lease_id)
+        except NotFound:
+            continue
+        if lease.live:
+            lease_service.finish_row(rows, lease, vf_state, vf_reason, "lease.lost", why,
+                                     final_state=LeaseState.LOST)
 
 
 def _apply(ctx: Context, name: str, locked: set[str], *, allow_disruption: bool,
@@ -668,37 +688,36 @@ def _apply(ctx: Context, name: str, locked: set[str], *, allow_disruption: bool,
         settled = lease_service.settle_resets(ctx, [lease.id for lease in reset])
         error = str(exc)
 
-        def failed(session: Session) -> None:
-            events.record(session, f"{action}.failed", pool=name, error=error)
+        def failed(transaction: Transaction, host_id: int | None) -> None:
+            rows = PoolWrites(transaction, host_id)
+            rows.add_events([_event(rows.pool(name), f"{action}.failed", error=error)])
             for lease_id, (vf_state, vf_reason) in settled.items():
-                _lose(session, [lease_id], f"its VF was reset by a failed {action} with "
+                _lose(rows, [lease_id], f"its VF was reset by a failed {action} with "
                       "--allow-disruption", vf_state=vf_state, vf_reason=vf_reason)
 
-        ctx.store.write(failed, operation=f"recording the failed {action} of {name}")
+        ctx.store.write_rows(failed, operation=f"recording the failed {action} of {name}")
         raise
 
     lost = sorted({lease.id for lease in reset})
 
-    def activate(session: Session) -> PoolChanged:
-        pool = _pool(session, name)
-        was_active = pool.state == PoolState.ACTIVE
-        _lose(session, lost, f"its VF was reset by {action} {name} with --allow-disruption")
-        _inventory(session, pool, members, verified)
-        pool.state = PoolState.ACTIVE
-        for pci, (netdev, why, message) in links_down.items():
-            events.record(session, "pf.link_down", pool=name, pf=pci, netdev=netdev, why=why,
-                          waited=link_timeout, message=message)
-        for pci in changed:
-            events.record(session, "pf.resize", pool=name, pf=pci, numvfs=verified[pci].numvfs
-                          if pci in verified else None)
-        events.record(session, action, pool=name, changed=changed, was_active=was_active,
-                      lost=lost)
-        session.flush()
-        return PoolChanged(**_fields(_record(session, pool, {**snapshots, **verified})),
+    def activate(transaction: Transaction, host_id: int | None) -> PoolChanged:
+        rows = PoolWrites(transaction, host_id)
+        pool = rows.pool(name)
+        _lose(rows, lost, f"its VF was reset by {action} {name} with --allow-disruption")
+        _inventory(rows, pool, members, verified)
+        rows.set_pool_state(pool, PoolState.ACTIVE)
+        rows.add_events([
+            *(_event(pool, "pf.link_down", pf=pci, netdev=netdev, why=why, waited=link_timeout,
+                     message=message) for pci, (netdev, why, message) in links_down.items()),
+            *(_event(pool, "pf.resize", pf=pci, numvfs=verified[pci].numvfs
+                     if pci in verified else None) for pci in changed),
+            _event(pool, action, changed=changed, was_active=pool.state == PoolState.ACTIVE,
+                   lost=lost)])
+        return PoolChanged(**_fields(_info(rows, rows.pool(name), {**snapshots, **verified})),
                            changed=tuple(changed), lost=tuple(lost),
                            warnings=tuple(message for _, _, message in links_down.values()))
 
-    record = ctx.store.write(activate, operation=f"recording {action} {name}")
+    record = ctx.store.write_rows(activate, operation=f"recording {action} {name}")
     for warning in record.warnings:
         # With no logging set up (the CLI), Python prints a warning's text alone on stderr.
         _log.warning("%s", warning)
@@ -780,8 +799,9 @@ def _choose_selected(ctx: Context, name: str, progress: Progress) -> None:
             return
         pool.members.clear()
         session.flush()
-        for position, (_, pf) in enumerate(members):
-            pool.members.append(PoolPf(pf=_upsert_pf(session, pf), position=position))
+        _record_pfs_in(session, chosen)
+        for position, pf in enumerate(chosen):
+            pool.members.append(PoolPf(pf_pci=str(pf.pci), position=position))
         events.record(session, "pool.select", pool=name, select=wanted,
                       pfs=[str(pf.pci) for pf in chosen])
 
@@ -801,7 +821,7 @@ def start(ctx: Context, name: str, *, allow_disruption: bool = False,
         snapshots = _snapshots(ctx, sorted(locked))
         state = _gather(ctx, name, locked)
         if state.active and not _needs_start(state, snapshots):
-            record = ctx.store.read(lambda s: _record(s, _pool(s, name), snapshots))
+            record = _read_pools(ctx, lambda rows: _info(rows, rows.pool(name), snapshots))
             return PoolStarted(**_fields(record), changed=(), lost=(), already_active=True)
         applied = _apply(ctx, name, locked, allow_disruption=allow_disruption, timeout=timeout,
                          progress=progress, action="pool.start", snapshots=snapshots,
@@ -836,11 +856,11 @@ def destroy(ctx: Context, name: str, *, force: bool = False, keep_vfs: bool = Fa
     """Deactivate a pool; refused while it has leases unless ``force`` releases them."""
     ctx.require_root(f"pool destroy {name}")
 
-    def leases_of(session: Session) -> list[int]:
-        pool = _pool(session, name)
-        if pool.state != PoolState.ACTIVE:
+    def leases_of(transaction: Transaction, host_id: int | None) -> list[int]:
+        rows = LeaseRows(transaction, host_id)
+        if rows.pool(name).state != PoolState.ACTIVE:
             raise Conflict(f"pool {name!r} is not active")
-        leases = Queries(session).live_leases_of_pool(pool.id)
+        leases = rows.leases(pool=name)
         if leases and not force:
             raise Conflict(f"pool {name!r} has {len(leases)} active lease(s) (owners: "
                            f"{', '.join(sorted({lease.owner for lease in leases}))}); release "
@@ -848,7 +868,7 @@ def destroy(ctx: Context, name: str, *, force: bool = False, keep_vfs: bool = Fa
         return sorted(lease.id for lease in leases)
 
     def change(locked: set[str]) -> PoolDestroyed:
-        lease_ids = ctx.store.read(leases_of)
+        lease_ids = ctx.store.read_rows(leases_of)
         for lease_id in lease_ids:
             lease_service.release_locked(ctx, lease_id, reason=f"pool destroy --force {name}")
         emptied: list[str] = []
@@ -859,24 +879,24 @@ def destroy(ctx: Context, name: str, *, force: bool = False, keep_vfs: bool = Fa
         lost = sorted({lease.id for lease in reset})
         snapshots = _snapshots(ctx, _member_pcis(ctx, name))
 
-        def deactivate(session: Session) -> PoolDestroyed:
-            pool = _pool(session, name)
+        def deactivate(transaction: Transaction, host_id: int | None) -> PoolDestroyed:
+            rows = PoolWrites(transaction, host_id)
+            pool = rows.pool(name)
             for pci in emptied:
-                Queries(session).delete_vfs_of_pf(pci)
-            pool.state = PoolState.INACTIVE
-            _lose(session, lost, f"its VF was reset by pool destroy {name} with "
-                                 "--allow-disruption")
-            events.record(session, "pool.destroy", pool=name, force=force, keep_vfs=keep_vfs,
-                          released=lease_ids, emptied=emptied, lost=lost)
-            session.flush()
-            record = _record(session, pool, snapshots)
+                rows.delete_vfs_of(pci)
+            rows.set_pool_state(pool, PoolState.INACTIVE)
+            _lose(rows, lost, f"its VF was reset by pool destroy {name} with "
+                              "--allow-disruption")
+            rows.add_events([_event(pool, "pool.destroy", force=force, keep_vfs=keep_vfs,
+                                    released=lease_ids, emptied=emptied, lost=lost)])
+            record = _info(rows, rows.pool(name), snapshots)
             if pool.selectors:
                 # A selector pool holds its PFs only while active; its next start chooses.
-                pool.members.clear()
+                rows.clear_members(pool)
             return PoolDestroyed(**_fields(record), released=tuple(lease_ids),
                                  lost=tuple(lost))
 
-        return ctx.store.write(deactivate, operation=f"recording pool destroy {name}")
+        return ctx.store.write_rows(deactivate, operation=f"recording pool destroy {name}")
 
     with ctx.locks.acquirer():  # its releases name this process in their leases
         return _locked(ctx, name, change)
@@ -953,8 +973,7 @@ def resize(ctx: Context, name: str, vfs: int, *, allow_disruption: bool = False,
             events.record(session, "pool.resize", pool=name, old=old, new=vfs)
             if pool.state == PoolState.ACTIVE:
                 return old, True, None
-            session.flush()
-            return old, False, _record(session, pool, snapshots)
+            return old, False, _info_in(session, name, snapshots)
 
         old, active, record = ctx.store.write(set_count, operation=f"pool resize {name}")
         if not active:

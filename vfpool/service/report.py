@@ -24,8 +24,9 @@ from vfpool.service.context import Context
 from vfpool.service.events import EventFilter, EventRow, read_events
 from vfpool.store import Event, Lease, Pf, Pool, PoolPf, Vf, utcnow
 from vfpool.store.models import Host
-from vfpool.store.queries import VF_STATE_NAMES, in_member, live, zero_counts
+from vfpool.store.queries import VF_STATE_NAMES, live, zero_counts
 from vfpool.store.scope import all_hosts
+from vfpool.store.tables import member_covers
 
 EVENT_LIMIT = 20
 # The VF states a report counts, in the order every format lists them.
@@ -144,7 +145,7 @@ def _vf_counts(session: Session) -> dict[tuple[int, str], dict[str, int]]:
             select(PoolPf.pool_id, PoolPf.pf_pci, Vf.state, func.count())
             .select_from(PoolPf)
             .join(Pool, and_(Pool.id == PoolPf.pool_id, Pool.state == "active"))
-            .join(Vf, in_member(Pool.vfs_per_pf))
+            .join(Vf, member_covers(Pool.vfs_per_pf))
             .group_by(PoolPf.pool_id, PoolPf.pf_pci, Vf.state)):
         member = counts.setdefault((pool_id, pf_pci), zero_counts())
         member[str(state)] += count
@@ -200,7 +201,7 @@ def _vf_rows(session: Session, now: datetime) -> list[tuple[int, VfRow]]:
         .select_from(Pool)
         .join(PoolPf, PoolPf.pool_id == Pool.id)
         .join(Pf, and_(Pf.host_id == PoolPf.host_id, Pf.pci == PoolPf.pf_pci))
-        .join(Vf, in_member(Pool.vfs_per_pf))
+        .join(Vf, member_covers(Pool.vfs_per_pf))
         # live() inlines the states, so SQLite can use the partial index (store/queries.py).
         .outerjoin(Lease, and_(Lease.vf_id == Vf.id, live()))
         .where(Pool.state == "active")

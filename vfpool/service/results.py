@@ -9,6 +9,7 @@ values that DESIGN.md gives and tests/data/golden pins; state fields are the Str
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -43,6 +44,12 @@ class VfCounts:
         """From ``{"total": n, "free": n, ...}``, as the store counts them."""
         return cls(total=counts["total"],
                    **{state.value: counts[state.value] for state in VfState})
+
+    @classmethod
+    def of(cls, counts: Mapping[VfState, int]) -> VfCounts:
+        """From the number of VFs in each state (a state left out has none)."""
+        return cls(total=sum(counts.values()),
+                   **{state.value: counts.get(state, 0) for state in VfState})
 
     def as_dict(self) -> dict[str, int]:
         return {"total": self.total, **{state.value: getattr(self, state.value)

@@ -190,18 +190,17 @@ def statements_for(dialect: Dialect) -> Statements:
     return found
 
 
-def run_many(connection: Connection, statement: ClauseElement,
-             rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> None:
-    """``Transaction.run_many`` inside the transaction of a SQLAlchemy ``connection`` (an ORM
-    session's, say): for a bulk INSERT, whose per-row parameter handling in SQLAlchemy
-    costs more than the database's work."""
+@contextmanager
+def in_connection(connection: Connection) -> Iterator[Transaction]:
+    """Direct statements inside the transaction of a SQLAlchemy ``connection`` (an ORM
+    session's, say), on its DBAPI connection: they see what it wrote, and commit or roll
+    back with it."""
     dbapi_connection = connection.connection.dbapi_connection
     assert dbapi_connection is not None
     dialect = connection.dialect
     cursor = dbapi_connection.cursor()
     try:
-        Transaction(cursor, statements_for(dialect), dialect.loaded_dbapi.Error).run_many(
-            statement, rows, columns)
+        yield Transaction(cursor, statements_for(dialect), dialect.loaded_dbapi.Error)
     finally:
         cursor.close()
 

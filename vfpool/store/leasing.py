@@ -28,7 +28,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
-    func,
     insert,
     literal_column,
     select,
@@ -44,6 +43,7 @@ from vfpool.store.tables import (
     events,
     leases,
     live_lease,
+    member_covers,
     members,
     pfs,
     pools,
@@ -114,7 +114,6 @@ def _free_vfs(by_numa: bool, spread: bool, lock: bool) -> Select[Any]:
     of the pool's members, the requested NUMA node first, then the lowest index in pool
     order (with ``spread``, the lowest index across PFs in turn); ``:count`` rows at most.
     A pool's members are on the pool's host, so the pool id scopes it."""
-    start = func.coalesce(members.c.range_start, 0)
     order: list[Any] = []
     if by_numa:
         order.append(case((pfs.c.numa_node == bindparam("numa_node"), 0), else_=1))
@@ -124,10 +123,7 @@ def _free_vfs(by_numa: bool, spread: bool, lock: bool) -> Select[Any]:
                pfs.c.driver, pfs.c.numa_node)
         .select_from(vfs)
         .join(members, and_(members.c.pool_id == bindparam("pool_id"),
-                            vfs.c.host_id == members.c.host_id,
-                            vfs.c.pf_pci == members.c.pf_pci,
-                            vfs.c.index >= start,
-                            vfs.c.index < start + bindparam("vfs_per_pf")))
+                            member_covers(bindparam("vfs_per_pf"))))
         .join(pfs, and_(pfs.c.host_id == members.c.host_id, pfs.c.pci == members.c.pf_pci))
         .where(vfs.c.state == literal_column(f"'{VfState.FREE.value}'"))
         .order_by(*order).limit(bindparam("count")))

@@ -21,12 +21,12 @@ import functools
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import Select, and_, bindparam, func, literal_column, select
 
 from vfpool.errors import NotFound
 from vfpool.store.direct import HostRows, here, listed, listed_values
-from vfpool.store.states import LinkState, Method, Mode, PoolState
-from vfpool.store.tables import leases, live_lease, members, pfs, pools
+from vfpool.store.states import LinkState, Method, Mode, PoolState, VfState
+from vfpool.store.tables import leases, live_lease, member_covers, members, pfs, pools, vfs
 
 
 class PoolRow(NamedTuple):
@@ -36,6 +36,7 @@ class PoolRow(NamedTuple):
     host_id: int
     name: str
     state: PoolState
+    autostart: bool
     method: Method
     mode: Mode
     vfs_per_pf: int
@@ -64,6 +65,15 @@ class MemberRow(NamedTuple):
     range_end: int | None
 
 
+class PfRow(NamedTuple):
+    """A PF as the store last saw it."""
+
+    pci: str
+    netdev: str | None
+    driver: str | None
+    totalvfs: int
+
+
 class LiveLeaseRow(NamedTuple):
     id: int
     pool: str
@@ -82,6 +92,25 @@ _MEMBER_COLUMNS = (pools.c.id, pools.c.name, pools.c.state, pools.c.method, pool
 def _pool(scoped: bool) -> Select[Any]:
     return select(*(pools.c[name] for name in PoolRow._fields)).where(
         pools.c.name == bindparam("name"), *here(pools, scoped))
+
+
+@functools.cache
+def _pools(scoped: bool, active_only: bool) -> Select[Any]:
+    """The pools by name (with ``active_only``, the active ones)."""
+    query = select(*(pools.c[name] for name in PoolRow._fields)).where(
+        *here(pools, scoped)).order_by(pools.c.name)
+    if active_only:
+        query = query.where(pools.c.state == literal_column(f"'{PoolState.ACTIVE.value}'"))
+    return query
+
+
+@functools.cache
+def _vf_counts() -> Select[Any]:
+    """The VF rows of a pool's memberships, by state (a pool's members are on its host)."""
+    return (select(vfs.c.state, func.count()).select_from(vfs)
+            .join(members, and_(members.c.pool_id == bindparam("pool_id"),
+                                member_covers(bindparam("vfs_per_pf"))))
+            .group_by(vfs.c.state))
 
 
 @functools.cache
@@ -111,9 +140,9 @@ def _live_on(scoped: bool, count: int) -> Select[Any]:
 
 
 @functools.lru_cache(maxsize=64)
-def _pf_drivers(scoped: bool, count: int) -> Select[Any]:
-    return select(pfs.c.pci, pfs.c.driver).where(pfs.c.pci.in_(listed("pf", count)),
-                                                 *here(pfs, scoped))
+def _pf_rows(scoped: bool, count: int) -> Select[Any]:
+    return select(*(pfs.c[name] for name in PfRow._fields)).where(
+        pfs.c.pci.in_(listed("pf", count)), *here(pfs, scoped))
 
 
 class PoolRows(HostRows):
@@ -125,6 +154,16 @@ class PoolRows(HostRows):
         if row is None:
             raise NotFound(f"no pool named {name!r}")
         return PoolRow._make(row)
+
+    def pools(self, *, include_inactive: bool = True) -> list[PoolRow]:
+        """The pools by name."""
+        return [PoolRow._make(row) for row in self.transaction.rows(
+            _pools(self.scoped, not include_inactive), self._params())]
+
+    def vf_counts(self, pool: PoolRow) -> dict[VfState, int]:
+        """The pool's VF rows by state (the states it has none in are left out)."""
+        return {state: count for state, count in self.transaction.rows(
+            _vf_counts(), {"pool_id": pool.id, "vfs_per_pf": pool.vfs_per_pf})}
 
     def members(self, pool: PoolRow) -> list[MemberRow]:
         """The pool's memberships, in pool order."""
@@ -146,9 +185,9 @@ class PoolRows(HostRows):
         return [LiveLeaseRow._make(row) for row in self.transaction.rows(
             _live_on(self.scoped, len(pcis)), self._params(**listed_values("pf", pcis)))]
 
-    def pf_drivers(self, pcis: Sequence[str]) -> dict[str, str | None]:
-        """The driver each of the PFs ``pcis`` had when last seen."""
+    def pfs(self, pcis: Sequence[str]) -> dict[str, PfRow]:
+        """The rows of the PFs ``pcis`` that the store has, by address."""
         if not pcis:
             return {}
-        return {pci: driver for pci, driver in self.transaction.rows(
-            _pf_drivers(self.scoped, len(pcis)), self._params(**listed_values("pf", pcis)))}
+        return {row[0]: PfRow._make(row) for row in self.transaction.rows(
+            _pf_rows(self.scoped, len(pcis)), self._params(**listed_values("pf", pcis)))}

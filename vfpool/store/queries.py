@@ -10,12 +10,9 @@ hide the values from its planner.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select
-from sqlalchemy.engine import CursorResult
-from sqlalchemy.orm import InstrumentedAttribute, Session, joinedload
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session, joinedload
 
 from vfpool.errors import NotFound
 from vfpool.store.models import Lease, Pf, Pool, PoolPf, Vf
@@ -29,31 +26,9 @@ VF_STATE_NAMES = tuple(state.value for state in VfState)
 live = live_lease
 
 
-def _range_start() -> ColumnElement[int]:
-    return func.coalesce(PoolPf.range_start, 0)
-
-
-def in_member(vfs_per_pf: int | ColumnElement[int] | InstrumentedAttribute[int]
-              ) -> ColumnElement[bool]:
-    """A VF row within the first ``vfs_per_pf`` indices of a pool membership's range, on the
-    membership's own host (the caller joins vfs and pool_pfs; a fleet-wide query passes the
-    ``Pool.vfs_per_pf`` column)."""
-    return and_(Vf.host_id == PoolPf.host_id, Vf.pf_pci == PoolPf.pf_pci,
-                Vf.vf_index >= _range_start(), Vf.vf_index < _range_start() + vfs_per_pf)
-
-
 def zero_counts() -> dict[str, int]:
     """VF counts by state, and their total, all zero: the shape every count report uses."""
     return {"total": 0, **dict.fromkeys(VF_STATE_NAMES, 0)}
-
-
-@dataclass(frozen=True)
-class FreeVf:
-    """A free VF an acquire may take, with what the allocation policy orders it by."""
-
-    vf: Vf
-    pf: Pf
-    position: int
 
 
 class Queries:
@@ -100,19 +75,6 @@ class Queries:
             select(PoolPf.pf_pci, Pool.name).join(Pool, Pool.id == PoolPf.pool_id)
             .order_by(Pool.name))]
 
-    def vf_counts(self, pool: Pool) -> dict[str, int]:
-        """The pool's VFs by state, and their total; all zero for an inactive pool."""
-        counts = zero_counts()
-        if pool.state != PoolState.ACTIVE:
-            return counts
-        rows = self.session.execute(
-            select(Vf.state, func.count()).join(PoolPf, PoolPf.pool_id == pool.id)
-            .where(in_member(pool.vfs_per_pf)).group_by(Vf.state))
-        for state, count in rows:
-            counts[state] += count
-            counts["total"] += count
-        return counts
-
     # ------------------------------------------------------------------ PFs
     def pf(self, pci: str) -> Pf | None:
         return self.pfs([pci]).get(pci)
@@ -142,37 +104,12 @@ class Queries:
                 found[row.pf_pci][row.vf_index] = row
         return found
 
-    def delete_vfs_of_pf(self, pf_pci: str) -> int:
-        """Delete the VF rows of a PF, in one statement (the host scope applies to it as to
-        a select); how many. Their leases keep their history (``vf_id`` SET NULL)."""
-        result = self.session.execute(delete(Vf).where(Vf.pf_pci == pf_pci))
-        return int(cast(CursorResult[Any], result).rowcount)
-
     def vf_at(self, pf_pci: str, index: int) -> Vf:
         return self.session.scalars(select(Vf).where(Vf.pf_pci == pf_pci,
                                                      Vf.vf_index == index)).one()
 
     def vf_by_pci(self, pci: str) -> Vf | None:
         return self.session.scalars(select(Vf).where(Vf.pci == pci)).one_or_none()
-
-    def free_vfs(self, pool: Pool, count: int, *, numa_node: int | None,
-                 spread: bool) -> list[FreeVf]:
-        """The allocation policy, in SQL: free VFs of the pool's members, the requested NUMA
-        node first, then the lowest index in pool order (or, with ``spread``, the lowest index
-        across PFs in turn); at most ``count`` rows are read."""
-        order: list[ColumnElement[int] | InstrumentedAttribute[int]] = []
-        if numa_node is not None:
-            order.append(case((Pf.numa_node == numa_node, 0), else_=1))
-        order += [Vf.vf_index, PoolPf.position] if spread else [PoolPf.position, Vf.vf_index]
-        rows = self.session.execute(
-            select(Vf, Pf, PoolPf.position).select_from(Vf)
-            .join(PoolPf, PoolPf.pool_id == pool.id).join(Pf, Pf.pci == PoolPf.pf_pci)
-            .where(in_member(pool.vfs_per_pf), Vf.state == VfState.FREE)
-            .order_by(*order).limit(count)
-            # PostgreSQL: lock the chosen rows, and let concurrent acquires skip them rather
-            # than queue behind them (SQLite's BEGIN IMMEDIATE already serialises writers).
-            .with_for_update(of=Vf, skip_locked=True))
-        return [FreeVf(vf, pf, position) for vf, pf, position in rows]
 
     # ------------------------------------------------------------------ leases
     def lease(self, lease_id: int) -> Lease:
@@ -192,14 +129,6 @@ class Queries:
     def live_lease_of_vf(self, vf_id: int) -> Lease | None:
         return self.session.scalars(select(Lease).where(Lease.vf_id == vf_id, live())).first()
 
-    def vf_ids_with_live_lease(self, vf_ids: Sequence[int]) -> set[int]:
-        """Which of the VF rows ``vf_ids`` a live lease holds: one query for a PF's range
-        (a query per VF was most of `pool start`'s own time on a 256-VF PF)."""
-        if not vf_ids:
-            return set()
-        return {vf_id for vf_id in self.session.scalars(select(Lease.vf_id).where(
-            Lease.vf_id.in_(list(vf_ids)), live())) if vf_id is not None}
-
     def live_lease_ids_by_vf(self, vf_ids: Sequence[int]) -> dict[int, int]:
         """The live lease of each of the VF rows ``vf_ids`` that has one: VF id -> lease id,
         in one query."""
@@ -209,35 +138,9 @@ class Queries:
             select(Lease.vf_id, Lease.id).where(Lease.vf_id.in_(list(vf_ids)), live()))
             if vf_id is not None}
 
-    def live_leases_of_pool(self, pool_id: int) -> list[Lease]:
-        return list(self.session.scalars(select(Lease).where(
-            Lease.pool_id == pool_id, live()).order_by(Lease.id)))
-
-    def live_lease_with_mac(self, mac: str) -> Lease | None:
-        return self.session.scalars(select(Lease).where(Lease.mac == mac, live())).first()
-
-    def live_macs(self, macs: Sequence[str]) -> set[str]:
-        """Which of ``macs`` a live lease uses."""
-        if not macs:
-            return set()
-        return set(self.session.scalars(select(Lease.mac).where(
-            Lease.mac.in_(list(macs)), live())))
-
     def highest_live_index(self, pool_id: int, pf_pci: str, from_index: int) -> Lease | None:
         """The live lease of a pool on a PF with the highest VF index at or above
         ``from_index`` (what a shrink would take away)."""
         return self.session.scalars(select(Lease).where(
             Lease.pf_pci == pf_pci, Lease.pool_id == pool_id, live(),
             Lease.vf_index >= from_index).order_by(Lease.vf_index.desc())).first()
-
-    def leases(self, *, pool: str | None = None, owner: str | None = None,
-               include_finished: bool = False) -> list[tuple[Lease, str]]:
-        query = select(Lease, Pool.name).join(Pool, Pool.id == Lease.pool_id).order_by(Lease.id)
-        if pool is not None:
-            self.pool(pool)
-            query = query.where(Pool.name == pool)
-        if owner is not None:
-            query = query.where(Lease.owner == owner)
-        if not include_finished:
-            query = query.where(live())
-        return [(lease, name) for lease, name in self.session.execute(query)]

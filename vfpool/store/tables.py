@@ -29,7 +29,9 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    and_,
     false,
+    func,
     literal_column,
     text,
 )
@@ -153,7 +155,7 @@ members = Table(
     Column("position", Integer, nullable=False),
     Column("range_start", Integer),
     Column("range_end", Integer),
-    # The free VF rows this membership covers (see in_member), kept exact by the database's
+    # The free VF rows this membership covers (see member_covers), kept exact by the database's
     # triggers (migrations/versions/0006): read it in a query, never from a loaded object,
     # whose copy is not refreshed when a trigger changes the row.
     Column("free_vfs", Integer, nullable=False, server_default=text("0")),
@@ -246,6 +248,16 @@ events = Table(
     Column("detail", _json()),
     sqlite_autoincrement=True,
 )
+
+
+def member_covers(vfs_per_pf: Any) -> ColumnElement[bool]:
+    """The VF row is one that the pool membership covers: on the membership's host and PF,
+    with an index from the start of its range (0 without one) and fewer than ``vfs_per_pf``
+    past it (a bound parameter, or ``pools.c.vfs_per_pf`` in a query over many pools). The
+    free-count triggers of migrations/versions/0006 count exactly these rows."""
+    start = func.coalesce(members.c.range_start, 0)
+    return and_(vfs.c.host_id == members.c.host_id, vfs.c.pf_pci == members.c.pf_pci,
+                vfs.c.index >= start, vfs.c.index < start + vfs_per_pf)
 
 
 def live_lease() -> ColumnElement[bool]:
