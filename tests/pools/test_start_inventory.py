@@ -118,3 +118,56 @@ def test_a_start_after_a_reboot_updates_the_rows_a_resize_adds_the_new_ones(
     assert resized["h2"] == before["h2"]
     assert first.pool("tenant").vfs.free == 6
     assert second.pool("tenant").vfs.free == 4
+
+
+def _set_rows(store_url: str, host: str, values: dict[int, dict[str, object]]) -> None:
+    """Write VF rows of ``host`` by index, as a store from before a reboot (or a crash)
+    might hold them."""
+    with open_store(store_url) as store, store.session() as session:
+        for vf in session.scalars(select(Vf).join(Host, Host.id == Vf.host_id)
+                                  .where(Host.name == host)):
+            for column, value in values.get(vf.vf_index, {}).items():
+                setattr(vf, column, value)
+        session.commit()
+
+
+def test_a_start_brings_rows_with_stale_netdevs_up_to_the_host(
+        two_hosts: dict[str, vfpool.Host], store_url: str) -> None:
+    first, second = two_hosts["h1"], two_hosts["h2"]
+    first.start_pool("tenant")
+    second.start_pool("tenant")
+    # The VFs had other names before the reboot (a new kernel's naming, say).
+    _set_rows(store_url, "h1", {index: {"netdev": f"old{index}"} for index in range(4)})
+    SimHost(root_of(first)).reboot()
+    before = rows_by_host(store_url)
+    assert {row[3] for _, row in before["h1"].values()} == {f"old{i}" for i in range(4)}
+    first.start_pool("tenant")
+    after = rows_by_host(store_url)
+    assert {index: row for index, (_, row) in after["h1"].items()} == expected(
+        root_of(first), range(4))
+    assert {index: row_id for index, (row_id, _) in after["h1"].items()} == {
+        index: row_id for index, (row_id, _) in before["h1"].items()}
+    assert after["h2"] == before["h2"]
+
+
+def test_a_start_drops_rows_beyond_the_pool_and_marks_a_leased_one_unusable(
+        two_hosts: dict[str, vfpool.Host], store_url: str) -> None:
+    """Rows past the pool's VFs (it shrank while inactive, its VF rows kept) are deleted at
+    its next start, but a row still marked leased (a crash's leftover) stays, unusable."""
+    first, second = two_hosts["h1"], two_hosts["h2"]
+    first.start_pool("tenant")
+    second.start_pool("tenant")
+    first.destroy_pool("tenant", keep_vfs=True)
+    first.resize_pool("tenant", 2)
+    _set_rows(store_url, "h1", {3: {"state": "leased"}})
+    before = rows_by_host(store_url)
+    first.start_pool("tenant")
+    after = rows_by_host(store_url)
+    assert sorted(after["h1"]) == [0, 1, 3]
+    pf, index, pci, netdev, _, _ = before["h1"][3][1]
+    assert after["h1"][3] == (before["h1"][3][0],
+                              (pf, index, pci, netdev, "unusable", "VF vanished while leased"))
+    assert {index: row for index, (_, row) in after["h1"].items() if index < 2} == expected(
+        root_of(first), range(2))
+    assert after["h2"] == before["h2"]
+    assert first.pool("tenant").vfs.total == 2
