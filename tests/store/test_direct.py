@@ -374,3 +374,17 @@ def test_a_bulk_insert_processes_shared_and_distinct_values_alike(store: Store) 
     assert found == {row["index"]: (row["updated_at"], row["state"], row["reason"])
                      for row in rows}
     assert all(at.tzinfo is not None for at, _, _ in found.values())
+
+
+def test_a_bulk_insert_missing_a_value_names_it(store: Store) -> None:
+    _seeded(store)
+    assert store.host_id is not None
+    rows = [{"host_id": store.host_id, "pf_pci": "0000:05:00.0", "index": 30 + index,
+             "pci": f"0000:05:3{index}.1", "netdev": None, "state": VfState.FREE,
+             "reason": None, "updated_at": CREATED} for index in range(2)]
+    del rows[1]["pci"]
+    with pytest.raises(ValueError, match="no value for parameter 'pci'"):
+        store.write_rows(lambda transaction, host: transaction.run_many(
+            insert(vfs), rows, list(rows[0])), operation="a bulk insert")
+    assert store.read(lambda session: list(session.scalars(
+        select(Vf.vf_index).where(Vf.vf_index >= 30)))) == []
