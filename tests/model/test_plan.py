@@ -13,7 +13,6 @@ from vfpool.errors import Conflict
 from vfpool.model.drivers import DRIVERS
 from vfpool.model.pci import PciAddress
 from vfpool.model.plan import (
-    InventoryChange,
     Repair,
     VfRow,
     in_place,
@@ -27,7 +26,7 @@ from vfpool.model.plan import (
     wanted_autoprobe,
     wanted_count,
 )
-from vfpool.model.snapshot import PfSnapshot
+from vfpool.model.snapshot import PfSnapshot, VfSnapshot
 from vfpool.store.states import Method, Mode
 
 IGB, MLX4 = DRIVERS["igb"], DRIVERS["mlx4_core"]
@@ -290,34 +289,41 @@ def test_both_guard_problems_are_named_in_one_refusal() -> None:
 
 
 # --------------------------------------------------------------------------- plan_inventory
+def _listed(vfs: tuple[VfSnapshot, ...]) -> list[tuple[int, str, str | None]]:
+    return [(vf.index, str(vf.pci), vf.netdev) for vf in vfs]
+
+
 def test_inventory_adds_updates_and_brings_back_present_vfs() -> None:
     host = pf(numvfs=6, bare=(2,))
     rows = {0: ("free", None), 1: ("unusable", "missing on host"),
             2: ("unusable", "restore failed: EIO"), 3: ("unusable", "removed")}
-    changes = plan_inventory(host, range(0, 5), rows, held=[3])
-    assert changes == [
-        InventoryChange(0, "update", str(vf_pci(PF0, 0)), "enp5s0f0v0"),
-        InventoryChange(1, "back", str(vf_pci(PF0, 1)), "enp5s0f0v1"),
-        InventoryChange(2, "update", str(vf_pci(PF0, 2)), None),  # unusable for a reason
-        InventoryChange(3, "update", str(vf_pci(PF0, 3)), "enp5s0f0v3"),  # a lease holds it
-        InventoryChange(4, "add", str(vf_pci(PF0, 4)), "enp5s0f0v4"),
-    ]  # VF 5 is outside the range: not the pool's
+    plan = plan_inventory(host, range(0, 5), rows, held=[3])
+    assert _listed(plan.seen) == [
+        (0, str(vf_pci(PF0, 0)), "enp5s0f0v0"),
+        (2, str(vf_pci(PF0, 2)), None),  # unusable for a reason
+        (3, str(vf_pci(PF0, 3)), "enp5s0f0v3"),  # a lease holds it
+    ]
+    assert _listed(plan.back) == [(1, str(vf_pci(PF0, 1)), "enp5s0f0v1")]
+    assert _listed(plan.added) == [(4, str(vf_pci(PF0, 4)), "enp5s0f0v4")]
+    assert (plan.vanished, plan.deleted) == ((), ())  # VF 5 is outside the range: not the pool's
 
 
 def test_inventory_deletes_rows_of_gone_vfs_unless_a_lease_holds_them() -> None:
     host = pf(numvfs=4, present=2)
     rows = {index: (state, None) for index, state in
             enumerate(("free", "free", "free", "leased"))} | {4: ("reserved", None)}
-    changes = plan_inventory(host, range(0, 5), rows, held=[3, 4])
-    assert [(change.index, change.action) for change in changes] == [
-        (2, "delete"), (3, "vanished"), (4, "vanished"), (0, "update"), (1, "update")]
+    plan = plan_inventory(host, range(0, 5), rows, held=[3, 4])
+    assert (plan.deleted, plan.vanished) == ((2,), (3, 4))
+    assert [vf.index for vf in plan.seen] == [0, 1]
+    assert (plan.added, plan.back) == ((), ())
 
 
 def test_inventory_of_a_range_starts_at_its_first_index() -> None:
     host = pf(numvfs=12)
-    changes = plan_inventory(host, range(8, 10), {}, held=[])
-    assert [(change.index, change.action, change.pci) for change in changes] == [
-        (8, "add", str(vf_pci(PF0, 8))), (9, "add", str(vf_pci(PF0, 9)))]
+    plan = plan_inventory(host, range(8, 10), {}, held=[])
+    assert [(vf.index, str(vf.pci)) for vf in plan.added] == [
+        (8, str(vf_pci(PF0, 8))), (9, str(vf_pci(PF0, 9)))]
+    assert plan.seen == plan.back == ()
 
 
 # --------------------------------------------------------------------------- plan_repairs

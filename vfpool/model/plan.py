@@ -204,41 +204,43 @@ def plan_module(info: DriverInfo, ports: Sequence[PfSnapshot], pool_pfs: Sequenc
 
 
 @dataclass(frozen=True)
-class InventoryChange:
-    """One VF row to change so that the store matches the host (see ``plan_inventory``)."""
+class InventoryPlan:
+    """What to change so that the store's VF rows of one pool's range match the host (see
+    ``plan_inventory``): present VFs by their snapshot, gone ones by index."""
 
-    index: int
-    action: Literal["add", "update", "vanished", "delete", "back"]
-    pci: str | None = None
-    netdev: str | None = None
+    added: tuple[VfSnapshot, ...] = ()  # no row yet: a free one
+    seen: tuple[VfSnapshot, ...] = ()  # a row: its address and netdev as the host has them
+    back: tuple[VfSnapshot, ...] = ()  # a row unusable only because the VF was gone: free
+    vanished: tuple[int, ...] = ()  # gone while leased or reserved: the row turns unusable
+    deleted: tuple[int, ...] = ()  # gone: the row goes
 
 
 def plan_inventory(pf: PfSnapshot, indices: range, rows: Mapping[int, tuple[str, str | None]],
-                   held: Iterable[int]) -> list[InventoryChange]:
+                   held: Iterable[int]) -> InventoryPlan:
     """The store's VF rows of one pool's range against the host, at ``pool start``.
 
     ``rows``: index -> (state, reason) of the rows the membership claims; ``held``: indices
     whose VF a live lease names. Present VFs are added or updated (and a VF that was only
-    missing comes back free); rows whose VF is gone are deleted, or marked unusable while a
-    lease holds them.
+    missing comes back free, unless a lease holds it); rows whose VF is gone are deleted, or
+    marked unusable while a lease holds them. Each list is by index.
     """
     present = {vf.index: vf for vf in pf.vfs if vf.index in indices}
     live = set(held)
-    changes: list[InventoryChange] = []
-    for index, (state, _) in sorted(rows.items()):
-        if index not in present:
-            changes.append(InventoryChange(index, "vanished" if state in ("leased", "reserved")
-                                           else "delete"))
+    gone = [(index, state) for index, (state, _) in sorted(rows.items())
+            if index not in present]
+    added, seen, back = [], [], []
     for index, vf in sorted(present.items()):
         known = rows.get(index)
         if known is None:
-            changes.append(InventoryChange(index, "add", str(vf.pci), vf.netdev))
+            added.append(vf)
+        elif known[0] == "unusable" and known[1] in ABSENT_REASONS and index not in live:
+            back.append(vf)
         else:
-            state, reason = known
-            back = state == "unusable" and reason in ABSENT_REASONS and index not in live
-            changes.append(InventoryChange(index, "back" if back else "update", str(vf.pci),
-                                           vf.netdev))
-    return changes
+            seen.append(vf)
+    return InventoryPlan(
+        added=tuple(added), seen=tuple(seen), back=tuple(back),
+        vanished=tuple(index for index, state in gone if state in ("leased", "reserved")),
+        deleted=tuple(index for index, state in gone if state not in ("leased", "reserved")))
 
 
 # Reasons under which a VF is unusable only because it was not there; it comes back when seen.

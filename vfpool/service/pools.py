@@ -580,30 +580,20 @@ def _inventory(rows: PoolWrites, pool: PoolRow, members: list[_Member],
     added: dict[str, list[tuple[int, str, str | None]]] = {}
     for member in members:
         vf_rows = stored[member.pci]
-        changes = plan_inventory(verified[member.pci],
-                                 used_indices(member.vf_range, pool.vfs_per_pf),
-                                 {index: (row.state, row.reason) for index, row in vf_rows.items()},
-                                 {row.vf_index for row in vf_rows.values() if row.id in held_ids})
-        for change in changes:
-            row = vf_rows.get(change.index)
-            if change.action == "add":
-                assert change.pci is not None
-                added.setdefault(member.pci, []).append((change.index, change.pci,
-                                                         change.netdev))
-            elif row is None:
-                continue
-            elif change.action == "delete":
-                gone.append(row.id)
-            elif change.action == "vanished":
-                changed.append(row._replace(state=VfState.UNUSABLE,
-                                            reason="VF vanished while leased"))
-            elif change.action == "back":  # it was only gone, and it is back
-                assert change.pci is not None
-                changed.append(row._replace(pci=change.pci, netdev=change.netdev,
-                                            state=VfState.FREE, reason=None))
-            elif (change.pci, change.netdev) != (row.pci, row.netdev):
-                assert change.pci is not None
-                changed.append(row._replace(pci=change.pci, netdev=change.netdev))
+        plan = plan_inventory(verified[member.pci],
+                              used_indices(member.vf_range, pool.vfs_per_pf),
+                              {index: (row.state, row.reason) for index, row in vf_rows.items()},
+                              {row.vf_index for row in vf_rows.values() if row.id in held_ids})
+        gone += (vf_rows[index].id for index in plan.deleted)
+        changed += (vf_rows[index]._replace(state=VfState.UNUSABLE,
+                                            reason="VF vanished while leased")
+                    for index in plan.vanished)
+        changed += (vf_rows[vf.index]._replace(pci=str(vf.pci), netdev=vf.netdev,
+                                               state=VfState.FREE, reason=None)
+                    for vf in plan.back)  # it was only gone, and it is back
+        changed += (row._replace(pci=str(vf.pci), netdev=vf.netdev) for vf in plan.seen
+                    if ((row := vf_rows[vf.index]).pci, row.netdev) != (str(vf.pci), vf.netdev))
+        added[member.pci] = [(vf.index, str(vf.pci), vf.netdev) for vf in plan.added]
     # Rows go before their addresses are taken again: deleted, changed, then added.
     rows.delete_vfs(gone)
     rows.change_vfs(changed)
