@@ -388,3 +388,22 @@ def test_a_bulk_insert_missing_a_value_names_it(store: Store) -> None:
             insert(vfs), rows, list(rows[0])), operation="a bulk insert")
     assert store.read(lambda session: list(session.scalars(
         select(Vf.vf_index).where(Vf.vf_index >= 30)))) == []
+
+
+def test_a_bulk_insert_of_tuples_takes_its_columns_in_the_order_given(store: Store) -> None:
+    """run_values: each row a tuple in the order its columns are named, whatever order the
+    compiled INSERT has."""
+    _seeded(store)
+    assert store.host_id is not None
+    columns = ["updated_at", "state", "reason", "netdev", "pci", "index", "pf_pci", "host_id"]
+    rows = [(CREATED.replace(second=index), state, reason, None, f"0000:05:4{index}.1",
+             40 + index, "0000:05:00.0", store.host_id)
+            for index, (state, reason) in enumerate([(VfState.FREE, None),
+                                                     (VfState.UNUSABLE, "why")])]
+    store.write_rows(lambda transaction, host: transaction.run_values(
+        insert(vfs), columns, rows), operation="a bulk insert")
+    found = store.read(lambda session: [
+        (vf.updated_at, vf.state, vf.reason, vf.netdev, vf.pci, vf.vf_index, vf.pf_pci,
+         vf.host_id) for vf in session.scalars(
+            select(Vf).where(Vf.vf_index >= 40).order_by(Vf.vf_index))])
+    assert found == rows

@@ -54,6 +54,7 @@ class VfRow(NamedTuple):
 
 
 PF_COLUMNS = ("netdev", "driver", "vendor", "device", "totalvfs", "numa_node")
+# In the table's order, which is the compiled INSERT's: its rows need no reordering.
 _VF_COLUMNS = ("host_id", "pf_pci", "index", "pci", "netdev", "state", "reason", "updated_at")
 _VF_CHANGES = ("pci", "netdev", "state", "reason", "updated_at")
 
@@ -164,10 +165,9 @@ class PoolWrites(LeaseRows):
         """Insert free VF rows of a PF, one per (index, PCI address, netdev)."""
         if added:
             now = utcnow()
-            self.transaction.run_many(_insert_vf(), [
-                {"host_id": host_id, "pf_pci": pf_pci, "index": index, "pci": pci,
-                 "netdev": netdev, "state": VfState.FREE, "reason": None, "updated_at": now}
-                for index, pci, netdev in added], _VF_COLUMNS)
+            self.transaction.run_values(_insert_vf(), _VF_COLUMNS, [
+                (host_id, pf_pci, index, pci, netdev, VfState.FREE, None, now)
+                for index, pci, netdev in added])
 
     def change_vfs(self, changed: Sequence[VfRow]) -> None:
         """Write the address, netdev, state and reason of VF rows (by id)."""
