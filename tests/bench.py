@@ -53,7 +53,6 @@ rougher.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import importlib.util
 import json
@@ -202,17 +201,21 @@ def start_floor(root: Path, db_path: Path, loops: int = 7) -> StartFloor:
     pfs = sorted(str(devices / name) for name in os.listdir(devices)
                  if (devices / name / "sriov_totalvfs").exists())
 
+    drivers = root / "sys/bus/pci/drivers"
+
     def read_back() -> None:
+        # The calls Sysfs._vfs_of makes for a PF of 64 VFs or more: its folder listed and its
+        # virtfn links read, and the drivers' folders listed for the VFs' drivers.
         for folder in pfs:
             fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
             try:
                 for entry in os.listdir(folder):
                     if entry.startswith("virtfn"):
-                        target = os.readlink(entry, dir_fd=fd)
-                        with contextlib.suppress(OSError):
-                            os.readlink(target + "/driver", dir_fd=fd)
+                        os.readlink(entry, dir_fd=fd)
             finally:
                 os.close(fd)
+            for driver in os.listdir(drivers):
+                os.listdir(drivers / driver)
 
     reads = []
     for _ in range(loops):
@@ -246,7 +249,8 @@ def floor_rows(floor: StartFloor, samples: list[Sample]) -> list[Row]:
     sim_cpu = median_of(samples, "sim_cpu")
     bare = floor.read_back + floor.insert
     return [
-        Row(f"   its floor, done bare: reading the {floor.vfs} VFs' links (os calls)",
+        Row(f"   its floor, done bare: reading the {floor.vfs} VFs' links and the drivers' "
+            "folders (os calls)",
             ms(floor.read_back)),
         Row("   its floor, done bare: inserting their rows (sqlite3), with / without "
             "the free-count trigger", f"{ms(floor.insert)} / {ms(floor.insert_untriggered)}"),
