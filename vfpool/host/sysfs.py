@@ -39,7 +39,10 @@ def _read(path: str | Path) -> str | None:
 
 
 def _read_int(path: str | Path, base: int = 10, default: int = 0) -> int:
-    text = _read(path)
+    return _int(_read(path), base, default)
+
+
+def _int(text: str | None, base: int = 10, default: int = 0) -> int:
     if text is None or text == "":
         return default
     try:
@@ -199,7 +202,7 @@ class Sysfs:
                     bound[named[1]] = driver
         return bound
 
-    def _vfs_of(self, device: Path) -> list[VfSnapshot]:
+    def _vfs_of(self, folder: str) -> list[VfSnapshot]:
         """The VFs behind a PF's ``virtfn<N>`` links, by index (each link's address parsed
         once per process: the two regex matches per VF were a large part of a read).
 
@@ -209,7 +212,6 @@ class Sysfs:
         come from the drivers' folders (``bound_devices``) for a PF with ``BULK_DRIVERS`` VFs
         or more: a lookup of each absent ``driver`` link of 1,024 new unbound VFs cost 4-5 ms
         of a pool start's read-back, the first time."""
-        folder = str(device)
         try:
             names = os.listdir(folder)
             fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -230,35 +232,38 @@ class Sysfs:
                 index = int(entry[6:])
                 if bound is None:
                     vfs.append(self.vf(index, *named))
+                elif (driver := bound.get(named[1])) is None:
+                    vfs.append(VfSnapshot(index, named[0], None))
                 else:
-                    vfs.append(self._vf(index, named[0], f"{self._devices}/{named[1]}",
-                                        bound.get(named[1])))
+                    vfs.append(self._vf(index, named[0], f"{self._devices}/{named[1]}", driver))
         finally:
             os.close(fd)
         vfs.sort(key=_by_index)
         return vfs
 
     def pf(self, address: PciAddress, *, with_vfs: bool = True) -> PfSnapshot:
-        device = self.device_dir(address)
-        if not (device / "sriov_totalvfs").exists():
+        # String paths: a PF's dozen pathlib joins cost more than their reads.
+        device = f"{self._devices}/{address}"
+        totalvfs = _read(device + "/sriov_totalvfs")
+        if totalvfs is None:
             raise NotFound(f"{address} is not an SR-IOV PF on this host")
-        vendor = _read_int(device / "vendor", 16)
-        device_id = _read_int(device / "device", 16)
-        vf_device = _read(device / "sriov_vf_device")
-        numa = _read_int(device / "numa_node", default=-1)
+        vendor = _read_int(device + "/vendor", 16)
+        device_id = _read_int(device + "/device", 16)
+        vf_device = _read(device + "/sriov_vf_device")
+        numa = _read_int(device + "/numa_node", default=-1)
         vfs = self._vfs_of(device) if with_vfs else []
         return PfSnapshot(
             pci=address,
             vendor=vendor,
             device=device_id,
-            driver=_link_name(device / "driver"),
-            totalvfs=_read_int(device / "sriov_totalvfs"),
-            numvfs=_read_int(device / "sriov_numvfs"),
-            offset=_read_int(device / "sriov_offset"),
-            stride=_read_int(device / "sriov_stride"),
+            driver=_link_name(device + "/driver"),
+            totalvfs=_int(totalvfs),
+            numvfs=_read_int(device + "/sriov_numvfs"),
+            offset=_read_int(device + "/sriov_offset"),
+            stride=_read_int(device + "/sriov_stride"),
             vf_device=int(vf_device, 16) if vf_device else None,
             numa_node=None if numa < 0 else numa,
-            drivers_autoprobe=_read(device / "sriov_drivers_autoprobe") != "0",
+            drivers_autoprobe=_read(device + "/sriov_drivers_autoprobe") != "0",
             netdevs=self._netdevs(device),
             vfs=tuple(vfs),
             model=self.pciids.device_name(vendor, device_id),

@@ -601,9 +601,9 @@ def _inventory(rows: PoolWrites, pool: PoolRow, members: list[_Member],
         rows.add_free_vfs(pool.host_id, pci, vfs)
 
 
-def _event(pool: PoolRow, action: str, **detail: Any) -> dict[str, Any]:
-    """An event of ``pool``'s host about it, as a row to add."""
-    return {"host_id": pool.host_id, **events.entry(action, pool=pool.name, **detail)}
+def _event(rows: PoolWrites, pool: str, action: str, **detail: Any) -> dict[str, Any]:
+    """An event about ``pool``, of the transaction's host, as a row to add."""
+    return {"host_id": rows.host_id, **events.entry(action, pool=pool, **detail)}
 
 
 def _lose(rows: PoolWrites, lease_ids: Iterable[int], why: str, *,
@@ -680,7 +680,7 @@ def _apply(ctx: Context, name: str, locked: set[str], *, allow_disruption: bool,
 
         def failed(transaction: Transaction, host_id: int | None) -> None:
             rows = PoolWrites(transaction, host_id)
-            rows.add_events([_event(rows.pool(name), f"{action}.failed", error=error)])
+            rows.add_events([_event(rows, name, f"{action}.failed", error=error)])
             for lease_id, (vf_state, vf_reason) in settled.items():
                 _lose(rows, [lease_id], f"its VF was reset by a failed {action} with "
                       "--allow-disruption", vf_state=vf_state, vf_reason=vf_reason)
@@ -697,12 +697,14 @@ def _apply(ctx: Context, name: str, locked: set[str], *, allow_disruption: bool,
         _inventory(rows, pool, members, verified)
         rows.set_pool_state(pool, PoolState.ACTIVE)
         rows.add_events([
-            *(_event(pool, "pf.link_down", pf=pci, netdev=netdev, why=why, waited=link_timeout,
-                     message=message) for pci, (netdev, why, message) in links_down.items()),
-            *(_event(pool, "pf.resize", pf=pci, numvfs=verified[pci].numvfs
-                     if pci in verified else None) for pci in changed),
-            _event(pool, action, changed=changed, was_active=pool.state == PoolState.ACTIVE,
-                   lost=lost)])
+            *(_event(rows, name, "pf.link_down", pf=pci, netdev=netdev, why=why,
+                     waited=link_timeout, message=message)
+              for pci, (netdev, why, message) in links_down.items()),
+            *(_event(rows, name, "pf.resize", pf=pci,
+                     numvfs=verified[pci].numvfs if pci in verified else None)
+              for pci in changed),
+            _event(rows, name, action, changed=changed,
+                   was_active=pool.state == PoolState.ACTIVE, lost=lost)])
         return PoolChanged(**_fields(_info(rows, rows.pool(name), {**snapshots, **verified})),
                            changed=tuple(changed), lost=tuple(lost),
                            warnings=tuple(message for _, _, message in links_down.values()))
@@ -877,7 +879,7 @@ def destroy(ctx: Context, name: str, *, force: bool = False, keep_vfs: bool = Fa
             rows.set_pool_state(pool, PoolState.INACTIVE)
             _lose(rows, lost, f"its VF was reset by pool destroy {name} with "
                               "--allow-disruption")
-            rows.add_events([_event(pool, "pool.destroy", force=force, keep_vfs=keep_vfs,
+            rows.add_events([_event(rows, name, "pool.destroy", force=force, keep_vfs=keep_vfs,
                                     released=lease_ids, emptied=emptied, lost=lost)])
             record = _info(rows, rows.pool(name), snapshots)
             if pool.selectors:
