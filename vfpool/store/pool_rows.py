@@ -1,5 +1,5 @@
-"""A pool's reads as direct statements: what a pool change plans with, and what an acquire
-reads of its pool.
+"""A pool's reads as direct statements: what a pool change plans with, what an acquire
+reads of its pool, and a pool's record (its members, their PFs' rows, its VF counts).
 
 ``pool start``, ``destroy`` and ``resize`` read a pool and the memberships and live leases
 of the PFs they lock three or four times before their one write: to find the PFs to lock,
@@ -7,8 +7,8 @@ to see that the pool did not change while they waited, and to gather what the pl
 Through the ORM each of those reads was a session, a statement per table and a lazy load of
 the pool's members, about 1 ms; here each is one ``Store.read_rows()`` transaction of Core
 statements (store/direct.py). The lease path's ``LeaseRows`` (store/leasing.py) extends
-``PoolRows``, so a pool and its members are read by one statement each, whoever reads them.
-The pool changes' writes stay with the ORM.
+``PoolRows``, so a pool and its members are read by one statement each, whoever reads them;
+a pool change's writes (store/pool_writes.py) extend it in turn.
 
 As in store/leasing.py, the ORM's host scoping does not reach these statements: each names
 the host itself (``host_id = :host`` on a scoped store), and the live-lease filter has its
