@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from vfpool.model.pci import PciAddress, vf_address
-from vfpool.model.plan import LiveLease, PfUse
+from vfpool.model.plan import PfUse
 from vfpool.model.pool import VfRange
 from vfpool.model.snapshot import Netdev, PfSnapshot, VfSnapshot
-from vfpool.store.states import Method, Mode
+from vfpool.store.states import LiveLease, Method, Mode
 
 # An 82599-like dual-port NIC (ixgbe): VFs at routing id + 0x80, stride 2.
 PF0 = PciAddress.parse("0000:05:00.0")

@@ -166,14 +166,16 @@ class Sysfs:
         ``net/`` is not listed: a vfio PF's 256 unbound VFs cost one system call each. The
         kernel removes the ``driver`` link before it calls the driver's remove, so a VF read
         during an unbind reads as unbound, without the netdev that is about to go."""
-        device = f"{self._devices}/{name or address}"
-        return self._vf(index, address, device, _link_name(device + "/driver"))
+        name = name or str(address)
+        return self._vf(index, address, name, _link_name(f"{self._devices}/{name}/driver"))
 
-    def _vf(self, index: int, address: PciAddress, device: str,
+    def _vf(self, index: int, address: PciAddress, name: str,
             driver: str | None) -> VfSnapshot:
+        """VF ``index`` at ``address`` (its folder ``name``) with ``driver``: only a bound VF
+        has a ``net/`` folder to list."""
         if driver is None:
             return VfSnapshot(index, address, None)
-        return VfSnapshot(index, address, driver, self._netdevs(device))
+        return VfSnapshot(index, address, driver, self._netdevs(f"{self._devices}/{name}"))
 
     def virtfn(self, pf: PciAddress, index: int) -> VfSnapshot | None:
         """One VF of a PF by index, without reading the others."""
@@ -230,12 +232,9 @@ class Sysfs:
                 if named is None:
                     continue
                 index = int(entry[6:])
-                if bound is None:
-                    vfs.append(self.vf(index, *named))
-                elif (driver := bound.get(named[1])) is None:
-                    vfs.append(VfSnapshot(index, named[0], None))
-                else:
-                    vfs.append(self._vf(index, named[0], f"{self._devices}/{named[1]}", driver))
+                address, name = named
+                vfs.append(self._vf(index, address, name, bound.get(name)) if bound is not None
+                           else self.vf(index, address, name))
         finally:
             os.close(fd)
         vfs.sort(key=_by_index)

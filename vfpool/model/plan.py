@@ -14,7 +14,7 @@ from vfpool.model.drivers import DriverInfo, module_options
 from vfpool.model.pci import PciAddress
 from vfpool.model.pool import VfRange, used_indices
 from vfpool.model.snapshot import PfSnapshot, VfSnapshot
-from vfpool.store.states import Method, Mode
+from vfpool.store.states import LiveLease, Method, Mode
 
 
 @dataclass(frozen=True)
@@ -36,18 +36,6 @@ class PfUse:
     @property
     def needs_netdevs(self) -> bool:
         return self.mode != Mode.VFIO
-
-
-@dataclass(frozen=True)
-class LiveLease:
-    """A reserved or active lease, as far as sizing decisions need it."""
-
-    id: int
-    pool: str
-    owner: str
-    pf_pci: str
-    vf_pci: str
-    vf_index: int
 
 
 def wanted_count(uses: Iterable[PfUse]) -> int:

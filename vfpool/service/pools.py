@@ -29,7 +29,6 @@ from vfpool.host import binding, sriov
 from vfpool.model.drivers import DriverInfo, driver_info
 from vfpool.model.pci import PciAddress
 from vfpool.model.plan import (
-    LiveLease,
     ModuleStep,
     PfUse,
     SysfsStep,
@@ -80,7 +79,7 @@ from vfpool.store.pool_rows import MemberRow, PfRow, PoolRow, PoolRows
 from vfpool.store.pool_writes import PoolWrites, VfRow
 from vfpool.store.queries import Queries
 from vfpool.store.scope import writing_host
-from vfpool.store.states import LeaseState, Method, Mode, PoolState, VfState
+from vfpool.store.states import LeaseState, LiveLease, Method, Mode, PoolState, VfState
 
 DEFAULT_TIMEOUT = 30.0
 # How long pool start and resize wait for a PF's carrier to come back after sizing took it
@@ -464,9 +463,8 @@ def _gather(ctx: Context, name: str, locked: set[str]) -> _State:
         return _State(pool_id=pool.id, active=pool.state == PoolState.ACTIVE,
                       mode=pool.mode, method=pool.method, vfs=pool.vfs_per_pf,
                       members=tuple((m.pf_pci, range_of(m)) for m in rows.members(pool)),
-                      uses=_uses_by_pf(pcis, rows.memberships(pcis)), leases=tuple(
-                          LiveLease(row.id, row.pool, row.owner, row.pf_pci, row.vf_pci,
-                                    row.vf_index) for row in rows.live_leases_on(pcis)))
+                      uses=_uses_by_pf(pcis, rows.memberships(pcis)),
+                      leases=tuple(rows.live_leases_on(pcis)))
 
     return _read_pools(ctx, read)
 

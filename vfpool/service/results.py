@@ -40,12 +40,6 @@ class VfCounts:
     unusable: int = 0
 
     @classmethod
-    def from_counts(cls, counts: dict[str, int]) -> VfCounts:
-        """From ``{"total": n, "free": n, ...}``, as the store counts them."""
-        return cls(total=counts["total"],
-                   **{state.value: counts[state.value] for state in VfState})
-
-    @classmethod
     def of(cls, counts: Mapping[VfState, int]) -> VfCounts:
         """From the number of VFs in each state (a state left out has none)."""
         return cls(total=sum(counts.values()),

@@ -25,7 +25,7 @@ from sqlalchemy import Select, and_, bindparam, func, literal_column, select
 
 from vfpool.errors import NotFound
 from vfpool.store.direct import HostRows, here, listed, listed_values
-from vfpool.store.states import LinkState, Method, Mode, PoolState, VfState
+from vfpool.store.states import LinkState, LiveLease, Method, Mode, PoolState, VfState
 from vfpool.store.tables import leases, live_lease, member_covers, members, pfs, pools, vfs
 
 
@@ -72,15 +72,6 @@ class PfRow(NamedTuple):
     netdev: str | None
     driver: str | None
     totalvfs: int
-
-
-class LiveLeaseRow(NamedTuple):
-    id: int
-    pool: str
-    owner: str
-    pf_pci: str
-    vf_pci: str
-    vf_index: int
 
 
 _MEMBER_COLUMNS = (pools.c.id, pools.c.name, pools.c.state, pools.c.method, pools.c.mode,
@@ -179,10 +170,10 @@ class PoolRows(HostRows):
         return [MemberRow._make(row) for row in self.transaction.rows(
             _memberships(self.scoped, len(pcis)), self._params(**listed_values("pf", pcis)))]
 
-    def live_leases_on(self, pcis: Sequence[str]) -> list[LiveLeaseRow]:
+    def live_leases_on(self, pcis: Sequence[str]) -> list[LiveLease]:
         if not pcis:
             return []
-        return [LiveLeaseRow._make(row) for row in self.transaction.rows(
+        return [LiveLease._make(row) for row in self.transaction.rows(
             _live_on(self.scoped, len(pcis)), self._params(**listed_values("pf", pcis)))]
 
     def pfs(self, pcis: Sequence[str]) -> dict[str, PfRow]:

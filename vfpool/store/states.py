@@ -1,4 +1,5 @@
-"""The store's vocabulary: the states and kinds its rows hold.
+"""The store's vocabulary: the states and kinds its rows hold, and the one row shape the
+model plans with (a live lease).
 
 Pure Python, without SQLAlchemy, so that model/ and the CLI can use the same names cheaply;
 the columns of store/models.py hold exactly these values (their CHECK constraints list them).
@@ -8,6 +9,7 @@ A ``StrEnum`` member is its string, so JSON, TOML and SQL see plain text.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class PoolState(StrEnum):
@@ -60,3 +62,15 @@ class LinkState(StrEnum):
 
 def values(kind: type[StrEnum]) -> tuple[str, ...]:
     return tuple(member.value for member in kind)
+
+
+class LiveLease(NamedTuple):
+    """A reserved or active lease, as far as sizing decisions need it (store/pool_rows.py
+    reads it; model/plan.py plans with it)."""
+
+    id: int
+    pool: str
+    owner: str
+    pf_pci: str
+    vf_pci: str
+    vf_index: int
