@@ -110,10 +110,10 @@ class LeaseRow(NamedTuple):
 
 @functools.cache
 def _free_vfs(by_numa: bool, spread: bool, lock: bool) -> Select[Any]:
-    """The allocation policy of store/queries.py's ``free_vfs``, as one statement: free VFs
-    of the pool's members, the requested NUMA node first, then the lowest index in pool
-    order (with ``spread``, the lowest index across PFs in turn); ``:count`` rows at most.
-    A pool's members are on the pool's host, so the pool id scopes it."""
+    """The allocation policy, as one statement: free VFs of the pool's members, the
+    requested NUMA node first, then the lowest index in pool order (with ``spread``, the
+    lowest index across PFs in turn); ``:count`` rows at most. A pool's members are on the
+    pool's host, so the pool id scopes it."""
     order: list[Any] = []
     if by_numa:
         order.append(case((pfs.c.numa_node == bindparam("numa_node"), 0), else_=1))
