@@ -21,6 +21,8 @@ run.
    (written in bulk with sqlite3, shaped as vfpool writes them) against the pool of 1 (whose
    store holds only the leases of this run). Target: at most 1.25.
    1-3 run in one loop: each round does one acquire+release on each of the four pools.
+   Every host of the bench has its sim tree on a tmpfs when there is one, as sysfs is in
+   memory, and its store on the disk-backed /tmp, as a real host's is.
 4. A cold `vfpool --sim DIR lease acquire` process against ``python -c "import typer,
    sqlalchemy.orm"`` and ``python -c pass`` in the same venv, run in turn, median wall time
    and median CPU (the child's user + system time, from its rusage). Target: at most 1.5x on
@@ -271,9 +273,25 @@ def floor_rows(floor: StartFloor, samples: list[Sample]) -> list[Row]:
 
 # ---------------------------------------------------------------- 1-3: the API loop
 
-def api_rounds(roots: dict[str, Path], meter: SimMeter) -> dict[str, list[Sample]]:
-    hosts = {key: vfpool.connect(sim=root) for key, root in roots.items()}
-    samples: dict[str, list[Sample]] = {key: [] for key in roots}
+@dataclass(frozen=True)
+class BenchHost:
+    """A simulated host of sections 1-4: its sim tree (in memory when there is a tmpfs, as
+    sysfs is) and its store (on disk, as a real host's is)."""
+
+    root: Path
+    db: Path
+
+    @property
+    def url(self) -> str:
+        return f"sqlite:///{self.db}"
+
+    def connect(self) -> vfpool.Host:
+        return vfpool.connect(sim=self.root, db=self.url)
+
+
+def api_rounds(benched: dict[str, BenchHost], meter: SimMeter) -> dict[str, list[Sample]]:
+    hosts = {key: bench_host.connect() for key, bench_host in benched.items()}
+    samples: dict[str, list[Sample]] = {key: [] for key in benched}
     try:
         for number in range(WARM + ROUNDS):
             owner = f"bench-{number % 7}"
@@ -331,7 +349,7 @@ def sqlite_floor(db_path: Path, loops: int) -> list[float]:
 
 
 def api_rows(samples: dict[str, list[Sample]], floor: list[float], overhead: float,
-             history: tuple[int, int], empty: tuple[int, int]) -> list[Row]:
+             history: tuple[int, int], empty: tuple[int, int], where: str) -> list[Row]:
     own = {key: median_of(values, "own_cpu") for key, values in samples.items()}
     base = samples["256"]
     floor_median = statistics.median(floor)
@@ -340,7 +358,7 @@ def api_rows(samples: dict[str, list[Sample]], floor: list[float], overhead: flo
     history_ratio = own["256+history"] / own["256"]
     rows = [
         Row(f"1. acquire+release, Python API, 256-VF pool (E810, 2 x 128), median of "
-            f"{len(base)}"),
+            f"{len(base)}; sim trees on {where}, stores on disk"),
         Row("   vfpool's own CPU per pair (process CPU - simulator's)", ms(own["256"]),
             f"<= {TARGET_OWN_MS:g} ms", verdict(own["256"] * 1e3 <= TARGET_OWN_MS)),
         Row("   vfpool's own CPU, p90",
@@ -395,10 +413,10 @@ def bytecode_state() -> tuple[int, int]:
     return current, len(sources)
 
 
-def cold_rows(root: Path, workdir: Path) -> list[Row]:
-    acquire = [str(VFPOOL), "--sim", str(root), "lease", "acquire", POOL, "--owner", "cold",
-               "--json"]
-    release = [str(VFPOOL), "--sim", str(root), "lease", "release", "--owner", "cold"]
+def cold_rows(host: BenchHost, workdir: Path) -> list[Row]:
+    where = ["--sim", str(host.root), "--db", host.url]
+    acquire = [str(VFPOOL), *where, "lease", "acquire", POOL, "--owner", "cold", "--json"]
+    release = [str(VFPOOL), *where, "lease", "release", "--owner", "cold"]
     floor = [sys.executable, "-c", "import typer, sqlalchemy.orm"]
     bare = [sys.executable, "-c", "pass"]
     costs: dict[str, list[tuple[float, float]]] = {"vfpool": [], "floor": [], "bare": []}
@@ -439,7 +457,7 @@ def cold_rows(root: Path, workdir: Path) -> list[Row]:
         Row("   ratio vfpool / python -c pass, CPU and wall",
             f"{cpu['vfpool'] / cpu['bare']:.1f}x, {wall['vfpool'] / wall['bare']:.1f}x"),
     ]
-    packages = by_package(import_times([str(VFPOOL), "--sim", str(root), "lease", "list"]))
+    packages = by_package(import_times([str(VFPOOL), *where, "lease", "list"]))
     floor_packages = by_package(import_times(floor[1:]))
     top = ", ".join(f"{name} {us / 1e3:.0f}" for name, us in packages.most_common(6))
     rows.append(Row("   imports of `vfpool lease list` by package, ms (-X importtime)", top))
@@ -463,8 +481,8 @@ def cold_rows(root: Path, workdir: Path) -> list[Row]:
 
 # ---------------------------------------------------------------- 7: where the CPU goes
 
-def profile_pairs(root: Path, pairs: int) -> StackSampler:
-    with vfpool.connect(sim=root) as host:
+def profile_pairs(bench_host: BenchHost, pairs: int) -> StackSampler:
+    with bench_host.connect() as host:
         acquire_release(host, POOL, "profile")  # warm
         with StackSampler() as sampler:
             for _ in range(pairs):
@@ -519,15 +537,15 @@ def growth_rows(title: str, large: StackSampler, small: StackSampler, per: int, 
 
 # ---------------------------------------------------------------- throughput and storm
 
-def _worker(root: str, ops: int, owner: str) -> None:
-    with vfpool.connect(sim=root) as host:
+def _worker(bench_host: BenchHost, ops: int, owner: str) -> None:
+    with bench_host.connect() as host:
         for _ in range(ops):
             acquire_release(host, POOL, owner)
 
 
-def throughput(root: Path, processes: int) -> float:
+def throughput(bench_host: BenchHost, processes: int) -> float:
     context = multiprocessing.get_context("fork")
-    workers = [context.Process(target=_worker, args=(str(root), PROCESS_OPS, f"w{n}"))
+    workers = [context.Process(target=_worker, args=(bench_host, PROCESS_OPS, f"w{n}"))
                for n in range(processes)]
     started = time.perf_counter()
     for worker in workers:
@@ -601,17 +619,21 @@ def main() -> None:
         print_table(rows, heading, names=60)
 
     try:
-        roots = {key: workdir / f"host-{key}" for key in LAYOUTS}
+        # Every host's sim tree is in memory, as sysfs is, when there is a tmpfs; its store
+        # is on disk, as a real host's is. With the trees on the disk-backed /tmp too, the
+        # sim's file writes there (a rename of its state per call) came back as 0.3-0.4 ms
+        # more system CPU per acquire+release outside the sim's ports, counted as vfpool's.
+        trees = memory or workdir
+        hosts = {key: BenchHost(trees / f"host-{key}", workdir / f"host-{key}.db")
+                 for key in LAYOUTS}
         with phase("building the simulated hosts and pools"):
             for key, layout in LAYOUTS.items():
-                build_host(roots[key], layout)
-            # Section 5's host: its sim tree in memory, as sysfs is, when there is a tmpfs;
-            # its store on disk, as a real host's is.
+                build_host(hosts[key].root, layout, db=hosts[key].url)
             start_db = f"sqlite:///{workdir / 'start.db'}"
-            start_root = (memory or workdir) / "host-1024-start"
+            start_root = trees / "host-1024-start"
             build_host(start_root, LAYOUTS["1024"], start=False, db=start_db)
         with phase(f"writing {HISTORY_LEASES} old leases and {HISTORY_EVENTS} events"):
-            insert_history(roots["256+history"] / "vfpool.db", POOL, leases=HISTORY_LEASES,
+            insert_history(hosts["256+history"].db, POOL, leases=HISTORY_LEASES,
                            events=HISTORY_EVENTS)
         # The setup's garbage (the history's 130k rows among it) is collected now: its full
         # collection landed in whichever measured operation ran next, 60-70 ms of a pool
@@ -622,19 +644,20 @@ def main() -> None:
             with phase(f"5. pool start of 1024 VFs, 1 + {START_RUNS} time(s)"):
                 first_start, starts = pool_starts(start_root, meter, start_db)
             with phase(f"1-3. acquire+release, {WARM}+{ROUNDS} rounds over 4 pools"):
-                samples = api_rounds(roots, meter)
-        history = store_counts(roots["256+history"] / "vfpool.db")
-        empty = store_counts(roots["256"] / "vfpool.db")
+                samples = api_rounds(hosts, meter)
+        history = store_counts(hosts["256+history"].db)
+        empty = store_counts(hosts["256"].db)
         with phase("1. bare sqlite3 floor"):
             floor_db = workdir / "floor.db"
-            shutil.copy(roots["256"] / "vfpool.db", floor_db)
+            shutil.copy(hosts["256"].db, floor_db)
             floor = sqlite_floor(floor_db, FLOOR_LOOPS)
-        show(api_rows(samples, floor, overhead, history, empty), f"{title}: 1-3")
+        where = "tmpfs" if memory else "the disk-backed /tmp"
+        show(api_rows(samples, floor, overhead, history, empty, where), f"{title}: 1-3")
         with phase("4. cold processes"):
-            show(cold_rows(roots["256"], workdir), f"{title}: 4")
+            show(cold_rows(hosts["256"], workdir), f"{title}: 4")
         with phase("5. the pool start's floor, done bare"):
             floor_of_start = start_floor(start_root, workdir / "start.db")
-        show(start_rows(first_start, starts, "tmpfs" if memory else "the disk-backed /tmp")
+        show(start_rows(first_start, starts, where)
              + floor_rows(floor_of_start, starts), f"{title}: 5")
 
         sections = {name: any(row.verdict == "NOT MET" for row in rows)
@@ -643,7 +666,7 @@ def main() -> None:
         profile &= {"1", "2", "3", "5"}  # 4's imports are in its own rows
         if profile:
             with phase(f"7. where the CPU goes, for {', '.join(sorted(profile))}"):
-                show(profile_rows(roots, profile, (start_root, start_db)),
+                show(profile_rows(hosts, profile, (start_root, start_db)),
                      "7. where vfpool's own CPU goes "
                      "(sampled; the simulator's frames left out)")
         with phase("throughput of forked API workers"):
@@ -651,7 +674,7 @@ def main() -> None:
                         "256-VF pool")]
             for processes in THROUGHPUT:
                 rows.append(Row(f"   {processes} process(es)",
-                                f"{throughput(roots['256'], processes):.0f} "
+                                f"{throughput(hosts['256'], processes):.0f} "
                                 "acquire+release/s"))
             show(rows, "throughput")
         for workers, rounds in STORM:
@@ -687,14 +710,14 @@ def _sections(rows: list[Row]) -> dict[str, list[Row]]:
     return found
 
 
-def profile_rows(roots: dict[str, Path], sections: set[str],
+def profile_rows(hosts: dict[str, BenchHost], sections: set[str],
                  start: tuple[Path, str | None]) -> list[Row]:
     rows: list[Row] = []
     samplers: dict[str, StackSampler] = {}
 
     def pairs(key: str) -> StackSampler:
         if key not in samplers:
-            samplers[key] = profile_pairs(roots[key], PROFILE_PAIRS)
+            samplers[key] = profile_pairs(hosts[key], PROFILE_PAIRS)
         return samplers[key]
 
     if "1" in sections:
