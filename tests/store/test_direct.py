@@ -202,6 +202,81 @@ def test_a_direct_write_holds_the_write_lock_from_its_begin(sqlite_url: str) -> 
         assert [str(exc) for exc in seen] == ["database is locked"]
 
 
+def _mark_connection(transaction: Transaction, host: int | None) -> None:
+    """A temporary table: it lives on the one connection that made it."""
+    transaction.run(text("CREATE TEMP TABLE marked (x INTEGER)"), {})
+
+
+def _on_marked(transaction: Transaction, host: int | None) -> bool:
+    if transaction.dialect.name == "postgresql":
+        return bool(transaction.scalars(text(
+            "SELECT to_regclass('pg_temp.marked') IS NOT NULL"), {})[0])
+    return bool(transaction.scalars(text(
+        "SELECT count(*) FROM sqlite_temp_master WHERE name = 'marked'"), {})[0])
+
+
+def test_a_thread_runs_its_direct_transactions_on_one_held_connection(sqlite_url: str) -> None:
+    """On SQLite a thread keeps its connection between direct transactions: no pool checkout
+    after the first, the same connection each time, and no lock held between them."""
+    with open_store(sqlite_url, host=TEST_HOST) as store:
+        store.write(lambda session: None, operation="registering")
+        checkouts: list[object] = []
+        closed: list[object] = []
+        event.listen(store.engine.pool, "checkout",
+                     lambda dbapi_connection, *args: checkouts.append(dbapi_connection))
+        event.listen(store.engine.pool, "close",
+                     lambda dbapi_connection, *args: closed.append(dbapi_connection))
+        store.write_rows(_mark_connection, operation="marking")
+        [held] = checkouts
+        checkouts.clear()
+        for _ in range(5):
+            assert store.read_rows(_on_marked) is True
+            assert store.write_rows(_on_marked, operation="a write") is True
+        assert checkouts == []
+        assert store.engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+        # Held, it holds no lock: another connection takes the write lock at once.
+        other = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None,
+                                timeout=0)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+    # Closing the store gave it back to the pool before the pool closed its connections.
+    assert held in closed
+
+
+def test_a_direct_transaction_inside_another_runs_on_another_connection(
+        sqlite_url: str) -> None:
+    with open_store(sqlite_url, host=TEST_HOST) as store:
+        store.write(lambda session: None, operation="registering")
+        store.write_rows(_mark_connection, operation="marking")
+
+        def outer(transaction: Transaction, host: int | None) -> tuple[bool, bool]:
+            return _on_marked(transaction, host), store.read_rows(_on_marked)
+
+        assert store.write_rows(outer, operation="outer") == (True, False)
+        # The inner one went back to the pool; the outer one is still this thread's.
+        assert store.engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+        assert store.read_rows(_on_marked) is True
+
+
+def test_a_held_connection_that_broke_is_replaced(sqlite_url: str) -> None:
+    with open_store(sqlite_url, host=TEST_HOST) as store:
+        store.write(lambda session: None, operation="registering")
+        store.write_rows(_mark_connection, operation="marking")
+
+        def close_under_it(transaction: Transaction, host: int | None) -> None:
+            transaction._cursor.connection.close()
+            transaction.scalars(text("SELECT 1"), {})
+
+        with pytest.raises(DBAPIError, match="closed database"):
+            store.read_rows(close_under_it)
+        assert store.read_rows(_on_marked) is False  # a new connection
+        assert store.write_rows(lambda transaction, host: 7, operation="after") == 7
+        assert store.engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+
+
 @postgresql_only()
 def test_a_direct_postgresql_read_is_read_only(store: Store) -> None:
     _seeded(store)
@@ -312,6 +387,7 @@ def test_a_forked_child_opens_its_own_connections(store: Store) -> None:
     fork) must not use the parent's pooled connections in the child: SQLite's may not cross
     a fork, and on PostgreSQL both processes would talk on one socket."""
     pool_id, vf_id, host_id = _seeded(store)
+    store.write_rows(_mark_connection, operation="marking")  # the parent's direct one
     pooled = store.engine.raw_connection()
     pooled.info["opened by"] = os.getpid()
     pooled.close()  # back to the pool, idle, where the child would find it
@@ -322,6 +398,8 @@ def test_a_forked_child_opens_its_own_connections(store: Store) -> None:
             mine = store.engine.raw_connection()
             seen = mine.info.get("opened by")
             mine.close()
+            if store.read_rows(_on_marked):
+                seen = "the parent's direct connection"
             lease_id = store.write_rows(
                 lambda transaction, host: LeaseRows(transaction, host).add_lease(
                     _lease_values(pool_id, vf_id, host_id)), operation="the child's write")
@@ -342,6 +420,8 @@ def test_a_forked_child_opens_its_own_connections(store: Store) -> None:
     row = store.read_rows(lambda transaction, host: LeaseRows(transaction, host).lease(
         int(new_id)))
     assert row.owner == "vm-1"
+    if store.engine.dialect.name == "sqlite":  # held by this thread, as before the fork
+        assert store.read_rows(_on_marked) is True
     again = store.engine.raw_connection()
     try:
         assert again.info.get("opened by") == os.getpid()

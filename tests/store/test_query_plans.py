@@ -43,19 +43,22 @@ def test_no_statement_of_an_acquire_and_release_reads_the_history(tmp_path: Path
         host.start_pool("p")
         for _ in range(30):  # some history, so the planner has leases to avoid
             host.release(host.acquire("p", owner="old", mac="52:54:00:00:00:01"))
-        # Every statement that reaches SQLite, with its values in (the lease path runs its
-        # statements on the DBAPI connection, past SQLAlchemy's execution events).
-        statements: list[str] = []
+    # Every statement that reaches SQLite, with its values in (the lease path runs its
+    # statements on the DBAPI connection, past SQLAlchemy's execution events), on every
+    # connection of a host opened afresh (a thread holds its connection between transactions).
+    statements: list[str] = []
 
-        def trace(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-            dbapi_connection.set_trace_callback(statements.append)
+    def trace(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.set_trace_callback(statements.append)
 
-        event.listen(Pool, "checkout", trace)
-        try:
+    event.listen(Pool, "connect", trace)
+    try:
+        with vfpool.connect(sim=root) as host:
+            statements.clear()  # opening the store
             host.release(host.acquire("p", owner="vm", mac="52:54:00:00:00:02"))
             host.release(host.acquire("p", owner="vm"))  # a MAC of vfpool's choice
-        finally:
-            event.remove(Pool, "checkout", trace)
+    finally:
+        event.remove(Pool, "connect", trace)
     plans = _plans(root / "vfpool.db", statements)
     touching = {sql: plan for sql, plan in plans.items()
                 if any(f" {table} " in f" {plan} " for table in HISTORY_TABLES)}

@@ -48,7 +48,7 @@ from vfpool.errors import (
     describe_oserror,
 )
 from vfpool.host.identity import HostIdentity
-from vfpool.store.direct import Transaction, statements_for, transaction
+from vfpool.store.direct import Connections, Transaction, statements_for, transaction
 from vfpool.store.tables import add_postgresql_options, hosts, metadata
 from vfpool.store.types import utcnow
 
@@ -175,6 +175,7 @@ def _forget_pooled_connections() -> None:
     their messages on one socket. ``dispose(close=False)`` gives each engine a new, empty
     pool without closing the parent's connections under it."""
     for store in list(_OPEN_STORES):
+        store._connections.forget()
         store.engine.dispose(close=False)
 
 
@@ -219,6 +220,7 @@ class Store:
         # What a Core read sees before this host has written (see _scope).
         self._read_scope: int | None = None
         self._statements = statements_for(engine.dialect)
+        self._connections = Connections(engine)  # the direct transactions'
         _OPEN_STORES.add(self)
 
     def __repr__(self) -> str:
@@ -237,6 +239,7 @@ class Store:
 
     def close(self) -> None:
         """Close all pooled connections. Safe to call twice."""
+        self._connections.close()
         self.engine.dispose()
 
     @contextmanager
@@ -298,7 +301,7 @@ class Store:
         host_id = self._core_scope(operation, write=write)
 
         def attempt() -> T:
-            with transaction(self.engine, self._statements, write=write) as rows:
+            with transaction(self._connections, self._statements, write=write) as rows:
                 return work(rows, host_id)
 
         return self._retrying(attempt, operation)
@@ -314,7 +317,7 @@ class Store:
             host_id = self.host_id
 
             def touch() -> None:
-                with transaction(self.engine, self._statements, write=True) as rows:
+                with transaction(self._connections, self._statements, write=True) as rows:
                     rows.run(_TOUCH_HOST, self._touch(host_id), _TOUCHED)
 
             self._retrying(touch, operation)
