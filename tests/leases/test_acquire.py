@@ -25,7 +25,7 @@ from vfpool.model.pci import PciAddress
 from vfpool.model.pool import VfDefaults
 from vfpool.model.snapshot import VfSnapshot
 from vfpool.model.vfconfig import VfConfig, generated_mac
-from vfpool.service import leases, pools
+from vfpool.service import events, leases, pools
 from vfpool.service.context import Context, open_context
 from vfpool.sim.host import SimHost
 from vfpool.store import Event, Lease, Vf
@@ -356,6 +356,37 @@ def test_a_reservation_closed_before_its_set_up_is_refused_by_name_and_changes_n
     [row] = lease_rows(ctx)
     assert (row.state, row.saved_config) == ("lost", None)
     assert sim.vf_configs("enp5s0f0")[0] == before  # the VF was never touched
+
+
+def test_a_lease_finished_inside_an_orm_write_is_what_the_session_reads_after(
+        ctx: Context) -> None:
+    """Reconcile and watch close leases inside their ORM transactions with the lease path's
+    own statements: the session then reads the lease and its VF as those wrote them, and the
+    events keep the order they were made in."""
+    start_pool(ctx, "net", "enp5s0f0", vfs=1)
+    [record] = leases.acquire(ctx, "net", "vm1")
+
+    def lose(session: Any) -> tuple[Any, ...]:
+        lease = session.get(Lease, record.id)
+        vf = lease.vf
+        events.record(session, "test.before", lease_id=lease.id)
+        leases.finish_lease(session, lease, VfState.UNUSABLE, "missing on host", "lease.lost",
+                            "test", final_state=LeaseState.LOST)
+        events.record(session, "test.after", lease_id=lease.id)
+        return (lease.state, lease.acquirer, lease.released_at is not None, vf.state,
+                vf.reason)
+
+    seen = ctx.store.write(lose, operation="test")
+    assert seen == (LeaseState.LOST, None, True, VfState.UNUSABLE, "missing on host")
+    logged = ctx.store.read(lambda session: [
+        (event.action, (event.detail or {}).get("reason")) for event in session.scalars(
+            select(Event).where(Event.lease_id == record.id).order_by(Event.id))])
+    assert logged[-3:] == [("test.before", None), ("lease.lost", "test"),
+                           ("test.after", None)]
+    [row] = lease_rows(ctx)
+    assert row.state == "lost"
+    assert ctx.store.read(lambda session: session.scalars(
+        select(Vf.state).where(Vf.pci == record.vf.pci)).one()) == "unusable"
 
 
 def test_given_mac_is_normalised_and_applied(ctx: Context, sim: SimHost) -> None:

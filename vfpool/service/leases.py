@@ -68,7 +68,7 @@ from vfpool.service.lease_results import (
     LeasePreview,
     LeaseVf,
 )
-from vfpool.store.direct import Transaction
+from vfpool.store.direct import Transaction, in_connection
 from vfpool.store.leasing import FreeVfRow, LeaseRow, LeaseRows
 from vfpool.store.pool_rows import PoolRow
 from vfpool.store.states import LeaseState, Mode, PoolState, VfState
@@ -566,22 +566,27 @@ def _group_of(key: str) -> str:
 def finish_lease(session: Session, lease: Lease, vf_state: VfState, vf_reason: str | None,
                  action: str, why: str | None, *,
                  final_state: LeaseState = LeaseState.RELEASED) -> None:
-    lease.state = final_state
-    lease.acquirer = None
-    lease.released_at = utcnow()
-    if lease.vf is not None:
-        lease.vf.state = vf_state
-        lease.vf.reason = vf_reason
-    events.record(session, action, pool=lease.pool.name, pf=lease.pf_pci, vf=lease.vf_pci,
-                  lease_id=lease.id, owner=lease.owner, reason=why, vf_state=vf_state,
-                  vf_reason=vf_reason)
+    """``finish_row`` inside an ORM write transaction (reconcile's and watch's): its
+    statements run on the session's connection after the session's changes so far, and the
+    lease and its VF are expired after them, so that the session reads what they wrote."""
+    from vfpool.store.scope import writing_host
+
+    session.flush()
+    with in_connection(session.connection()) as transaction:
+        rows = LeaseRows(transaction, writing_host(session))
+        finish_row(rows, rows.lease(lease.id), vf_state, vf_reason, action, why,
+                   final_state=final_state)
+    vf = lease.vf
+    session.expire(lease)
+    if vf is not None:
+        session.expire(vf)
 
 
 def finish_row(rows: LeaseRows, lease: LeaseRow, vf_state: VfState, vf_reason: str | None,
                action: str, why: str | None, *,
                final_state: LeaseState = LeaseState.RELEASED) -> LeaseRow:
-    """``finish_lease`` on the direct path's rows, for a lease read live in the same
-    transaction; the lease as it now is."""
+    """Close a live lease, read in the same transaction: its final state, its VF's state and
+    reason, and the event that says so; the lease as it now is."""
     now = utcnow()
     rows.change_lease(lease.id, None, state=final_state, acquirer=None, released_at=now)
     if lease.vf_id is not None:
