@@ -215,8 +215,8 @@ def _on_marked(transaction: Transaction, host: int | None) -> bool:
         "SELECT count(*) FROM sqlite_temp_master WHERE name = 'marked'"), {})[0])
 
 
-def test_a_thread_runs_its_direct_transactions_on_one_held_connection(sqlite_url: str) -> None:
-    """On SQLite a thread keeps its connection between direct transactions: no pool checkout
+def test_direct_transactions_run_on_one_held_connection(sqlite_url: str) -> None:
+    """On SQLite a store keeps its connection between direct transactions: no pool checkout
     after the first, the same connection each time, and no lock held between them."""
     with open_store(sqlite_url, host=TEST_HOST) as store:
         store.write(lambda session: None, operation="registering")
@@ -244,6 +244,31 @@ def test_a_thread_runs_its_direct_transactions_on_one_held_connection(sqlite_url
             other.close()
     # Closing the store gave it back to the pool before the pool closed its connections.
     assert held in closed
+
+
+def test_threads_that_come_and_go_keep_no_connection_out(sqlite_url: str) -> None:
+    """One connection is held per store, for the thread that first ran a direct transaction:
+    more threads than the pool has connections (fifteen), one after the other, each run their
+    transactions on a connection they give back, and none is left out when they end."""
+    with open_store(sqlite_url, host=TEST_HOST) as store:
+        store.write(lambda session: None, operation="registering")
+        store.write_rows(_mark_connection, operation="marking")
+        seen: list[object] = []
+
+        def work() -> None:
+            try:
+                seen.append((store.read_rows(_on_marked),
+                             store.write_rows(_on_marked, operation="a thread's write")))
+            except BaseException as exc:
+                seen.append(exc)
+
+        for _ in range(20):
+            thread = threading.Thread(target=work)
+            thread.start()
+            thread.join(60)
+        assert seen == [(False, False)] * 20
+        assert store.engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+        assert store.read_rows(_on_marked) is True
 
 
 def test_a_direct_transaction_inside_another_runs_on_another_connection(

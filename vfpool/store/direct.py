@@ -14,7 +14,7 @@ dialects' differences are SQLAlchemy's business), the column types (an aware ``d
 hooks, and its exceptions: a DBAPI error comes out as ``sqlalchemy.exc.DBAPIError.instance``
 makes it, so ``is_transient`` and the store's retries treat it as any other.
 
-On SQLite each thread holds its pooled connection from one transaction to the next
+On SQLite a store holds one pooled connection from one transaction to the next
 (``Connections``): a checkout and a check-in of SQLAlchemy's pool cost 50 us together, and
 an acquire+release makes six transactions. On PostgreSQL every transaction checks one out,
 so that the pool's pre-ping still finds a connection the server dropped.
@@ -304,69 +304,60 @@ def _wrapped(sql: str, params: Any, exc: Exception, error: type[Exception],
 
 
 class Connections:
-    """Where direct transactions get their DBAPI connection: ``engine``'s pool. On SQLite a
-    thread keeps the connection of its first transaction and uses it again for the next ones,
-    until ``close()``; a transaction opened while that one is in use (inside it) and a
-    connection found invalid take a fresh one, as on PostgreSQL, where each transaction checks
-    one out and gives it back. A held SQLite connection holds no lock between transactions:
-    the transaction's BEGIN takes them, its COMMIT or ROLLBACK gives them back."""
+    """Where direct transactions get their DBAPI connection: ``engine``'s pool. On SQLite the
+    first thread to run one keeps that connection and uses it again for its next ones, until
+    ``close()``. A transaction opened while it is in use (inside another), on another thread,
+    or on PostgreSQL (where the pool's pre-ping must see each checkout) checks one out and
+    gives it back, and a held connection that broke is given back and replaced. One held
+    connection per store, not one per thread: threads that come and go, or outnumber the
+    pool, would otherwise keep its connections out. A held SQLite connection holds no lock
+    between transactions: the transaction's BEGIN takes them, its COMMIT or ROLLBACK gives
+    them back."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._hold = engine.dialect.name == "sqlite"
-        self._local = threading.local()
         self._guard = threading.Lock()
-        self._held: list[Any] = []  # every thread's, for close()
+        self._held: Any = None
+        self._owner = 0  # the thread the held connection serves
+        self._busy = False
 
     def take(self) -> Any:
         """A pooled connection for one transaction; ``give_back()`` it when the transaction
         has ended."""
-        local = self._local
-        held: Any = getattr(local, "pooled", None)
-        if held is not None and not held.is_valid:
-            self._drop(held)
-            held = None
-        if held is not None and not local.busy:
-            local.busy = True
-            return held
-        pooled = self.engine.raw_connection()
-        if self._hold and held is None:
-            local.pooled, local.busy = pooled, True
+        if self._hold:
+            me = threading.get_ident()
             with self._guard:
-                self._held.append(pooled)
-        return pooled
+                if self._held is None:
+                    self._held = self.engine.raw_connection()
+                    self._owner, self._busy = me, True
+                    return self._held
+                if self._owner == me and not self._busy:
+                    self._busy = True
+                    return self._held
+        return self.engine.raw_connection()
 
     def give_back(self, pooled: Any) -> None:
-        local = self._local
-        held: Any = getattr(local, "pooled", None)
-        if held is pooled:
-            local.busy = False
-            if pooled.is_valid:
-                return  # held for the next transaction
-            self._drop(pooled)
+        with self._guard:
+            if pooled is self._held:
+                self._busy = False
+                if pooled.is_valid:
+                    return  # held for the next transaction
+                self._held = None
         pooled.close()
 
-    def _drop(self, pooled: Any) -> None:
-        self._local.pooled = None
-        self._local.busy = False
-        with self._guard, contextlib.suppress(ValueError):
-            self._held.remove(pooled)
-
     def close(self) -> None:
-        """Give every thread's held connection back to the pool (which the store then
-        disposes of)."""
+        """Give the held connection back to the pool (which the store then disposes of)."""
         with self._guard:
-            held, self._held = self._held, []
-            self._local = threading.local()
-        for pooled in held:
-            pooled.close()
+            held, self._held, self._busy = self._held, None, False
+        if held is not None:
+            held.close()
 
     def forget(self) -> None:
-        """In a forked child: let go of the parent's connections without closing them, as
+        """In a forked child: let go of the parent's connection without closing it, as
         ``Engine.dispose(close=False)`` does for the pool's."""
         self._guard = threading.Lock()  # another thread of the parent may have held it
-        self._held = []
-        self._local = threading.local()
+        self._held, self._busy = None, False
 
 
 @contextmanager
