@@ -363,7 +363,7 @@ class Connections:
 @contextmanager
 def transaction(connections: Connections, statements: Statements, *, write: bool
                 ) -> Iterator[Transaction]:
-    """A transaction on a connection of ``engine``'s pool that commits when the block returns
+    """A transaction on a connection from ``connections`` that commits when the block returns
     and rolls back when it raises. A write holds SQLite's write lock from its first statement
     (``BEGIN IMMEDIATE``) or runs ``SERIALIZABLE`` on PostgreSQL; a read on PostgreSQL is one
     ``REPEATABLE READ`` snapshot, read-only."""
