@@ -620,9 +620,11 @@ def main() -> None:
 
     try:
         # Every host's sim tree is in memory, as sysfs is, when there is a tmpfs; its store
-        # is on disk, as a real host's is. With the trees on the disk-backed /tmp too, the
-        # sim's file writes there (a rename of its state per call) came back as 0.3-0.4 ms
-        # more system CPU per acquire+release outside the sim's ports, counted as vfpool's.
+        # is on disk, as a real host's is. With the trees on the disk-backed /tmp too, an
+        # acquire+release read 0.3-0.4 ms more of vfpool's own CPU, though vfpool's reads of
+        # the tree cost only 0.03 ms more: the rest was CPU outside the sim's ports (mostly
+        # system time) that follows the sim's own file writes (a rename of its state per
+        # call).
         trees = memory or workdir
         hosts = {key: BenchHost(trees / f"host-{key}", workdir / f"host-{key}.db")
                  for key in LAYOUTS}
