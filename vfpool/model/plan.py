@@ -14,7 +14,7 @@ from vfpool.model.drivers import DriverInfo, module_options
 from vfpool.model.pci import PciAddress
 from vfpool.model.pool import VfRange, used_indices
 from vfpool.model.snapshot import PfSnapshot, VfSnapshot
-from vfpool.store.states import LiveLease, Method, Mode
+from vfpool.store.states import LiveLease, Method, Mode, VfState
 
 
 @dataclass(frozen=True)
@@ -214,25 +214,32 @@ def plan_inventory(pf: PfSnapshot, indices: range, rows: Mapping[int, tuple[str,
     """
     present = {vf.index: vf for vf in pf.vfs if vf.index in indices}
     live = set(held)
-    gone = [(index, state) for index, (state, _) in sorted(rows.items())
+    gone = [(index, state in HELD_VF_STATES) for index, (state, _) in sorted(rows.items())
             if index not in present]
     added, seen, back = [], [], []
     for index, vf in sorted(present.items()):
         known = rows.get(index)
         if known is None:
             added.append(vf)
-        elif known[0] == "unusable" and known[1] in ABSENT_REASONS and index not in live:
+        elif only_absent(*known) and index not in live:
             back.append(vf)
         else:
             seen.append(vf)
     return InventoryPlan(
         added=tuple(added), seen=tuple(seen), back=tuple(back),
-        vanished=tuple(index for index, state in gone if state in ("leased", "reserved")),
-        deleted=tuple(index for index, state in gone if state not in ("leased", "reserved")))
+        vanished=tuple(index for index, held_row in gone if held_row),
+        deleted=tuple(index for index, held_row in gone if not held_row))
 
 
 # Reasons under which a VF is unusable only because it was not there; it comes back when seen.
 ABSENT_REASONS = ("missing on host", "removed")
+# A VF row in these states has a live lease: gone from the host, it turns unusable.
+HELD_VF_STATES = (VfState.LEASED, VfState.RESERVED)
+
+
+def only_absent(state: str, reason: str | None) -> bool:
+    """The VF row is unusable only because its VF was not on the host."""
+    return state == VfState.UNUSABLE and reason in ABSENT_REASONS
 
 
 @dataclass(frozen=True)
@@ -273,7 +280,7 @@ def plan_repairs(pool: str, pf_pci: str, indices: range, pf: PfSnapshot | None,
         repairs.append(Repair("short", pool, pf_pci, numvfs=pf.numvfs, needed=indices.stop))
     for index, row in sorted(rows.items()):
         vf = on_host.get(index)
-        absent = row.state == "unusable" and row.reason in ABSENT_REASONS
+        absent = only_absent(row.state, row.reason)
         if vf is None and not absent:
             repairs.append(Repair("missing", pool, pf_pci, index, row.pci, lease=row.lease))
         elif vf is not None and absent and row.lease is None:

@@ -68,7 +68,7 @@ from vfpool.service.lease_results import (
     LeasePreview,
     LeaseVf,
 )
-from vfpool.store.direct import Transaction, in_connection
+from vfpool.store.direct import Transaction
 from vfpool.store.leasing import FreeVfRow, LeaseRow, LeaseRows
 from vfpool.store.pool_rows import PoolRow
 from vfpool.store.states import LeaseState, Mode, PoolState, VfState
@@ -569,11 +569,9 @@ def finish_lease(session: Session, lease: Lease, vf_state: VfState, vf_reason: s
     """``finish_row`` inside an ORM write transaction (reconcile's and watch's): its
     statements run on the session's connection after the session's changes so far, and the
     lease and its VF are expired after them, so that the session reads what they wrote."""
-    from vfpool.store.scope import writing_host
+    from vfpool.store.scope import rows_in
 
-    session.flush()
-    with in_connection(session.connection()) as transaction:
-        rows = LeaseRows(transaction, writing_host(session))
+    with rows_in(session, LeaseRows) as rows:
         finish_row(rows, rows.lease(lease.id), vf_state, vf_reason, action, why,
                    final_state=final_state)
     vf = lease.vf

@@ -10,8 +10,7 @@ short and never span host I/O: the state is read, the host changed, then the out
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, TypeVar
 
@@ -73,12 +72,12 @@ from vfpool.service.results import (
     VfCounts,
 )
 from vfpool.store import Pool, PoolPf
-from vfpool.store.direct import Transaction, in_connection
+from vfpool.store.direct import Transaction
 from vfpool.store.leasing import LeaseRows
 from vfpool.store.pool_rows import MemberRow, PfRow, PoolRow, PoolRows
 from vfpool.store.pool_writes import PoolWrites, VfRow
 from vfpool.store.queries import Queries
-from vfpool.store.scope import writing_host
+from vfpool.store.scope import rows_in, writing_host
 from vfpool.store.states import LeaseState, LiveLease, Method, Mode, PoolState, VfState
 
 DEFAULT_TIMEOUT = 30.0
@@ -160,15 +159,6 @@ def _read_pools(ctx: Context, work: Callable[[PoolRows], T]) -> T:
                                                                           host_id)))
 
 
-@contextmanager
-def _rows_in(session: Session) -> Iterator[PoolWrites]:
-    """Direct statements inside an ORM write transaction, after its changes so far (it is
-    flushed)."""
-    session.flush()
-    with in_connection(session.connection()) as transaction:
-        yield PoolWrites(transaction, writing_host(session))
-
-
 def _info(rows: PoolRows, pool: PoolRow, snapshots: Snapshots) -> PoolInfo:
     """A pool, its PFs as ``snapshots`` show them; a PF gone from the host, as the store last
     saw it."""
@@ -212,7 +202,7 @@ def _info(rows: PoolRows, pool: PoolRow, snapshots: Snapshots) -> PoolInfo:
 
 def _info_in(session: Session, name: str, snapshots: Snapshots) -> PoolInfo:
     """``_info`` of pool ``name`` as an ORM write transaction has just changed it."""
-    with _rows_in(session) as rows:
+    with rows_in(session, PoolWrites) as rows:
         return _info(rows, rows.pool(name), snapshots)
 
 
@@ -260,7 +250,7 @@ def _record_pfs_in(session: Session, seen: Iterable[PfSnapshot]) -> None:
     """``_record_pfs`` in an ORM write transaction, on its host."""
     host_id = writing_host(session)
     assert host_id is not None, "PF rows are written by a host's store"
-    with _rows_in(session) as rows:
+    with rows_in(session, PoolWrites) as rows:
         _record_pfs(rows, host_id, seen)
 
 

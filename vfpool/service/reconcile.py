@@ -40,9 +40,6 @@ from vfpool.store import Lease, Vf
 from vfpool.store.queries import Queries
 from vfpool.store.states import LIVE_LEASE_STATES, LeaseState, VfState
 
-# Reasons under which a VF is unusable only because it was not there; it comes back when seen.
-ABSENT_REASONS = ("missing on host", "removed")
-
 
 def pid_alive(pid: int) -> bool:
     """Whether a process still runs. A zombie does not: it has exited and only waits for a

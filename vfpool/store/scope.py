@@ -12,13 +12,18 @@ fleet-wide reads (``host list``, ``fleet place``, ``report --fleet``) ask for al
 from __future__ import annotations
 
 import functools
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 from sqlalchemy.orm.util import LoaderCriteriaOption
 
+from vfpool.store.direct import Transaction, in_connection
 from vfpool.store.models import Event, HostScoped, Lease, Pf, Pool, PoolPf, Vf
+
+R = TypeVar("R")
 
 HOST_ID = "vfpool_host_id"
 ALL_HOSTS = "vfpool_all_hosts"
@@ -37,6 +42,16 @@ def writing_host(session: Session) -> int | None:
     if host_id == NO_HOST:
         raise RuntimeError("a read-only session tried to write")
     return host_id
+
+
+@contextmanager
+def rows_in(session: Session, kind: Callable[[Transaction, int | None], R]) -> Iterator[R]:
+    """Direct statements (``kind``: ``LeaseRows``, ``PoolWrites``, ...) inside an ORM write
+    transaction, on its connection and its host: the session is flushed first, so they see its
+    changes so far, and they commit or roll back with it."""
+    session.flush()
+    with in_connection(session.connection()) as transaction:
+        yield kind(transaction, writing_host(session))
 
 
 def all_hosts(session: Session) -> Session:
