@@ -70,6 +70,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import vfpool
 from tests.benchkit import (
@@ -190,11 +191,14 @@ def start_rows(first: Sample, samples: list[Sample], where: str) -> list[Row]:
 class StartFloor:
     """A pool start's unavoidable work, done bare (process CPU seconds, medians): the one
     read-back of the VFs' links with plain system calls, and the insert of their rows with
-    bare sqlite3, with the free-count trigger (migrations/versions/0006) and without it."""
+    bare sqlite3 as vfpool makes it (one JSON array per PF), with the free-count trigger
+    (migrations/versions/0006) and without it; and, for comparison, the insert with one
+    execution per row, as vfpool made it until the JSON array."""
 
     read_back: float
     insert: float
     insert_untriggered: float
+    insert_per_row: float  # executemany, one execution per row, with the trigger
     vfs: int
 
 
@@ -239,23 +243,44 @@ def start_floor(root: Path, db_path: Path, loops: int = 7) -> StartFloor:
         source.close()
     connection.execute("PRAGMA foreign_keys=ON")
     connection.execute("DELETE FROM vfs")
-    inserts: dict[bool, list[float]] = {True: [], False: []}
+    # As store/pool_writes.py does on SQLite: one statement per PF, its rows one JSON array.
+    by_pf: dict[str, list[tuple[Any, ...]]] = {}
+    for row in rows:
+        by_pf.setdefault(row[1], []).append(row)
+    from_json = (f"INSERT INTO vfs ({columns}) SELECT ?, ?, json_extract(value, '$[0]'), "
+                 "json_extract(value, '$[1]'), json_extract(value, '$[2]'), ?, NULL, ? "
+                 "FROM json_each(?)")
+
+    def as_json() -> None:
+        for pf, pf_rows in by_pf.items():
+            first = pf_rows[0]
+            connection.execute(from_json, (first[0], pf, first[5], first[7], json.dumps(
+                [[index, pci, netdev] for _, _, index, pci, netdev, *_ in pf_rows])))
+
+    def per_row() -> None:
+        connection.executemany(f"INSERT INTO vfs ({columns}) VALUES ({', '.join('?' * 8)})",
+                               rows)
+
+    inserts: dict[tuple[str, bool], list[float]] = {}
     try:
         for _ in range(loops):
-            for triggered in (True, False):
+            for way, triggered in (("json", True), ("json", False), ("rows", True)):
                 connection.execute("BEGIN IMMEDIATE")
                 if not triggered:
                     connection.execute("DROP TRIGGER vfs_free_insert")
                 started = time.process_time()
-                connection.executemany(f"INSERT INTO vfs ({columns}) VALUES "
-                                       f"({', '.join('?' * 8)})", rows)
-                inserts[triggered].append(time.process_time() - started)
+                if way == "json":
+                    as_json()
+                else:
+                    per_row()
+                inserts.setdefault((way, triggered), []).append(time.process_time() - started)
                 connection.execute("ROLLBACK")
     finally:
         connection.close()
         copy.unlink()
-    return StartFloor(statistics.median(reads), statistics.median(inserts[True]),
-                      statistics.median(inserts[False]), len(rows))
+    return StartFloor(statistics.median(reads), statistics.median(inserts["json", True]),
+                      statistics.median(inserts["json", False]),
+                      statistics.median(inserts["rows", True]), len(rows))
 
 
 def floor_rows(floor: StartFloor, samples: list[Sample]) -> list[Row]:
@@ -265,8 +290,11 @@ def floor_rows(floor: StartFloor, samples: list[Sample]) -> list[Row]:
         Row(f"   its floor, done bare: reading the {floor.vfs} VFs' links and the drivers' "
             "folders (os calls)",
             ms(floor.read_back)),
-        Row("   its floor, done bare: inserting their rows (sqlite3), with / without "
-            "the free-count trigger", f"{ms(floor.insert)} / {ms(floor.insert_untriggered)}"),
+        Row("   its floor, done bare: inserting their rows (sqlite3, one JSON array per PF), "
+            "with / without the free-count trigger",
+            f"{ms(floor.insert)} / {ms(floor.insert_untriggered)}"),
+        Row("   the same insert with one execution per row (executemany), with the trigger",
+            ms(floor.insert_per_row)),
         Row("   the floor beyond the simulator's CPU", f"{bare / sim_cpu * 100:.0f}%"),
     ]
 
