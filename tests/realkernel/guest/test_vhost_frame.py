@@ -23,6 +23,7 @@ import pytest
 from tests.realkernel.guest import realhost
 from tests.realkernel.guest.realhost import PF_ADDRESSES
 from vfpool.model.pool import VfDefaults
+from vfpool.qemu.machine import QemuMachine
 from vfpool.qemu.qmp import Qmp
 from vfpool.service import pools, vm
 from vfpool.service.context import open_context
@@ -31,6 +32,7 @@ pytestmark = pytest.mark.usefixtures("baseline")
 PF0 = PF_ADDRESSES[0]
 VLAN = 77
 FRAME_TIMEOUT = 150.0
+POLL = 0.25  # seconds between QMP polls: iPXE's NIC may be open for a few seconds only
 
 
 def kvm_in_guest() -> bool:
@@ -55,24 +57,37 @@ def test_inner_vm_on_a_macvtap_vf_runs_vhost_and_sends(db: str, tmp_path: Path,
         vf = realhost.virtfns(PF0)[0]
         vf_netdev = realhost.netdevs_of(vf)[0]
 
-        def started(machine: object) -> None:
+        def started(machine: QemuMachine) -> None:
             counter = Path(f"/sys/class/net/{vf_netdev}/statistics/tx_packets")
             sent_before = int(counter.read_text())
             realhost.wait_for("the test's QMP socket", mine.exists, timeout=60)
+            statuses: set[int] = set()
+            slowest = 0.0
+            polls = 0
             with Qmp(mine) as session:
                 paths = [entry["path"] for entry in session.execute("x-query-virtio")]
                 deadline = time.monotonic() + FRAME_TIMEOUT
                 while time.monotonic() < deadline:
+                    # QEMU runs vhost only while the inner guest's driver has the NIC open
+                    # (DRIVER_OK): iPXE's DHCP tries, a few seconds each round.
+                    asked = time.monotonic()
                     status = session.execute("x-query-virtio-status", path=paths[0])
+                    slowest = max(slowest, time.monotonic() - asked)
+                    polls += 1
+                    statuses.add(int(status.get("status", -1)))
                     if status.get("vhost-dev") and "vhost" not in observed:
                         observed["vhost"] = status["vhost-dev"]
                         observed["device status"] = status.get("status")
                     observed["tx"] = int(counter.read_text()) - sent_before
                     if "vhost" in observed and observed["tx"] > 0:
                         break
-                    time.sleep(1.0)
+                    time.sleep(POLL)
                 observed["seconds"] = FRAME_TIMEOUT - (deadline - time.monotonic())
                 session.execute("quit")
+            if "vhost" not in observed:  # what the failure needs to be understood
+                observed.update(polls=polls, slowest_poll=round(slowest, 2),
+                                device_statuses=sorted(statuses),
+                                qemu_output=machine.output()[-1500:])
 
         result = vm.launch(ctx, "vm-frame", "f", binary=str(realhost.QEMU), started=started,
                            qemu_args=[*realhost.QEMU_FIRMWARE, "-accel", accel, "-cpu",
