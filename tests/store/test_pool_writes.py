@@ -110,3 +110,32 @@ def add_hostile_rows(ctx: Context, pool: str, pf: str) -> VfFacts:
 
     ctx.store.write_rows(add, operation="adding VF rows")
     return stored_vfs(ctx) - before
+
+
+def test_a_name_that_is_not_utf8_is_refused_either_way_and_nothing_is_written(
+        make_sim: Callable[..., SimHost], make_ctx: Callable[..., Context],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Linux lets a netdev be named with bytes that are not UTF-8; Python lists them with
+    surrogate escapes, which no database text can hold. The store refuses such a row before
+    it reaches the database, the same way whichever way the rows go."""
+    ctx = make_ctx(make_sim())
+    ways = {"0000:05:00.0": True, "0000:85:00.0": False}
+    for pf, as_json in ways.items():
+        pools.define(ctx, pools.parse_spec(f"pool-{pf[5:7]}", [pf], 4, "auto", "vfio",
+                                           VfDefaults()))
+        pools.start(ctx, f"pool-{pf[5:7]}")
+        before = stored_vfs(ctx)
+
+        def add(transaction: direct.Transaction, host_id: int | None, pf: str = pf) -> None:
+            rows = PoolWrites(transaction, host_id)
+            rows.add_free_vfs(rows.pool(f"pool-{pf[5:7]}").host_id, pf,
+                              [(100, address_of(pf, 100), "fine"),
+                               (101, address_of(pf, 101), b"bad\xff".decode(
+                                   "utf-8", "surrogateescape"))])
+
+        with monkeypatch.context() as patch:
+            if not as_json:
+                patch.setattr(pool_writes, "json_rows", lambda dialect: False)
+            with pytest.raises(UnicodeEncodeError):
+                ctx.store.write_rows(add, operation="adding VF rows")
+        assert stored_vfs(ctx) == before, f"as_json={as_json}"

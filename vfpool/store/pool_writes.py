@@ -199,7 +199,10 @@ class PoolWrites(LeaseRows):
         if json_rows(self.transaction.dialect):
             self.transaction.run(_insert_vfs_from_json(), {
                 "host": host_id, "pf": pf_pci, "state": VfState.FREE, "now": now,
-                "rows": json.dumps([[index, pci, netdev] for index, pci, netdev in added])})
+                # Not ASCII-escaped: text the driver cannot encode (a lone surrogate from a
+                # name that is not UTF-8) is refused here as one execution per row refuses it.
+                "rows": json.dumps([[index, pci, netdev] for index, pci, netdev in added],
+                                   ensure_ascii=False)})
         else:
             self.transaction.run_values(_insert_vf(), _VF_COLUMNS, [
                 (host_id, pf_pci, index, pci, netdev, VfState.FREE, None, now)
