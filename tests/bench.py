@@ -255,7 +255,8 @@ def start_floor(root: Path, db_path: Path, loops: int = 7) -> StartFloor:
         for pf, pf_rows in by_pf.items():
             first = pf_rows[0]
             connection.execute(from_json, (first[0], pf, first[5], first[7], json.dumps(
-                [[index, pci, netdev] for _, _, index, pci, netdev, *_ in pf_rows])))
+                [[index, pci, netdev] for _, _, index, pci, netdev, *_ in pf_rows],
+                ensure_ascii=False)))
 
     def per_row() -> None:
         connection.executemany(f"INSERT INTO vfs ({columns}) VALUES ({', '.join('?' * 8)})",

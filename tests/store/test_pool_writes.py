@@ -70,26 +70,8 @@ def test_sqlite_takes_the_rows_as_one_json_array_and_writes_what_one_per_row_wri
 
 HOSTILE = {100: 'quote"d', 101: "back\\slash", 102: "épée-ü", 103: "[1, 2]", 104: "it's",
            105: None}  # index -> netdev
-
-
-def test_every_text_a_row_carries_comes_back_as_it_went_in(
-        migrated_store_url: str, make_sim: Callable[..., SimHost],
-        make_ctx: Callable[..., Context], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each way this backend has (SQLite: both; PostgreSQL: one per row), each on its own
-    PF."""
-    ctx = make_ctx(make_sim(), db=migrated_store_url)
-    ways = {"0000:05:00.0": True, "0000:85:00.0": False}
-    for pf, as_json in ways.items():
-        if as_json and not pool_writes.json_rows(ctx.store.engine.dialect):
-            continue  # PostgreSQL: only the other way
-        with monkeypatch.context() as patch:
-            if not as_json:
-                patch.setattr(pool_writes, "json_rows", lambda dialect: False)
-            added = add_hostile_rows(ctx, f"pool-{pf[5:7]}", pf)
-        assert added == {(pf, index, address_of(pf, index), netdev, VfState.FREE.value, None)
-                         for index, netdev in HOSTILE.items()}, f"as_json={as_json}"
-        # Indices 100-105 are outside the pool's range: its free count stays its own.
-        assert assert_exact(ctx)[(f"pool-{pf[5:7]}", pf)] == 4
+# Each way rows can go, each tried on its own PF: JSON array, one execution per row.
+WAYS = {"0000:05:00.0": True, "0000:85:00.0": False}
 
 
 def address_of(pf: str, index: int) -> str:
@@ -97,19 +79,47 @@ def address_of(pf: str, index: int) -> str:
     return f"0000:{pf[5:7]}:1f.{index - 100}"
 
 
-def add_hostile_rows(ctx: Context, pool: str, pf: str) -> VfFacts:
-    """Start a 4-VF pool on ``pf``, add ``HOSTILE``'s rows on it; the rows the add wrote."""
-    pools.define(ctx, pools.parse_spec(pool, [pf], 4, "auto", "vfio", VfDefaults()))
-    pools.start(ctx, pool)
+def pool_on(ctx: Context, pf: str) -> str:
+    """A started 4-VF pool on ``pf``; its name."""
+    name = f"pool-{pf[5:7]}"
+    pools.define(ctx, pools.parse_spec(name, [pf], 4, "auto", "vfio", VfDefaults()))
+    pools.start(ctx, name)
+    return name
+
+
+def add_rows(ctx: Context, pf: str, netdevs: dict[int, str | None], *, as_json: bool,
+             monkeypatch: pytest.MonkeyPatch) -> VfFacts:
+    """Add free VF rows on ``pf`` (index -> netdev, at ``address_of``) one way; the rows the
+    add wrote."""
+    pool = pool_on(ctx, pf)
     before = stored_vfs(ctx)
-    hostile = [(index, address_of(pf, index), netdev) for index, netdev in HOSTILE.items()]
 
     def add(transaction: direct.Transaction, host_id: int | None) -> None:
         rows = PoolWrites(transaction, host_id)
-        rows.add_free_vfs(rows.pool(pool).host_id, pf, hostile)
+        rows.add_free_vfs(rows.pool(pool).host_id, pf, [
+            (index, address_of(pf, index), netdev) for index, netdev in netdevs.items()])
 
-    ctx.store.write_rows(add, operation="adding VF rows")
+    with monkeypatch.context() as patch:
+        if not as_json:
+            patch.setattr(pool_writes, "json_rows", lambda dialect: False)
+        ctx.store.write_rows(add, operation="adding VF rows")
     return stored_vfs(ctx) - before
+
+
+def test_every_text_a_row_carries_comes_back_as_it_went_in(
+        migrated_store_url: str, make_sim: Callable[..., SimHost],
+        make_ctx: Callable[..., Context], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each way this backend has: SQLite both, PostgreSQL one execution per row."""
+    ctx = make_ctx(make_sim(), db=migrated_store_url)
+    json_here = pool_writes.json_rows(ctx.store.engine.dialect)
+    for pf, as_json in WAYS.items():
+        if as_json and not json_here:
+            continue
+        added = add_rows(ctx, pf, HOSTILE, as_json=as_json, monkeypatch=monkeypatch)
+        assert added == {(pf, index, address_of(pf, index), netdev, VfState.FREE.value, None)
+                         for index, netdev in HOSTILE.items()}, f"as_json={as_json}"
+        # Indices 100-105 are outside the pool's range: its free count stays its own.
+        assert assert_exact(ctx)[(f"pool-{pf[5:7]}", pf)] == 4
 
 
 def test_a_name_that_is_not_utf8_is_refused_either_way_and_nothing_is_written(
@@ -119,23 +129,13 @@ def test_a_name_that_is_not_utf8_is_refused_either_way_and_nothing_is_written(
     surrogate escapes, which no database text can hold. The store refuses such a row before
     it reaches the database, the same way whichever way the rows go."""
     ctx = make_ctx(make_sim())
-    ways = {"0000:05:00.0": True, "0000:85:00.0": False}
-    for pf, as_json in ways.items():
-        pools.define(ctx, pools.parse_spec(f"pool-{pf[5:7]}", [pf], 4, "auto", "vfio",
-                                           VfDefaults()))
-        pools.start(ctx, f"pool-{pf[5:7]}")
+    not_utf8 = b"bad\xff".decode("utf-8", "surrogateescape")
+    for pf, as_json in WAYS.items():
         before = stored_vfs(ctx)
-
-        def add(transaction: direct.Transaction, host_id: int | None, pf: str = pf) -> None:
-            rows = PoolWrites(transaction, host_id)
-            rows.add_free_vfs(rows.pool(f"pool-{pf[5:7]}").host_id, pf,
-                              [(100, address_of(pf, 100), "fine"),
-                               (101, address_of(pf, 101), b"bad\xff".decode(
-                                   "utf-8", "surrogateescape"))])
-
-        with monkeypatch.context() as patch:
-            if not as_json:
-                patch.setattr(pool_writes, "json_rows", lambda dialect: False)
-            with pytest.raises(UnicodeEncodeError):
-                ctx.store.write_rows(add, operation="adding VF rows")
-        assert stored_vfs(ctx) == before, f"as_json={as_json}"
+        with pytest.raises(UnicodeEncodeError):
+            add_rows(ctx, pf, {100: "fine", 101: not_utf8}, as_json=as_json,
+                     monkeypatch=monkeypatch)
+        # The pool's own four VFs, and neither row of the refused add.
+        written = stored_vfs(ctx) - before
+        assert sorted((row_pf, index) for row_pf, index, *_ in written) == [
+            (pf, index) for index in range(4)], f"as_json={as_json}"

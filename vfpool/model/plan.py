@@ -214,8 +214,7 @@ def plan_inventory(pf: PfSnapshot, indices: range, rows: Mapping[int, tuple[str,
     """
     present = {vf.index: vf for vf in pf.vfs if vf.index in indices}
     live = set(held)
-    gone = [(index, state in HELD_VF_STATES) for index, (state, _) in sorted(rows.items())
-            if index not in present]
+    gone = [index for index in sorted(rows) if index not in present]
     added, seen, back = [], [], []
     for index, vf in sorted(present.items()):
         known = rows.get(index)
@@ -227,8 +226,8 @@ def plan_inventory(pf: PfSnapshot, indices: range, rows: Mapping[int, tuple[str,
             seen.append(vf)
     return InventoryPlan(
         added=tuple(added), seen=tuple(seen), back=tuple(back),
-        vanished=tuple(index for index, held_row in gone if held_row),
-        deleted=tuple(index for index, held_row in gone if not held_row))
+        vanished=tuple(index for index in gone if rows[index][0] in HELD_VF_STATES),
+        deleted=tuple(index for index in gone if rows[index][0] not in HELD_VF_STATES))
 
 
 # Reasons under which a VF is unusable only because it was not there; it comes back when seen.

@@ -569,6 +569,8 @@ def finish_lease(session: Session, lease: Lease, vf_state: VfState, vf_reason: s
     """``finish_row`` inside an ORM write transaction (reconcile's and watch's): its
     statements run on the session's connection after the session's changes so far, and the
     lease and its VF are expired after them, so that the session reads what they wrote."""
+    # Imported when used: store/scope.py loads the ORM's classes, which a lease command never
+    # imports (tests/leases/test_cold_path.py).
     from vfpool.store.scope import rows_in
 
     with rows_in(session, LeaseRows) as rows:
