@@ -309,6 +309,62 @@ def test_acquire_killed_before_any_host_change_is_freed_by_reconcile(host: Host)
     assert _json(host.root, "reconcile", "--json") == {"dry_run": False, "findings": []}
 
 
+# A process that leases through the Python API: after its own release of VF 0 it guesses VF 0
+# for its next acquire, reads it before the reservation, and saves it in the reservation
+# (leases.py, "what a context remembers"). It waits for a line on stdin before that acquire.
+API_ACQUIRER = """
+import sys
+import vfpool
+with vfpool.connect(sim=sys.argv[1]) as host:
+    lease = host.acquire(sys.argv[2], owner="warm")
+    host.release(lease)
+    print(*(f"{pool} {vf.vf_pci}" for pool, vf in host.context.freed.items()), flush=True)
+    sys.stdin.readline()
+    host.acquire(sys.argv[2], owner="vm1")
+"""
+
+
+def test_an_api_acquire_that_saved_in_its_reservation_is_restored_after_a_kill(
+        host: Host) -> None:
+    before = host.vf(0)
+    acquirer = subprocess.Popen([sys.executable, "-c", API_ACQUIRER, str(host.root), POOL],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env())
+    try:
+        assert acquirer.stdout is not None and acquirer.stdin is not None
+        assert acquirer.stdout.readline().split() == [POOL, host.vf0]  # the guess
+        assert host.vf(0) == before  # the warm-up's release put VF 0 back
+        # Block step 4 at the VF's driver_override, after the config is applied.
+        host.sim.inject_fault(f"sys/bus/pci/devices/{host.vf0}/driver_override", kind="hang")
+        acquirer.stdin.write("go\n")
+        acquirer.stdin.flush()
+
+        def blocked_in_bind() -> LeaseDetail | None:
+            lease = host.reserved_lease("vm1", saved=True)
+            if lease is None or not _holds_flock(acquirer.pid, host.lock_file(host.vf0)):
+                return None
+            return lease if host.vf(0)[0] == _applied(lease.mac) else None
+
+        lease = _wait_until("a reserved lease with its saved config and the config applied",
+                            blocked_in_bind, acquirer)
+        _kill(acquirer)
+    finally:
+        if acquirer.poll() is None:
+            acquirer.kill()
+        acquirer.communicate(timeout=CALL_TIMEOUT)
+    host.sim.clear_faults()
+
+    assert lease.saved_config == SAVED
+    report = _json(host.root, "reconcile", "--json")
+    assert report["findings"] == [{
+        "lease": lease.id, "vf": host.vf0, "owner": "vm1", "problem": GONE,
+        "action": "restore the VF's saved config and driver, free it", "result": "free"}]
+    assert host.lease(lease.id).state == "released"
+    assert host.vf(0) == before
+    assert host.store_vf_state(host.vf0) == ("free", None)
+    assert host.pool_vfs() == FREE
+
+
 # --------------------------------------------------------------------------- live acquires
 def test_reconcile_leaves_a_live_blocked_acquire_alone(host: Host) -> None:
     host.sim.inject_fault(f"netlink:{PF_NETDEV}", kind="hang")

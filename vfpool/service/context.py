@@ -6,6 +6,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 from vfpool.errors import PermissionDenied
 from vfpool.host.identity import HostIdentity, read_identity
@@ -14,6 +15,22 @@ from vfpool.host.lock import DEFAULT_LOCK_TIMEOUT, Locks
 from vfpool.host.sysfs import Sysfs
 from vfpool.ports import KernelPort
 from vfpool.store import Store, default_db_url, missing_sqlite_file, open_store
+
+
+class FreedVf(NamedTuple):
+    """A VF a release by this context left free: a good guess for the pool's next acquire."""
+
+    pf_pci: str
+    vf_pci: str
+    vf_index: int
+
+
+class KnownLease(NamedTuple):
+    """A lease this context acquired: what its release must know before it takes locks."""
+
+    pf_pci: str
+    vf_pci: str
+    token_hash: str
 
 
 def host_owner(kernel: KernelPort) -> int:
@@ -47,6 +64,11 @@ class Context:
         # locks these without a read of its own, and the reservation checks them under the
         # lock (a pool redefined meanwhile is read again). See leases.acquire.
         self.pool_pfs: dict[str, frozenset[str]] = {}
+        # What this context's own lease calls learned, so that the next call skips a
+        # transaction (see leases.py, "what a context remembers"): the VF it last freed in
+        # each pool, and the leases it acquired and has not released.
+        self.freed: dict[str, FreedVf] = {}
+        self.leased: dict[int, KnownLease] = {}
 
     @property
     def store(self) -> Store:

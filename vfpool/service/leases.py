@@ -18,6 +18,20 @@ Locks (host/lock.py): an acquire or a release holds the shared lock of the PFs i
 its whole run, so no pool start, resize, destroy or module reload changes those PFs under it;
 and the VF's lock while it changes that VF. Each store transaction is short and holds no host
 I/O: the host is read or changed between transactions, never inside one.
+
+What a context remembers (service/context.py), for a process that leases all day through the
+Python API; a CLI command starts with nothing remembered and takes the steps above:
+
+- The VF its last release freed in each pool, which the pool's next acquire is likely to pick
+  (the lowest free index). That acquire takes the VF's lock first, if it is free to take, and
+  reads the VF's config and driver; the reservation then saves them in the lease row when it
+  does pick that VF, and step 2's transaction is skipped. The lock is held from the read until
+  the lease is set up, so what was read is what the VF has when it is changed, and the saved
+  config is durable before the host changes, as above. A guess the reservation does not pick
+  is let go before the set-up.
+- The leases it acquired, with their PF, VF and token hash: their release checks the token
+  and finds its locks without a read of the store. The lease itself is read again under the
+  locks, as for any release.
 """
 
 from __future__ import annotations
@@ -28,6 +42,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -59,7 +74,7 @@ from vfpool.model.vfconfig import (
     validate_vlan,
 )
 from vfpool.service import events
-from vfpool.service.context import Context
+from vfpool.service.context import Context, FreedVf, KnownLease
 from vfpool.service.lease_results import (
     LeaseAcquired,
     LeaseDetail,
@@ -149,10 +164,30 @@ def _leasable(rows: LeaseRows, pool_name: str, count: int, *, numa_node: int | N
     return pool, chosen
 
 
+@dataclass(frozen=True)
+class _Found:
+    """A VF as the host has it before vfpool changes it: its PF, itself, and what a lease
+    saves to restore it (its config, driver, driver override and MTU)."""
+
+    pf: PfLink
+    vf: VfSnapshot
+    saved: dict[str, Any]
+
+
+def _found(ctx: Context, pf_pci: str, vf_index: int) -> _Found:
+    pf, vf = _pf_and_vf(ctx, pf_pci, vf_index)
+    saved = _read_config(ctx, pf, vf_index).as_dict()
+    saved["driver"] = vf.driver
+    saved["driver_override"] = ctx.sysfs.driver_override(vf.pci)
+    saved["mtu"] = vf.netdevs[0].mtu if vf.netdevs else None
+    return _Found(pf, vf, saved)
+
+
 @dataclass
 class _Planned:
     lease_id: int
     token: str
+    token_hash: str
     vf_id: int
     vf_pci: str
     vf_index: int
@@ -162,6 +197,7 @@ class _Planned:
     driver: str | None  # the VF's driver for the lease's mode
     mtu: int | None
     mode: str
+    ahead: _Found | None  # the VF read before the reservation, which saved it
 
 
 def validate_count(count: int) -> None:
@@ -214,10 +250,26 @@ def _link_state(wanted: str | None, info: DriverInfo) -> str | None:
     return wanted or "auto"
 
 
+def _read_ahead(ctx: Context, held: ExitStack, guess: FreedVf | None) -> _Found | None:
+    """The VF this context freed last in the pool, read under its lock (entered on ``held``)
+    for the reservation to save; None without a guess, when another process holds the VF's
+    lock, or when the VF cannot be read (the acquire then goes the usual way)."""
+    if guess is None or not held.enter_context(ctx.locks.vf(guess.vf_pci, wait=False)):
+        return None
+    try:
+        found = _found(ctx, guess.pf_pci, guess.vf_index)
+    except (VfpoolError, OSError):
+        return None
+    return found if str(found.vf.pci) == guess.vf_pci else None
+
+
 def _reserve(ctx: Context, pool_name: str, owner: str, count: int, mac: str | None,
              vlan: int | None, numa_node: int | None, spread: bool,
              owner_pid: int | None, acquirer: str, locked: frozenset[str],
-             link_state: str | None = None) -> tuple[list[_Planned], bool | None]:
+             link_state: str | None = None, ahead: _Found | None = None
+             ) -> tuple[list[_Planned], bool | None]:
+    """Step 1. ``ahead``: a VF read under its lock before this (``_read_ahead``); if the
+    reservation picks it, its lease row takes what was read as its saved config."""
     boot_id = ctx.sysfs.boot_id()
 
     def reserve(transaction: Transaction, host_id: int | None
@@ -256,21 +308,25 @@ def _reserve(ctx: Context, pool_name: str, owner: str, count: int, mac: str | No
                                min_tx_rate=pool.min_tx_rate, max_tx_rate=pool.max_tx_rate)
             driver = "vfio-pci" if pool.mode == Mode.VFIO else info.vf_driver
             token = secrets.token_urlsafe(TOKEN_BYTES)
+            token_hash = hash_token(token)
+            read = ahead if ahead is not None and candidate.vf_pci == str(ahead.vf.pci) \
+                and candidate.pf_pci == str(ahead.pf.pci) else None
             lease_id = rows.add_lease({
                 "host_id": pool.host_id, "pool_id": pool.id, "vf_id": candidate.vf_id,
                 "pf_pci": candidate.pf_pci, "vf_pci": candidate.vf_pci,
                 "vf_index": candidate.vf_index, "owner": owner, "owner_pid": owner_pid,
-                "acquirer": acquirer, "token_hash": hash_token(token),
+                "acquirer": acquirer, "token_hash": token_hash,
                 "state": LeaseState.RESERVED, "mode": pool.mode, "mac": lease_mac,
                 "vlan": lease_vlan or None, "numa_node": candidate.numa_node,
                 "boot_id": boot_id,
-                "applied_config": {**desired.as_dict(), "driver": driver, "mtu": pool.mtu}})
+                "applied_config": {**desired.as_dict(), "driver": driver, "mtu": pool.mtu},
+                "saved_config": None if read is None else read.saved})
             logged.append({"host_id": pool.host_id, **events.entry(
                 "lease.reserve", pool=pool_name, pf=candidate.pf_pci, vf=candidate.vf_pci,
                 lease_id=lease_id, owner=owner)})
-            planned.append(_Planned(lease_id, token, candidate.vf_id, candidate.vf_pci,
-                                    candidate.vf_index, candidate.pf_pci, owner, desired,
-                                    driver, pool.mtu, pool.mode))
+            planned.append(_Planned(lease_id, token, token_hash, candidate.vf_id,
+                                    candidate.vf_pci, candidate.vf_index, candidate.pf_pci,
+                                    owner, desired, driver, pool.mtu, pool.mode, read))
         rows.set_vfs([candidate.vf_id for candidate in chosen], VfState.RESERVED)
         rows.add_events(logged)
         return planned, numa_met, members
@@ -290,23 +346,27 @@ def acquire(ctx: Context, pool_name: str, owner: str, *, count: int = 1,
     if link_state is not None:
         validate_link_state(link_state)
     ctx.require_root("lease acquire")
+    guess = ctx.freed.pop(pool_name, None) if count == 1 else None
     with ctx.locks.acquirer() as acquirer:
         for _ in range(3):
             # The PFs this context found in the pool last time, else read now: _reserve
             # checks them under the lock either way, so a stale guess costs one more round.
             pfs = ctx.pool_pfs.get(pool_name) or _pool_pfs(ctx, pool_name)
             # Shared: other leases go on; a start, resize, destroy or reload of these PFs waits.
-            with ctx.locks.pfs(pfs, exclusive=False):
+            with ctx.locks.pfs(pfs, exclusive=False), ExitStack() as held:
+                ahead = _read_ahead(ctx, held, guess if guess and guess.pf_pci in pfs else None)
                 try:
                     planned, numa_met = _reserve(ctx, pool_name, owner, count, mac, vlan,
                                                  numa_node, spread, owner_pid, acquirer, pfs,
-                                                 link_state)
+                                                 link_state, ahead)
                 except _MembersChanged:
                     ctx.pool_pfs.pop(pool_name, None)
                     continue
                 except VfpoolError:
                     ctx.pool_pfs.pop(pool_name, None)
                     raise
+                if not any(item.ahead for item in planned):
+                    held.close()  # a guess not picked: its VF's lock goes before the set-up
                 return _set_up(ctx, pool_name, planned, numa_met)
     raise Conflict(f"pool {pool_name!r} kept changing while this acquire waited for it; retry")
 
@@ -327,7 +387,19 @@ def _set_up(ctx: Context, pool_name: str, planned: list[_Planned],
             else:
                 _cancel_reserved(ctx, item.lease_id, "acquire failed before setting it up")
         raise
+    for item in planned:
+        _remember_lease(ctx, item.lease_id, KnownLease(item.pf_pci, item.vf_pci,
+                                                       item.token_hash))
     return records
+
+
+LEASES_REMEMBERED = 4096  # per context: a process that never releases what it leases
+
+
+def _remember_lease(ctx: Context, lease_id: int, known: KnownLease) -> None:
+    if len(ctx.leased) >= LEASES_REMEMBERED:
+        del ctx.leased[next(iter(ctx.leased))]  # the oldest
+    ctx.leased[lease_id] = known
 
 
 def preview(ctx: Context, pool_name: str, owner: str, *, count: int = 1,
@@ -447,22 +519,21 @@ def _activate(ctx: Context, item: _Planned, pool_name: str,
     """Steps 2-6 for one reserved lease, under its VF's lock; the lease's record, token
     included, as the activating transaction left it."""
     with ctx.locks.vf(item.vf_pci):
-        # Reading the host changes nothing, so it comes before the one transaction that
-        # checks the lease is still reserved and saves what the VF has.
-        pf, vf = _pf_and_vf(ctx, item.pf_pci, item.vf_index)
-        saved = _read_config(ctx, pf, item.vf_index).as_dict()
-        saved["driver"] = vf.driver
-        saved["driver_override"] = ctx.sysfs.driver_override(vf.pci)
-        saved["mtu"] = vf.netdevs[0].mtu if vf.netdevs else None
+        found = item.ahead  # read, and saved by the reservation, under this lock
+        if found is None:
+            # Reading the host changes nothing, so it comes before the one transaction that
+            # checks the lease is still reserved and saves what the VF has.
+            found = _found(ctx, item.pf_pci, item.vf_index)
 
-        def save(transaction: Transaction, host_id: int | None) -> None:
-            now = LeaseRows(transaction, host_id).change_reserved(item.lease_id,
-                                                                 saved_config=saved)
-            if now is not None:
-                raise Conflict(f"lease {item.lease_id} was cancelled while it was being set "
-                               f"up (now {now})")
+            def save(transaction: Transaction, host_id: int | None) -> None:
+                now = LeaseRows(transaction, host_id).change_reserved(
+                    item.lease_id, saved_config=found.saved)
+                if now is not None:
+                    raise Conflict(f"lease {item.lease_id} was cancelled while it was being "
+                                   f"set up (now {now})")
 
-        ctx.store.write_rows(save, operation=f"saving the config of VF {item.vf_pci}")
+            ctx.store.write_rows(save, operation=f"saving the config of VF {item.vf_pci}")
+        pf, vf, saved = found.pf, found.vf, found.saved
         try:
             _apply_config(ctx, pf, item.vf_index, item.desired, fields_for(item.desired))
             binding.bind(ctx.sysfs, vf.pci, item.driver)
@@ -602,17 +673,19 @@ def finish_row(rows: LeaseRows, lease: LeaseRow, vf_state: VfState, vf_reason: s
 def release(ctx: Context, lease_id: int, *, token: str | None = None, force: bool = False,
             reason: str | None = None) -> LeaseInfo:
     """Restore the VF's saved config and driver, free it, and close the lease."""
-    def check(transaction: Transaction, host_id: int | None) -> LeaseRow:
-        lease = LeaseRows(transaction, host_id).lease(lease_id)
-        if not force:
-            if token is None:
-                raise InvalidInput(f"releasing lease {lease_id} needs its --token (or --force "
-                                   "for administrators)")
-            if not hmac.compare_digest(hash_token(token), lease.token_hash):
-                raise PermissionDenied(f"wrong token for lease {lease_id}")
-        return lease
+    lease = ctx.leased.pop(lease_id, None)
+    if lease is None:
+        def check(transaction: Transaction, host_id: int | None) -> KnownLease:
+            found = LeaseRows(transaction, host_id).lease(lease_id)
+            return KnownLease(found.pf_pci, found.vf_pci, found.token_hash)
 
-    lease = ctx.store.read_rows(check)
+        lease = ctx.store.read_rows(check)
+    if not force:
+        if token is None:
+            raise InvalidInput(f"releasing lease {lease_id} needs its --token (or --force "
+                               "for administrators)")
+        if not hmac.compare_digest(hash_token(token), lease.token_hash):
+            raise PermissionDenied(f"wrong token for lease {lease_id}")
     ctx.require_root("lease release")
     with ctx.locks.acquirer(), ctx.locks.pfs([lease.pf_pci], exclusive=False):
         return release_locked(ctx, lease_id,
@@ -659,6 +732,8 @@ def release_locked(ctx: Context, lease_id: int, *, reason: str,
 
             record = ctx.store.write_rows(finish, operation=f"recording the release of lease "
                                                             f"{lease_id}")
+    if record.state == LeaseState.RELEASED and outcome == VfState.FREE:
+        ctx.freed[record.pool] = FreedVf(claimed.pf_pci, claimed.vf_pci, claimed.vf_index)
     if problem:
         raise HostError(f"lease {lease_id} is released, but VF {record.vf.pci} is now "
                         f"unusable: {problem}")
