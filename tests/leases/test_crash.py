@@ -73,8 +73,15 @@ def _json(root: Path, *args: str) -> Any:
 @contextmanager
 def _spawned(root: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
     """A `vfpool` process in the background; killed (by its PID) if still running at the end."""
-    process = subprocess.Popen(_argv(root, *args), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=env())
+    with _running(_argv(root, *args)) as process:
+        yield process
+
+
+@contextmanager
+def _running(argv: list[str], **options: Any) -> Iterator[subprocess.Popen[str]]:
+    """A process in the background; killed (by its PID) if still running at the end."""
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env(), **options)
     try:
         yield process
     finally:
@@ -183,6 +190,22 @@ def _applied(mac: str) -> VfConfig:
                     min_tx_rate=0, max_tx_rate=1000)
 
 
+def _kill_blocked_in_bind(host: Host, acquirer: subprocess.Popen[str]) -> LeaseDetail:
+    """Wait until ``acquirer`` holds VF 0's lock with its lease reserved, the VF's config
+    saved and the lease's applied (blocked in step 4 by a fault), then kill it; the lease as
+    it was then."""
+    def blocked_in_bind() -> LeaseDetail | None:
+        lease = host.reserved_lease("vm1", saved=True)
+        if lease is None or not _holds_flock(acquirer.pid, host.lock_file(host.vf0)):
+            return None
+        return lease if host.vf(0)[0] == _applied(lease.mac) else None
+
+    lease = _wait_until("a reserved lease with its saved config and the config applied",
+                        blocked_in_bind, acquirer)
+    _kill(acquirer)
+    return lease
+
+
 # --------------------------------------------------------------------------- crashes
 def test_acquire_killed_after_applying_the_config_is_restored_and_freed_by_reconcile(
         host: Host) -> None:
@@ -193,15 +216,7 @@ def test_acquire_killed_after_applying_the_config_is_restored_and_freed_by_recon
     # Step 4 starts with the VF's driver_override: block there, after steps 2 and 3 are done.
     host.sim.inject_fault(f"sys/bus/pci/devices/{host.vf0}/driver_override", kind="hang")
     with _spawned(host.root, "lease", "acquire", POOL, "--owner", "vm1", "--json") as acquirer:
-        def blocked_in_bind() -> LeaseDetail | None:
-            lease = host.reserved_lease("vm1", saved=True)
-            if lease is None or not _holds_flock(acquirer.pid, host.lock_file(host.vf0)):
-                return None
-            return lease if host.vf(0)[0] == _applied(lease.mac) else None
-
-        lease = _wait_until("a reserved lease with its saved config and the config applied",
-                            blocked_in_bind, acquirer)
-        _kill(acquirer)
+        lease = _kill_blocked_in_bind(host, acquirer)
     host.sim.clear_faults()
 
     lease_id = lease.id
@@ -327,10 +342,8 @@ with vfpool.connect(sim=sys.argv[1]) as host:
 def test_an_api_acquire_that_saved_in_its_reservation_is_restored_after_a_kill(
         host: Host) -> None:
     before = host.vf(0)
-    acquirer = subprocess.Popen([sys.executable, "-c", API_ACQUIRER, str(host.root), POOL],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=env())
-    try:
+    with _running([sys.executable, "-c", API_ACQUIRER, str(host.root), POOL],
+                  stdin=subprocess.PIPE) as acquirer:
         assert acquirer.stdout is not None and acquirer.stdin is not None
         assert acquirer.stdout.readline().split() == [POOL, host.vf0]  # the guess
         assert host.vf(0) == before  # the warm-up's release put VF 0 back
@@ -338,20 +351,7 @@ def test_an_api_acquire_that_saved_in_its_reservation_is_restored_after_a_kill(
         host.sim.inject_fault(f"sys/bus/pci/devices/{host.vf0}/driver_override", kind="hang")
         acquirer.stdin.write("go\n")
         acquirer.stdin.flush()
-
-        def blocked_in_bind() -> LeaseDetail | None:
-            lease = host.reserved_lease("vm1", saved=True)
-            if lease is None or not _holds_flock(acquirer.pid, host.lock_file(host.vf0)):
-                return None
-            return lease if host.vf(0)[0] == _applied(lease.mac) else None
-
-        lease = _wait_until("a reserved lease with its saved config and the config applied",
-                            blocked_in_bind, acquirer)
-        _kill(acquirer)
-    finally:
-        if acquirer.poll() is None:
-            acquirer.kill()
-        acquirer.communicate(timeout=CALL_TIMEOUT)
+        lease = _kill_blocked_in_bind(host, acquirer)
     host.sim.clear_faults()
 
     assert lease.saved_config == SAVED
