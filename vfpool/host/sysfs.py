@@ -21,6 +21,21 @@ def valid_ifname(name: str) -> bool:
             and not any(ch == "/" or ch == ":" or ch.isspace() for ch in name))
 
 
+def shown_name(name: str) -> str:
+    """A netdev's name as vfpool records and shows it. Linux takes any bytes in a name but
+    '/', ':', white space and NUL, and Python lists the bytes that are not UTF-8 as lone
+    surrogates, which no database text (and no JSON) can hold: those bytes are written as
+    ``\\xNN`` (``b"bad\\xff"`` is shown ``bad\\xff``). Such a name is shown, not used: an
+    operation by that name finds no such interface."""
+    if name.isascii():
+        return name
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return name
+
+
 def _read(path: str | Path) -> str | None:
     """An attribute's text, or None when it is absent (a VF can vanish while we read). Read
     with plain system calls: a text file object cost more than the reading, on the lease
@@ -125,7 +140,7 @@ class Sysfs:
         return PciFunction(
             pci=address,
             driver=_link_name(device / "driver"),
-            netdevs=tuple(_listdir(device / "net")),
+            netdevs=tuple(shown_name(name) for name in _listdir(device / "net")),
             sriov=(device / "sriov_totalvfs").exists(),
             physfn=PciAddress.parse(physfn) if physfn else None,
         )
@@ -147,7 +162,7 @@ class Sysfs:
         ifindex = _read(base + "/ifindex")
         mtu = _read(base + "/mtu")
         return Netdev(
-            name=name,
+            name=shown_name(name),
             ifindex=int(ifindex) if ifindex and ifindex.isdigit() else None,
             mac=_read(base + "/address"),
             operstate=_read(base + "/operstate") or "unknown",
@@ -339,7 +354,7 @@ class Sysfs:
         if not os.path.exists(device + "/sriov_totalvfs"):
             raise NotFound(f"{address} is not an SR-IOV PF on this host")
         return PfLink(pci=address, driver=_link_name(device + "/driver"),
-                      netdevs=tuple(_listdir(device + "/net")))
+                      netdevs=tuple(shown_name(name) for name in _listdir(device + "/net")))
 
     def driver(self, address: PciAddress) -> str | None:
         """The driver a PCI function is bound to, None when unbound (one readlink)."""

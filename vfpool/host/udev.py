@@ -18,6 +18,7 @@ from typing import Any
 import pyudev
 
 from vfpool.errors import HostError, describe_oserror
+from vfpool.host.sysfs import shown_name
 from vfpool.model.pci import PciAddress
 from vfpool.model.snapshot import PfSnapshot
 
@@ -176,7 +177,7 @@ class UdevDiscovery:
 
 
 def netdev_of(device: Any) -> UdevNetdev:
-    return UdevNetdev(name=str(device.sys_name),
+    return UdevNetdev(name=shown_name(str(device.sys_name)),
                       name_path=_property(device, "ID_NET_NAME_PATH"),
                       operstate=_attribute(device, "operstate"),
                       carrier=_attribute(device, "carrier"))
@@ -189,7 +190,9 @@ def change_of(device: Any) -> DeviceChange | None:
     if subsystem not in SUBSYSTEMS or action is None:
         return None
     sys_path = str(device.sys_path)
-    change = DeviceChange(action=action, subsystem=subsystem, sys_name=str(device.sys_name),
+    name = str(device.sys_name)
+    change = DeviceChange(action=action, subsystem=subsystem,
+                          sys_name=shown_name(name) if subsystem == "net" else name,
                           sys_path=sys_path, pci=pci_of_path(sys_path))
     if subsystem == "net" and action != "remove":
         netdev = netdev_of(device)
