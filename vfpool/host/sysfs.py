@@ -36,6 +36,11 @@ def shown_name(name: str) -> str:
     return name
 
 
+def _netdev_names(net: str | Path) -> tuple[str, ...]:
+    """The names of the netdevs in a device's ``net/`` folder, as vfpool shows them."""
+    return tuple(shown_name(name) for name in _listdir(net))
+
+
 def _read(path: str | Path) -> str | None:
     """An attribute's text, or None when it is absent (a VF can vanish while we read). Read
     with plain system calls: a text file object cost more than the reading, on the lease
@@ -140,7 +145,7 @@ class Sysfs:
         return PciFunction(
             pci=address,
             driver=_link_name(device / "driver"),
-            netdevs=tuple(shown_name(name) for name in _listdir(device / "net")),
+            netdevs=_netdev_names(device / "net"),
             sriov=(device / "sriov_totalvfs").exists(),
             physfn=PciAddress.parse(physfn) if physfn else None,
         )
@@ -354,7 +359,7 @@ class Sysfs:
         if not os.path.exists(device + "/sriov_totalvfs"):
             raise NotFound(f"{address} is not an SR-IOV PF on this host")
         return PfLink(pci=address, driver=_link_name(device + "/driver"),
-                      netdevs=tuple(shown_name(name) for name in _listdir(device + "/net")))
+                      netdevs=_netdev_names(device + "/net"))
 
     def driver(self, address: PciAddress) -> str | None:
         """The driver a PCI function is bound to, None when unbound (one readlink)."""

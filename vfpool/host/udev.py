@@ -190,9 +190,8 @@ def change_of(device: Any) -> DeviceChange | None:
     if subsystem not in SUBSYSTEMS or action is None:
         return None
     sys_path = str(device.sys_path)
-    name = str(device.sys_name)
     change = DeviceChange(action=action, subsystem=subsystem,
-                          sys_name=shown_name(name) if subsystem == "net" else name,
+                          sys_name=shown_name(str(device.sys_name)),
                           sys_path=sys_path, pci=pci_of_path(sys_path))
     if subsystem == "net" and action != "remove":
         netdev = netdev_of(device)

@@ -250,11 +250,14 @@ def _link_state(wanted: str | None, info: DriverInfo) -> str | None:
     return wanted or "auto"
 
 
-def _read_ahead(ctx: Context, held: ExitStack, guess: FreedVf | None) -> _Found | None:
+def _read_ahead(ctx: Context, held: ExitStack, guess: FreedVf | None,
+                locked: frozenset[str]) -> _Found | None:
     """The VF this context freed last in the pool, read under its lock (entered on ``held``)
-    for the reservation to save; None without a guess, when another process holds the VF's
-    lock, or when the VF cannot be read (the acquire then goes the usual way)."""
-    if guess is None or not held.enter_context(ctx.locks.vf(guess.vf_pci, wait=False)):
+    for the reservation to save; None without a guess, for a guess on a PF not ``locked``,
+    when another process holds the VF's lock, or when the VF cannot be read (the acquire
+    then goes the usual way)."""
+    if guess is None or guess.pf_pci not in locked or \
+            not held.enter_context(ctx.locks.vf(guess.vf_pci, wait=False)):
         return None
     try:
         found = _found(ctx, guess.pf_pci, guess.vf_index)
@@ -354,7 +357,7 @@ def acquire(ctx: Context, pool_name: str, owner: str, *, count: int = 1,
             pfs = ctx.pool_pfs.get(pool_name) or _pool_pfs(ctx, pool_name)
             # Shared: other leases go on; a start, resize, destroy or reload of these PFs waits.
             with ctx.locks.pfs(pfs, exclusive=False), ExitStack() as held:
-                ahead = _read_ahead(ctx, held, guess if guess and guess.pf_pci in pfs else None)
+                ahead = _read_ahead(ctx, held, guess, pfs)
                 try:
                     planned, numa_met = _reserve(ctx, pool_name, owner, count, mac, vlan,
                                                  numa_node, spread, owner_pid, acquirer, pfs,

@@ -16,8 +16,8 @@ makes it, so ``is_transient`` and the store's retries treat it as any other.
 
 On SQLite a store holds one pooled connection from one transaction to the next
 (``Connections``): a checkout and a check-in of SQLAlchemy's pool cost 50 us together, and
-an acquire+release makes four to six transactions. On PostgreSQL every transaction checks one out,
-so that the pool's pre-ping still finds a connection the server dropped.
+an acquire+release makes four to six transactions. On PostgreSQL every transaction checks one
+out, so that the pool's pre-ping still finds a connection the server dropped.
 
 What a statement may not use: expanding ``IN`` parameters (build one statement per list
 length instead) and anything compiled to a post-compile parameter; ``Compiled`` refuses them.
