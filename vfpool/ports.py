@@ -41,6 +41,10 @@ class NetlinkPort(Protocol):
     def vf_configs(self, pf_netdev: str) -> dict[int, VfConfig]:
         """Every VF's config as the PF reports it (IFLA_VFINFO_LIST)."""
 
+    def vf_config(self, pf_netdev: str, index: int) -> VfConfig | None:
+        """VF ``index``'s config as the PF reports it; None when the PF reports none. The
+        kernel sends the whole table either way: this one decodes one entry of it."""
+
     def set_vf(self, pf_netdev: str, index: int, field: str, config: VfConfig) -> None:
         """Set one field group (see ``VF_FIELDS``) of VF ``index`` from ``config``."""
 

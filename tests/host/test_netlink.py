@@ -1,20 +1,26 @@
 """PyRoute2Netlink at the IPRoute boundary: the exact pyroute2 calls for each VF field group
-(SRIOV-FACTS.md, "VF config through the PF"), error mapping, and parsing IFLA_VFINFO_LIST from
-messages that pyroute2 itself encoded and decoded.
+(SRIOV-FACTS.md, "VF config through the PF") and error mapping; and the VF table's reader
+(vfpool.host.rtnl): its decoding of messages that pyroute2 encoded, checked against
+pyroute2's own decoding, and its request answered by this machine's kernel.
 
-There is no SR-IOV hardware or netdevsim here, so IPRoute is replaced by a small recorder: this
-boundary is the one place where a stand-in is right."""
+There is no SR-IOV hardware or netdevsim here, so IPRoute is replaced by a small recorder for
+the writes: this boundary is the one place where a stand-in is right. The reader's requests
+go to the real kernel (loopback, and a link that is not there); the real igb's VF table is
+read in tests/realkernel/guest/test_vf_fields.py."""
 
 from __future__ import annotations
 
 import errno
+import struct
 from typing import Any
 
 import pytest
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
-from vfpool.host.netlink import VF_FIELDS, PyRoute2Netlink, fields_for, parse_vfinfo_list
+from vfpool.host import rtnl
+from vfpool.host.netlink import VF_FIELDS, PyRoute2Netlink, fields_for
+from vfpool.host.rtnl import vf_table
 from vfpool.model.vfconfig import VfConfig
 
 PF = "enp5s0f0"
@@ -149,14 +155,6 @@ def test_unknown_interface_is_enodev_and_nothing_is_set() -> None:
     assert recorder.log == [("link_lookup", "nosuch0"), ("close",)]
 
 
-def test_unknown_interface_when_reading_is_enodev() -> None:
-    recorder = Recorder()
-    with pytest.raises(OSError) as raised:
-        PyRoute2Netlink(ipr_factory=recorder).vf_configs("nosuch0")
-    assert raised.value.errno == errno.ENODEV
-    assert recorder.log == [("link_lookup", "nosuch0"), ("close",)]
-
-
 # --------------------------------------------------------------------------- fields_for
 @pytest.mark.parametrize(("config", "groups"), [
     (VfConfig(), []),
@@ -256,17 +254,16 @@ def _vf_info(index: int, *, mac: str, vlan: int, qos: int, spoofchk: int, trust:
     ]})
 
 
-def _wire(attrs: list[tuple[str, Any]]) -> ifinfmsg:
-    """An RTM_NEWLINK reply as the kernel sends it: encoded by pyroute2, then decoded from the
-    bytes into a fresh message, so the parser sees exactly what pyroute2 produces."""
+def _wire(attrs: list[tuple[str, Any]]) -> bytes:
+    """An RTM_NEWLINK reply as the kernel sends it, header included, encoded by pyroute2: an
+    encoder vfpool does not share with its reader."""
     message = ifinfmsg()
     message["family"] = 0
     message["index"] = PF_INDEX
+    message["header"]["type"] = rtnl.RTM_NEWLINK
     message["attrs"] = attrs
     message.encode()
-    decoded = ifinfmsg(bytes(message.data))
-    decoded.decode()
-    return decoded
+    return bytes(message.data)
 
 
 TWO_VFS = [
@@ -279,30 +276,6 @@ TWO_VFS = [
                  link_state=2, min_tx_rate=10, max_tx_rate=0),
     ]}),
 ]
-
-
-def test_vf_configs_reads_ifla_vfinfo_list_with_ext_mask_1() -> None:
-    recorder = Recorder(reply=[_wire(TWO_VFS)])
-    configs = PyRoute2Netlink(ipr_factory=recorder).vf_configs(PF)
-    assert configs == {
-        0: VfConfig(mac="52:54:00:12:34:56", vlan=100, qos=3, spoofchk=True, trust=False,
-                    link_state="auto", min_tx_rate=0, max_tx_rate=1000),
-        1: VfConfig(mac="00:00:00:00:00:00", vlan=0, qos=0, spoofchk=False, trust=True,
-                    link_state="disable", min_tx_rate=10, max_tx_rate=0),
-    }
-    assert recorder.log == [
-        ("link_lookup", PF),
-        ("link", "get", {"index": PF_INDEX, "ext_mask": 1}),
-        ("close",),
-    ]
-
-
-def test_netlink_error_while_reading_becomes_oserror() -> None:
-    recorder = Recorder(error=NetlinkError(errno.EPERM))
-    with pytest.raises(OSError) as raised:
-        PyRoute2Netlink(ipr_factory=recorder).vf_configs(PF)
-    assert raised.value.errno == errno.EPERM
-    assert recorder.log[-1] == ("close",)
 
 
 @pytest.mark.parametrize(("attrs", "expected"), [
@@ -321,6 +294,106 @@ def test_netlink_error_while_reading_becomes_oserror() -> None:
         ("IFLA_VF_VLAN", {"vf": 0, "vlan": 0, "qos": 0})]})]})],
      {0: VfConfig(mac="a0:36:9f:00:00:01", vlan=0, qos=0)}),
 ])
-def test_parse_vfinfo_list(attrs: list[tuple[str, Any]],
-                           expected: dict[int, VfConfig]) -> None:
-    assert parse_vfinfo_list(_wire(attrs)) == expected
+def test_vf_table_reads_what_pyroute2_encoded(attrs: list[tuple[str, Any]],
+                                              expected: dict[int, VfConfig]) -> None:
+    message = _wire(attrs)  # once: pyroute2's encoder rewrites the MACs it is given
+    assert vf_table(message) == expected
+    for index, config in expected.items():
+        assert vf_table(message, only=index) == {index: config}
+
+
+def _many(count: int, *, stats: bool) -> list[tuple[str, Any]]:
+    """A PF of ``count`` VFs, each with every field the kernel sends (and statistics, as a
+    kernel without RTEXT_FILTER_SKIP_STATS sends them), each VF's values its own."""
+    infos = []
+    for index in range(count):
+        _, info = _vf_info(index, mac=f"02:00:00:00:{index >> 8:02x}:{index & 255:02x}",
+                           vlan=index % 4095, qos=index % 8, spoofchk=index % 2,
+                           trust=(index >> 1) % 2, link_state=index % 3, min_tx_rate=index,
+                           max_tx_rate=2 * index)
+        attrs = [("IFLA_VF_TX_RATE", {"vf": index, "tx_rate": 0}),  # before the MAC, too
+                 *info["attrs"],
+                 ("IFLA_VF_RSS_QUERY_EN", {"vf": index, "rss_query_en": 0}),
+                 ("IFLA_VF_VLAN_LIST", {"attrs": [("IFLA_VF_VLAN_INFO", {
+                     "vf": index, "vlan": index % 4095, "qos": 0, "proto": 0x8100})]})]
+        if stats:
+            attrs.append(("IFLA_VF_STATS", {"attrs": [
+                ("IFLA_VF_STATS_RX_PACKETS", index), ("IFLA_VF_STATS_TX_BYTES", 7 * index)]}))
+        infos.append(("IFLA_VF_INFO", {"attrs": attrs}))
+    return [("IFLA_IFNAME", PF), ("IFLA_NUM_VF", count), ("IFLA_VFINFO_LIST", {"attrs": infos})]
+
+
+def _pyroute2_configs(message: bytes) -> dict[int, VfConfig]:
+    """The oracle: the same message decoded by pyroute2, read field by field."""
+    decoded = ifinfmsg(message)
+    decoded.decode()
+    configs = {}
+    for info in decoded.get_attr("IFLA_VFINFO_LIST").get_attrs("IFLA_VF_INFO"):
+        vlan, rate = info.get_attr("IFLA_VF_VLAN"), info.get_attr("IFLA_VF_RATE")
+        flags = {name: info.get_attr(f"IFLA_VF_{name.upper()}")[name]
+                 for name in ("spoofchk", "trust", "link_state")}
+        configs[info.get_attr("IFLA_VF_MAC")["vf"]] = VfConfig(
+            mac=info.get_attr("IFLA_VF_MAC")["mac"], vlan=vlan["vlan"], qos=vlan["qos"],
+            spoofchk=bool(flags["spoofchk"]), trust=bool(flags["trust"]),
+            link_state=("auto", "enable", "disable")[flags["link_state"]],
+            min_tx_rate=rate["min_tx_rate"], max_tx_rate=rate["max_tx_rate"])
+    return configs
+
+
+@pytest.mark.parametrize("stats", [False, True])
+def test_a_table_of_256_vfs_reads_as_pyroute2_reads_it(stats: bool) -> None:
+    message = _wire(_many(256, stats=stats))
+    table = vf_table(message)
+    assert table == _pyroute2_configs(message)
+    assert len(table) == 256 and len({config.mac for config in table.values()}) == 256
+    for index in (0, 1, 128, 255):
+        assert vf_table(message, only=index) == {index: table[index]}
+    assert vf_table(message, only=256) == {}
+
+
+def test_a_malformed_table_is_eproto_not_a_crash() -> None:
+    message = _wire(TWO_VFS)
+    # An attribute whose length runs past the message's end.
+    cut = message[:-8]
+    with pytest.raises(OSError) as raised:
+        vf_table(cut)
+    assert raised.value.errno == errno.EPROTO
+    # A VLAN attribute shorter than struct ifla_vf_vlan: its length field says 8, not 16.
+    vlan = _wire([("IFLA_VFINFO_LIST", {"attrs": [("IFLA_VF_INFO", {"attrs": [
+        ("IFLA_VF_MAC", {"vf": 0, "mac": "02:00:00:00:00:01"}),
+        ("IFLA_VF_SPOOFCHK", {"vf": 0, "spoofchk": 1})]})]})])
+    spoof = vlan.index(struct.pack("=HH", 12, 4))  # IFLA_VF_SPOOFCHK's header
+    short = vlan[:spoof] + struct.pack("=HH", 6, 4) + vlan[spoof + 4:]
+    with pytest.raises(OSError) as raised:
+        vf_table(short)
+    assert raised.value.errno == errno.EPROTO
+
+
+def test_the_request_names_the_link_and_asks_for_vfs_without_statistics() -> None:
+    sent = ifinfmsg(rtnl.request(PF, 9))
+    sent.decode()
+    assert sent["header"]["type"] == rtnl.RTM_GETLINK
+    assert sent["header"]["sequence_number"] == 9
+    assert sent["index"] == 0
+    assert sent.get_attr("IFLA_IFNAME") == PF
+    assert sent.get_attr("IFLA_EXT_MASK") == 1 | 8  # RTEXT_FILTER_VF | _SKIP_STATS
+
+
+# --------------------------------------------------------------------------- the real kernel
+def test_the_kernel_answers_for_loopback_with_no_vf_table() -> None:
+    message = rtnl.read_link("lo")
+    decoded = ifinfmsg(message)
+    decoded.decode()
+    assert decoded.get_attr("IFLA_IFNAME") == "lo" and decoded["index"] == 1
+    assert vf_table(message) == {}
+    assert PyRoute2Netlink().vf_configs("lo") == {}
+    assert PyRoute2Netlink().vf_config("lo", 0) is None
+
+
+def test_reading_a_link_that_is_not_there_is_enodev_with_its_name() -> None:
+    for port_read in (lambda: PyRoute2Netlink().vf_configs("nosuch0"),
+                      lambda: PyRoute2Netlink().vf_config("nosuch0", 0)):
+        with pytest.raises(OSError) as raised:
+            port_read()
+        assert raised.value.errno == errno.ENODEV
+        assert "nosuch0" in str(raised.value)

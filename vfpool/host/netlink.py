@@ -1,4 +1,4 @@
-"""VF configuration through the PF, over rtnetlink (pyroute2), and netdev MTU and link state.
+"""VF configuration through the PF, over rtnetlink, and netdev MTU and link state.
 
 ``vfpool.ports.NetlinkPort`` is what the services use; ``PyRoute2Netlink`` speaks to the
 kernel, and the simulator implements the same port. Kernel errors arrive as ``OSError`` with
@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from vfpool.errors import KernelRefusal
-from vfpool.model.vfconfig import LINK_STATE_CODES, LINK_STATES, VfConfig
+from vfpool.host import rtnl
+from vfpool.model.vfconfig import LINK_STATE_CODES, VfConfig
 from vfpool.ports import VF_FIELDS
 
 
@@ -43,35 +44,6 @@ def fields_for(config: VfConfig) -> list[str]:
         if any(key in wanted for key in keys):
             groups.append(field)
     return groups
-
-
-def parse_vfinfo_list(message: Any) -> dict[int, VfConfig]:
-    """VF configs from a pyroute2 ifinfmsg fetched with ``ext_mask=1``."""
-    vflist = message.get_attr("IFLA_VFINFO_LIST")
-    if vflist is None:
-        return {}
-    configs: dict[int, VfConfig] = {}
-    for info in vflist.get_attrs("IFLA_VF_INFO"):
-        mac = info.get_attr("IFLA_VF_MAC")
-        if mac is None:
-            continue
-        vlan = info.get_attr("IFLA_VF_VLAN") or {}
-        spoofchk = info.get_attr("IFLA_VF_SPOOFCHK")
-        trust = info.get_attr("IFLA_VF_TRUST")
-        link_state = info.get_attr("IFLA_VF_LINK_STATE")
-        rate = info.get_attr("IFLA_VF_RATE")
-        configs[mac["vf"]] = VfConfig(
-            mac=mac["mac"],
-            vlan=vlan.get("vlan"),
-            qos=vlan.get("qos"),
-            # The kernel reports -1 (0xffffffff) for settings the driver does not track.
-            spoofchk=_flag(spoofchk["spoofchk"]) if spoofchk is not None else None,
-            trust=_flag(trust["trust"]) if trust is not None else None,
-            link_state=LINK_STATES.get(link_state["link_state"]) if link_state else None,
-            min_tx_rate=rate["min_tx_rate"] if rate is not None else None,
-            max_tx_rate=rate["max_tx_rate"] if rate is not None else None,
-        )
-    return configs
 
 
 def pf_driver(pf_netdev: str, root: Path = Path("/")) -> str | None:
@@ -117,12 +89,9 @@ def _read_text(path: Path) -> str | None:
         return None
 
 
-def _flag(value: int) -> bool | None:
-    return None if value in (-1, 0xFFFFFFFF) else bool(value)
-
-
 class PyRoute2Netlink:
-    """The real kernel, through pyroute2's IPRoute. ``ipr_factory`` is the test seam."""
+    """The real kernel: writes through pyroute2's IPRoute (``ipr_factory`` is the test seam),
+    the VF table read over a plain rtnetlink socket (``vfpool.host.rtnl`` says why)."""
 
     def __init__(self, ipr_factory: Any = None) -> None:
         if ipr_factory is None:
@@ -150,12 +119,10 @@ class PyRoute2Netlink:
         return int(found[0])
 
     def vf_configs(self, pf_netdev: str) -> dict[int, VfConfig]:
-        def read(ipr: Any) -> dict[int, VfConfig]:
-            messages = ipr.link("get", index=self._index(ipr, pf_netdev), ext_mask=1)
-            return parse_vfinfo_list(messages[0])
+        return rtnl.vf_table(rtnl.read_link(pf_netdev))
 
-        result: dict[int, VfConfig] = self._call(read)
-        return result
+    def vf_config(self, pf_netdev: str, index: int) -> VfConfig | None:
+        return rtnl.vf_table(rtnl.read_link(pf_netdev), only=index).get(index)
 
     def set_vf(self, pf_netdev: str, index: int, field: str, config: VfConfig) -> None:
         request = vf_request(index, field, config)

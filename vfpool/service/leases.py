@@ -479,13 +479,13 @@ def _read_config(ctx: Context, pf: PfLink | PfSnapshot, index: int) -> VfConfig:
     if pf.netdev is None:
         raise HostError(f"PF {pf.label} has no netdev, so its VFs cannot be read")
     try:
-        configs = ctx.kernel.netlink.vf_configs(pf.netdev)
+        config = ctx.kernel.netlink.vf_config(pf.netdev, index)
     except OSError as exc:
         raise HostError(f"reading the VF config of PF {pf.label} failed with "
                         f"{describe_oserror(exc)}", errno=exc.errno) from exc
-    if index not in configs:
+    if config is None:
         raise HostError(f"PF {pf.label} reports no config for VF {index}")
-    return configs[index]
+    return config
 
 
 def _wait_for_netdev(ctx: Context, pf_pci: str, index: int) -> VfSnapshot:

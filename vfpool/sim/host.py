@@ -196,6 +196,11 @@ class SimHost:
         with self._store.locked(write=False) as state:
             return Netlink(self._tree(state)).vf_configs(pf_netdev)
 
+    def vf_config(self, pf_netdev: str, index: int) -> VfConfig | None:
+        self._faults.wait_while_hung(f"netlink:{pf_netdev}")
+        with self._store.locked(write=False) as state:
+            return Netlink(self._tree(state)).vf_config(pf_netdev, index)
+
     def set_vf(self, pf_netdev: str, index: int, field: str, config: VfConfig) -> None:
         """rtnetlink do_setvfinfo() and the PF driver's ndo_set_vf_* callbacks."""
         key = f"netlink:{pf_netdev}"

@@ -64,6 +64,22 @@ def test_every_field_set_through_pyroute2_reads_back_in_iproute2(two_vfs: str) -
     assert realhost.vfinfo(PF0)[0] == untouched  # only VF 1 changed
 
 
+def test_vfpools_reading_of_the_vf_table_is_iproute2s(two_vfs: str) -> None:
+    """vfpool decodes the kernel's VF table itself (vfpool.host.rtnl): every field of every
+    VF, and one VF's alone, as iproute2 prints them."""
+    adapter = PyRoute2Netlink()
+    adapter.set_vf(two_vfs, 1, "vlan", VfConfig(vlan=7, qos=1))
+    adapter.set_vf(two_vfs, 1, "trust", VfConfig(trust=True))
+    theirs = realhost.vfinfo(PF0)
+    assert sorted(theirs) == [0, 1]
+    mine = {index: config.as_dict() for index, config in adapter.vf_configs(two_vfs).items()}
+    assert mine == theirs
+    for index, fields in theirs.items():
+        one = adapter.vf_config(two_vfs, index)
+        assert one is not None and one.as_dict() == fields
+    assert adapter.vf_config(two_vfs, 2) is None  # at numvfs: the PF reports no such VF
+
+
 REFUSALS = [
     ("link_state", VfConfig(link_state="disable"), errno.EOPNOTSUPP, "does not implement"),
     ("rate", VfConfig(min_tx_rate=10, max_tx_rate=100), errno.EINVAL, "no minimum VF rate"),
