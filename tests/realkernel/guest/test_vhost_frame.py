@@ -26,7 +26,8 @@ from vfpool.model.pool import VfDefaults
 from vfpool.qemu.machine import QemuMachine
 from vfpool.qemu.qmp import Qmp
 from vfpool.service import pools, vm
-from vfpool.service.context import open_context
+from vfpool.service.context import Context, open_context
+from vfpool.service.vm import LaunchResult
 
 pytestmark = pytest.mark.usefixtures("baseline")
 PF0 = PF_ADDRESSES[0]
@@ -43,12 +44,65 @@ def kvm_in_guest() -> bool:
     return True
 
 
+NEVER_TOUCHED = json.dumps({"statuses": []})  # the device status of a NIC no driver opened
+
+
+def _launch_and_watch(ctx: Context, mine: Path, accel: str, vf_netdev: str
+                      ) -> tuple[LaunchResult, dict[str, Any]]:
+    """One ``vm launch`` of the inner VM, watched over QMP until vhost runs and the VF has
+    sent, or FRAME_TIMEOUT; what was seen."""
+    observed: dict[str, Any] = {}
+
+    def started(machine: QemuMachine) -> None:
+        counter = Path(f"/sys/class/net/{vf_netdev}/statistics/tx_packets")
+        sent_before = int(counter.read_text())
+        realhost.wait_for("the test's QMP socket", mine.exists, timeout=60)
+        statuses: set[str] = set()  # the device status fields QMP showed, as JSON
+        slowest = 0.0
+        polls = 0
+        with Qmp(mine) as session:
+            paths = [entry["path"] for entry in session.execute("x-query-virtio")]
+            deadline = time.monotonic() + FRAME_TIMEOUT
+            while time.monotonic() < deadline:
+                # QEMU runs vhost only while the inner guest's driver has the NIC open
+                # (DRIVER_OK): iPXE's DHCP tries, a few seconds each round.
+                asked = time.monotonic()
+                status = session.execute("x-query-virtio-status", path=paths[0])
+                slowest = max(slowest, time.monotonic() - asked)
+                polls += 1
+                statuses.add(json.dumps(status.get("status"), sort_keys=True))
+                if status.get("vhost-dev") and "vhost" not in observed:
+                    observed["vhost"] = status["vhost-dev"]
+                    observed["device status"] = status.get("status")
+                observed["tx"] = int(counter.read_text()) - sent_before
+                if "vhost" in observed and observed["tx"] > 0:
+                    break
+                time.sleep(POLL)
+            observed["seconds"] = FRAME_TIMEOUT - (deadline - time.monotonic())
+            session.execute("quit")
+        observed["device_statuses"] = sorted(statuses)
+        if "vhost" not in observed:  # what the failure needs to be understood
+            observed.update(polls=polls, slowest_poll=round(slowest, 2),
+                            qemu_output=machine.output()[-1500:])
+
+    result = vm.launch(ctx, "vm-frame", "f", binary=str(realhost.QEMU), started=started,
+                       qemu_args=[*realhost.QEMU_FIRMWARE, "-accel", accel, "-cpu",
+                                  "host" if accel == "kvm" else "max", "-m", "128",
+                                  "-display", "none", "-boot", "n", "-qmp",
+                                  f"unix:{mine},server=on,wait=off"])
+    return result, observed
+
+
 def test_inner_vm_on_a_macvtap_vf_runs_vhost_and_sends(db: str, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An inner VM whose firmware never touched its NIC in FRAME_TIMEOUT is launched once
+    more, and the record says so. Under KVM that this guest's TCG emulates, the NIC's status
+    shows within about 3 s; once, it stayed empty for the whole 150 s (the inner VM stuck
+    before iPXE), while the next run's inner VM saw vhost in 3.1 s. A NIC that a driver
+    opened without vhost is a failure at once."""
     monkeypatch.setenv("QEMU_MODULE_DIR", realhost.qemu_env()["QEMU_MODULE_DIR"])
     realhost.run("modprobe", "vhost_net")
     mine = tmp_path / "test-qmp.sock"
-    observed: dict[str, Any] = {}
     accel = "kvm" if kvm_in_guest() else "tcg"
     with open_context(db=db) as ctx:
         pools.define(ctx, pools.parse_spec("f", [realhost.pf_netdev(PF0)], 1, "sysfs", "macvtap",
@@ -56,50 +110,21 @@ def test_inner_vm_on_a_macvtap_vf_runs_vhost_and_sends(db: str, tmp_path: Path,
         pools.start(ctx, "f")
         vf = realhost.virtfns(PF0)[0]
         vf_netdev = realhost.netdevs_of(vf)[0]
-
-        def started(machine: QemuMachine) -> None:
-            counter = Path(f"/sys/class/net/{vf_netdev}/statistics/tx_packets")
-            sent_before = int(counter.read_text())
-            realhost.wait_for("the test's QMP socket", mine.exists, timeout=60)
-            statuses: set[str] = set()  # the device status fields QMP showed, as JSON
-            slowest = 0.0
-            polls = 0
-            with Qmp(mine) as session:
-                paths = [entry["path"] for entry in session.execute("x-query-virtio")]
-                deadline = time.monotonic() + FRAME_TIMEOUT
-                while time.monotonic() < deadline:
-                    # QEMU runs vhost only while the inner guest's driver has the NIC open
-                    # (DRIVER_OK): iPXE's DHCP tries, a few seconds each round.
-                    asked = time.monotonic()
-                    status = session.execute("x-query-virtio-status", path=paths[0])
-                    slowest = max(slowest, time.monotonic() - asked)
-                    polls += 1
-                    statuses.add(json.dumps(status.get("status"), sort_keys=True))
-                    if status.get("vhost-dev") and "vhost" not in observed:
-                        observed["vhost"] = status["vhost-dev"]
-                        observed["device status"] = status.get("status")
-                    observed["tx"] = int(counter.read_text()) - sent_before
-                    if "vhost" in observed and observed["tx"] > 0:
-                        break
-                    time.sleep(POLL)
-                observed["seconds"] = FRAME_TIMEOUT - (deadline - time.monotonic())
-                session.execute("quit")
-            if "vhost" not in observed:  # what the failure needs to be understood
-                observed.update(polls=polls, slowest_poll=round(slowest, 2),
-                                device_statuses=sorted(statuses),
-                                qemu_output=machine.output()[-1500:])
-
-        result = vm.launch(ctx, "vm-frame", "f", binary=str(realhost.QEMU), started=started,
-                           qemu_args=[*realhost.QEMU_FIRMWARE, "-accel", accel, "-cpu",
-                                      "host" if accel == "kvm" else "max", "-m", "128",
-                                      "-display", "none", "-boot", "n", "-qmp",
-                                      f"unix:{mine},server=on,wait=off"])
+        result, observed = _launch_and_watch(ctx, mine, accel, vf_netdev)
+        stuck = None
+        if "vhost" not in observed and observed["device_statuses"] == [NEVER_TOUCHED]:
+            stuck = {key: observed.get(key) for key in ("seconds", "polls", "tx")}
+            mine.unlink(missing_ok=True)
+            result, observed = _launch_and_watch(ctx, mine, accel, vf_netdev)
     [lease] = result.leases
     realhost.record("frame", {"mac": lease.mac, "vlan": VLAN, "vf": vf, "accel": accel,
                               "vf_tx_frames": observed.get("tx", 0),
                               "vhost": bool(observed.get("vhost")),
-                              "seconds": observed.get("seconds")})
-    assert observed.get("vhost"), f"QMP never showed vhost on the macvtap NIC: {observed}"
+                              "seconds": observed.get("seconds"),
+                              "first_launch_stuck": stuck})
+    assert observed.get("vhost"), (f"QMP never showed vhost on the macvtap NIC: {observed}"
+                                   + (f" (launched twice; the first saw {stuck})" if stuck
+                                      else ""))
     assert "vhost=on" in " ".join(result.argv)
     assert realhost.macvtaps() == []  # the launch removed its macvtap
 
