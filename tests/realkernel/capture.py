@@ -27,6 +27,15 @@ AUXDATA = struct.Struct("IIIHHHH")  # struct tpacket_auxdata
 PACKET_OUTGOING = 4  # sll_pkttype of frames the host itself sends into the tap
 
 
+def dhcp_request(frame: bytes) -> bool:
+    """An untagged Ethernet frame carrying IPv4 UDP from port 68 to 67: what iPXE sends."""
+    if len(frame) < 34 or frame[12:14] != b"\x08\x00" or frame[23] != socket.IPPROTO_UDP:
+        return False
+    header = (frame[14] & 0x0F) * 4
+    return len(frame) >= 14 + header + 4 and \
+        struct.unpack_from("!HH", frame, 14 + header) == (68, 67)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out")

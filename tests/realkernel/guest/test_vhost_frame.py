@@ -3,9 +3,12 @@
 The seed proposal's mode for real: ``vm launch`` leases a VF of a macvtap pool, makes a passthru
 macvtap on the real igbvf netdev, opens its tap fd and a /dev/vhost-net fd, and hands both to a
 QEMU inside this guest. The inner VM boots its virtio-net iPXE ROM (nothing else), which drives
-the NIC and sends DHCP requests from the lease's MAC. QMP shows vhost running; the VF's own
-counters show the frames leaving; the host captures them on the tap behind the emulated 82576
-(``tests/realkernel/test_frame.py``) and checks the MAC and the VLAN tag the PF inserted.
+the NIC and sends DHCP requests from the lease's MAC. QMP shows vhost running; a packet socket
+on the VF netdev sees a DHCP request leave from the lease's MAC; the host captures it on the
+tap behind the emulated 82576 (``tests/realkernel/test_frame.py``) and checks the MAC and the
+VLAN tag the PF inserted. Only a DHCP request counts: the macvtap sends IPv6 frames of its own
+(MLD, neighbour and router solicitations) from the same MAC, with or without an inner VM (a
+paused one left three), and the VF's transmit counter counts those too.
 
 The inner QEMU uses KVM when this guest has /dev/kvm (TCG emulates AMD-V for it), else TCG.
 """
@@ -14,12 +17,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.realkernel.capture import ETH_P_ALL, dhcp_request
 from tests.realkernel.guest import realhost
 from tests.realkernel.guest.realhost import PF_ADDRESSES
 from vfpool.model.pool import VfDefaults
@@ -45,6 +50,16 @@ def kvm_in_guest() -> bool:
 
 
 NEVER_TOUCHED = json.dumps({"statuses": []})  # the device status of a NIC no driver opened
+def _sent_dhcp(sniffer: socket.socket) -> str | None:
+    """The source MAC of a DHCP request the VF netdev sent, among the frames waiting."""
+    found = None
+    while True:
+        try:
+            frame, address = sniffer.recvfrom(65536)
+        except BlockingIOError:
+            return found
+        if address[2] == socket.PACKET_OUTGOING and dhcp_request(frame):
+            found = ":".join(f"{byte:02x}" for byte in frame[6:12])
 
 
 def _launch_and_watch(ctx: Context, mine: Path, accel: str, vf_netdev: str
@@ -60,7 +75,10 @@ def _launch_and_watch(ctx: Context, mine: Path, accel: str, vf_netdev: str
         statuses: set[str] = set()  # the device status fields QMP showed, as JSON
         slowest = 0.0
         polls = 0
-        with Qmp(mine) as session:
+        with Qmp(mine) as session, socket.socket(socket.AF_PACKET, socket.SOCK_RAW,
+                                                 socket.htons(ETH_P_ALL)) as sniffer:
+            sniffer.bind((vf_netdev, 0))
+            sniffer.setblocking(False)
             paths = [entry["path"] for entry in session.execute("x-query-virtio")]
             deadline = time.monotonic() + FRAME_TIMEOUT
             while time.monotonic() < deadline:
@@ -75,7 +93,10 @@ def _launch_and_watch(ctx: Context, mine: Path, accel: str, vf_netdev: str
                     observed["vhost"] = status["vhost-dev"]
                     observed["device status"] = status.get("status")
                 observed["tx"] = int(counter.read_text()) - sent_before
-                if "vhost" in observed and observed["tx"] > 0:
+                source = _sent_dhcp(sniffer)
+                if source is not None and "dhcp_from" not in observed:
+                    observed["dhcp_from"] = source
+                if "vhost" in observed and "dhcp_from" in observed:
                     break
                 time.sleep(POLL)
             observed["seconds"] = FRAME_TIMEOUT - (deadline - time.monotonic())
@@ -121,10 +142,12 @@ def test_inner_vm_on_a_macvtap_vf_runs_vhost_and_sends(db: str, tmp_path: Path,
                               "vf_tx_frames": observed.get("tx", 0),
                               "vhost": bool(observed.get("vhost")),
                               "seconds": observed.get("seconds"),
+                              "dhcp_from": observed.get("dhcp_from"),
                               "first_launch_stuck": stuck})
-    assert observed.get("vhost"), (f"QMP never showed vhost on the macvtap NIC: {observed}"
-                                   + (f" (launched twice; the first saw {stuck})" if stuck
-                                      else ""))
+    twice = f" (launched twice; the first saw {stuck})" if stuck else ""
+    assert observed.get("vhost"), f"QMP never showed vhost on the macvtap NIC: {observed}{twice}"
+    assert observed.get("dhcp_from") == lease.mac, \
+        f"the VF sent no DHCP request from {lease.mac}: {observed}{twice}"
     assert "vhost=on" in " ".join(result.argv)
     assert realhost.macvtaps() == []  # the launch removed its macvtap
 
@@ -134,3 +157,4 @@ def test_the_vf_sent_the_inner_vms_frames() -> None:
     VF BARs below 4 GiB (harness.HOLE64 and the README tell why)."""
     sent = json.loads((realhost.RESULTS / "records" / "frame.json").read_text())
     assert sent["vf_tx_frames"] > 0, f"the VF sent nothing in {FRAME_TIMEOUT:.0f} s: {sent}"
+    assert sent["dhcp_from"] == sent["mac"], f"no DHCP request from the lease's MAC: {sent}"
