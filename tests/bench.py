@@ -6,7 +6,7 @@ measured in the same run, interleaved so that a change of load hits both sides. 
 alone does not keep the load out: a neighbour that preempts an operation leaves it cold
 caches, and under heavy load that added half to the acquire+release figure. So sections 1-5
 run at nice -20 when the bench may raise its priority (root), and section 1 shows, beside
-its figure, the same pair at the normal priority in the same loop and the load average
+its figure, 40 pairs at the normal priority after its loop and the load average
 (``tests.benchkit.raised_priority`` says what was measured). The targets
 are issue 11's; the verdict column says met or NOT MET and the command never fails on a miss.
 Each section's table is printed as soon as it is measured; a summary of the targets ends the

@@ -1,12 +1,12 @@
 """A PF's VF table, read over a plain rtnetlink socket and decoded with ``struct``.
 
 Why not pyroute2 here, as for every write: its decoder builds an object for every attribute
-of every VF, about 75 µs a VF. A PF of 128 VFs cost 10 ms of CPU per read, and a lease reads
+of every VF, about 80 µs a VF. A PF of 128 VFs cost 10 ms of CPU per read, and a lease reads
 its VF three times (what it had, and the read-back after each change), so a real host spent
 about 30 ms of pyroute2 per acquire+release on such a PF, ten times vfpool's own work, and it
 grew with the VF count. Here the request is one ``RTM_GETLINK`` by name, with
-``IFLA_EXT_MASK`` asking for the VF table without the VFs' statistics (kernels before 4.19,
-which know no ``RTEXT_FILTER_SKIP_STATS``, ignore that bit and send them: they are skipped).
+``IFLA_EXT_MASK`` asking for the VF table without the VFs' statistics (a kernel that knows no
+``RTEXT_FILTER_SKIP_STATS`` ignores that bit and sends them: they are skipped here).
 The reply is walked attribute by attribute, and only the fields a ``VfConfig`` holds are
 decoded: for one VF (``only``), the other VFs' entries are skipped by their length.
 
