@@ -358,15 +358,34 @@ def test_a_malformed_table_is_eproto_not_a_crash() -> None:
     with pytest.raises(OSError) as raised:
         vf_table(cut)
     assert raised.value.errno == errno.EPROTO
-    # A VLAN attribute shorter than struct ifla_vf_vlan: its length field says 8, not 16.
-    vlan = _wire([("IFLA_VFINFO_LIST", {"attrs": [("IFLA_VF_INFO", {"attrs": [
-        ("IFLA_VF_MAC", {"vf": 0, "mac": "02:00:00:00:00:01"}),
-        ("IFLA_VF_SPOOFCHK", {"vf": 0, "spoofchk": 1})]})]})])
-    spoof = vlan.index(struct.pack("=HH", 12, 4))  # IFLA_VF_SPOOFCHK's header
-    short = vlan[:spoof] + struct.pack("=HH", 6, 4) + vlan[spoof + 4:]
+    # A spoof-check attribute that is well formed but shorter than struct ifla_vf_spoofchk
+    # (4 bytes, not 8), followed by a trust attribute: read as if it were whole, its value
+    # would be the next attribute's header.
+    short = _hand_built([(1, MAC_OF_VF_0),
+                         (4, struct.pack("=I", 0)),
+                         (9, struct.pack("=II", 0, 1))])
     with pytest.raises(OSError) as raised:
         vf_table(short)
     assert raised.value.errno == errno.EPROTO
+    whole = _hand_built([(1, MAC_OF_VF_0),
+                         (4, struct.pack("=II", 0, 1)),
+                         (9, struct.pack("=II", 0, 1))])
+    assert vf_table(whole) == {0: VfConfig(mac="02:00:00:00:00:01", spoofchk=True,
+                                           trust=True)}
+
+
+MAC_OF_VF_0 = struct.pack("=I", 0) + bytes.fromhex("020000000001") + bytes(26)  # ifla_vf_mac
+
+
+def _hand_built(vf_attrs: list[tuple[int, bytes]]) -> bytes:
+    """An RTM_NEWLINK message with one VF whose attributes are given raw (type, payload):
+    for what no encoder would write."""
+    def attr(kind: int, payload: bytes) -> bytes:
+        return struct.pack("=HH", 4 + len(payload), kind) + payload + bytes(-len(payload) % 4)
+
+    info = attr(1, b"".join(attr(kind, payload) for kind, payload in vf_attrs))  # IFLA_VF_INFO
+    body = struct.pack("=BxHiII", 0, 0, PF_INDEX, 0, 0) + attr(22, info)  # IFLA_VFINFO_LIST
+    return struct.pack("=IHHII", 16 + len(body), rtnl.RTM_NEWLINK, 0, 0, 0) + body
 
 
 def test_the_request_names_the_link_and_asks_for_vfs_without_statistics() -> None:

@@ -60,7 +60,7 @@ def saved_config(ctx: Context, lease_id: int) -> dict[str, Any] | None:
 
 # --------------------------------------------------------------------------- the freed VF
 def test_the_next_acquire_saves_the_vf_its_release_freed_in_the_reservation(
-        ctx: Context, make_ctx: Callable[..., Context], sim: SimHost) -> None:
+        ctx: Context, sim: SimHost) -> None:
     start_pool(ctx, "p", PF, vfs=2, vlan=10)
     preconfigure(sim, PF, 0, ADMIN_CONFIG)
     with traced(ctx) as first_steps:

@@ -28,12 +28,8 @@ def shown_name(name: str) -> str:
     ``\\xNN`` (``b"bad\\xff"`` is shown ``bad\\xff``). Such a name is shown, not used: an
     operation by that name finds no such interface."""
     if name.isascii():
-        return name
-    try:
-        name.encode()
-    except UnicodeEncodeError:
-        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return name
+        return name  # most names: no encoding at all
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _netdev_names(net: str | Path) -> tuple[str, ...]:

@@ -61,24 +61,17 @@ class Netlink:
 
     def vf_config(self, pf_netdev: str, index: int) -> VfConfig | None:
         pf_bdf = self._pf_by_netdev(pf_netdev)
-        vf_bdf = self._vf_bdf(pf_bdf, index)
+        vf_bdf = self.tree.vf_of(pf_bdf, index)
         if vf_bdf is None:
             return None
         return VfConfig.from_dict(self._vf_config(pf_bdf, index, vf_bdf))
-
-    def _vf_bdf(self, pf_bdf: str, index: int) -> str | None:
-        """VF ``index`` of the PF, or None at or above numvfs."""
-        try:
-            return os.path.basename(os.readlink(self.tree.dev(pf_bdf) / f"virtfn{index}"))
-        except FileNotFoundError:
-            return None
 
     def set_vf(self, pf_netdev: str, index: int, field: str, config: VfConfig) -> None:
         """rtnetlink do_setvfinfo() and the PF driver's ndo_set_vf_* callbacks."""
         tree = self.tree
         key = f"netlink:{pf_netdev}"
         pf_bdf = self._pf_by_netdev(pf_netdev)
-        vf_bdf = self._vf_bdf(pf_bdf, index)
+        vf_bdf = tree.vf_of(pf_bdf, index)
         if vf_bdf is None:
             raise oserror(errno.EINVAL, key)  # a VF index at or above numvfs
         profile = tree.profile(pf_bdf)

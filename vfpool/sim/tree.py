@@ -99,6 +99,13 @@ class Tree:
                 found.append((int(entry[6:]), os.path.basename(os.readlink(device / entry))))
         return sorted(found)
 
+    def vf_of(self, pf_bdf: str, index: int) -> str | None:
+        """VF ``index`` of the PF, or None at or above numvfs (one readlink)."""
+        try:
+            return os.path.basename(os.readlink(self.dev(pf_bdf) / f"virtfn{index}"))
+        except FileNotFoundError:
+            return None
+
     def physfn(self, bdf: str) -> str | None:
         link = self.dev(bdf) / "physfn"
         return os.path.basename(os.readlink(link)) if link.is_symlink() else None
